@@ -1,0 +1,1229 @@
+"""The compiler: a validated ``Workflow`` → an ASL definition (JSONPath query language).
+
+The shape of what is emitted (the state document, state names, Lambda payloads) is the
+contract written in ``docs/internals.md``. The compiler works sequence by sequence, last
+step first, so every step knows the state that follows it; each step returns the name of
+its first state. Every ASL scope (the top level, each Parallel branch, each Map
+processor) is a ``Scope``; a final graph pass checks that every transition names a state
+of its own scope and drops states nothing can reach (after ``fail``, say).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopline.compiler.choice import ChoiceCompiler, NotNative, Rule
+from loopline.dsl import models as m
+from loopline.dsl.expr import Expr, Path, paths
+from loopline.dsl.template import Template, template_tree
+
+FUNCTIONS = {
+    "llm": "${LlmFunctionArn}",
+    "vote_voter": "${LlmFunctionArn}",
+    "tool": "${ToolFunctionArn}",
+    "http": "${HttpFunctionArn}",
+    "task": "${TaskFunctionArn}",
+    "human": "${HumanFunctionArn}",
+    "eval": "${HelperFunctionArn}",
+    "render": "${HelperFunctionArn}",
+    "vote_aggregate": "${HelperFunctionArn}",
+}
+LAMBDA_SERVICE_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+DEFAULT_RETRY = m.RetrySpec(max_attempts=3, interval=2, backoff=2.0, jitter="full")
+STATE_NAME_LIMIT = 80
+VOTE_ITEM_CONCURRENCY = 4
+
+
+class CompileError(Exception):
+    """A workflow the checks accepted but ASL cannot express; the message says why."""
+
+
+@dataclass
+class Report:
+    """What the compiler tells about a compiled workflow."""
+
+    name: str
+    type: str
+    states: int
+    lambda_tasks: int
+    native_conditions: int
+    lambda_conditions: int
+    human_steps: int
+    express_ok: bool
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"{self.name}: {self.type} state machine, {self.states} states, "
+            f"{self.lambda_tasks} Lambda tasks, {self.human_steps} human steps",
+            f"conditions: {self.native_conditions} native Choice rules, "
+            f"{self.lambda_conditions} evaluated by the helper Lambda",
+        ]
+        if self.type == "STANDARD" and self.express_ok:
+            out.append(
+                "EXPRESS would also do: no step waits for a person; choose it only if a run "
+                "always ends within 5 minutes"
+            )
+        elif self.human_steps:
+            out.append("STANDARD is required: human steps wait on task tokens")
+        out.extend(f"warning: {w}" for w in self.warnings)
+        return out
+
+
+@dataclass
+class CompileResult:
+    definition: dict[str, Any]
+    report: Report
+
+    @property
+    def text(self) -> str:
+        return dumps(self.definition)
+
+
+def dumps(definition: dict[str, Any]) -> str:
+    """The canonical text of a definition: byte-identical for the same workflow."""
+    return json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
+
+
+# --------------------------------------------------------------------------- scopes
+
+
+class Scope:
+    """The ``States`` of one ASL scope, with the loop variables visible in it."""
+
+    def __init__(self, loop_vars: tuple[str, ...] = ()) -> None:
+        self.states: dict[str, dict[str, Any]] = {}
+        self.loop_vars = loop_vars
+
+    def add(self, name: str, state: dict[str, Any]) -> str:
+        if name in self.states:
+            raise CompileError(f"internal: state {name!r} emitted twice")
+        if len(name) > STATE_NAME_LIMIT:
+            raise CompileError(f"state name {name!r} is longer than {STATE_NAME_LIMIT} characters")
+        self.states[name] = state
+        return name
+
+    def finish(self, start: str, warnings: list[str]) -> dict[str, Any]:
+        # Breadth first from the start, so states are listed in the order they run.
+        order: list[str] = []
+        seen = {start}
+        queue = [start]
+        while queue:
+            name = queue.pop(0)
+            if name not in self.states:
+                raise CompileError(f"a transition names {name!r}, which is not in the same scope")
+            order.append(name)
+            for t in _targets(self.states[name]):
+                if t not in seen:
+                    seen.add(t)
+                    queue.append(t)
+        dropped = [n for n in self.states if n not in seen]
+        steps = sorted({n.split(".")[0] for n in dropped if not n.startswith("_")})
+        if steps:
+            warnings.append(f"never runs (nothing leads to it): {', '.join(steps)}")
+        return {"StartAt": start, "States": {n: self.states[n] for n in order}}
+
+
+def _targets(state: dict[str, Any]) -> Iterator[str]:
+    if "Next" in state:
+        yield state["Next"]
+    for c in state.get("Choices", []):
+        yield c["Next"]
+    if "Default" in state:
+        yield state["Default"]
+    for c in state.get("Catch", []):
+        yield c["Next"]
+
+
+def _then(state: dict[str, Any], nxt: str | None) -> dict[str, Any]:
+    if nxt is None:
+        state["End"] = True
+    else:
+        state["Next"] = nxt
+    return state
+
+
+# --------------------------------------------------------------------------- compiler
+
+
+class Compiler:
+    def __init__(self, wf: m.Workflow) -> None:
+        self.wf = wf
+        self.warnings: list[str] = []
+        self.native_conditions = 0
+        self.lambda_conditions = 0
+        self.lambda_tasks = 0
+        self.declared_inputs = wf.inputs is not None
+        self.steps_by_id = {s.id: s for s in wf.all_steps()}
+        self.entries: dict[str, str] = {}
+        for s in wf.all_steps():
+            self.entries[s.id] = self._entry_name(s)
+
+    # ------------------------------------------------------------------ entry names
+
+    def _entry_name(self, s: Any) -> str:
+        """The first state of step ``s`` (known before it is compiled, for goto/rollback)."""
+        if s.if_ is not None:
+            return f"{s.id}.if"
+        if self._wrapped(s):
+            return f"{s.id}.try"
+        if isinstance(s, m.GroupStep):
+            return self._entry_name(s.group[0])
+        if isinstance(s, (m.LoopStep, m.VoteStep)) and self._needs_guard(s):
+            return f"{s.id}.guard"
+        return s.id
+
+    @staticmethod
+    def _wrapped(s: Any) -> bool:
+        """Control steps without native Retry/Catch run inside a one-branch Parallel."""
+        needs = s.retry is not None or s.on_error is not None
+        natively = isinstance(s, (m.ParallelStep, m.VoteStep)) or (
+            isinstance(s, m.LoopStep) and s.loop.for_each is not None
+        )
+        return (
+            needs
+            and isinstance(s, (m.GroupStep, m.BranchStep, m.LoopStep, m.AssertStep))
+            and not natively
+        )
+
+    @staticmethod
+    def _needs_guard(s: Any) -> bool:
+        items = s.loop.for_each if isinstance(s, m.LoopStep) else s.vote.input
+        return isinstance(items, Path)
+
+    # ------------------------------------------------------------------ paths and values
+
+    def jsonpath(self, p: Path) -> str:
+        base = f"$.{p.root}" if p.root in ("inputs", "steps") else f"$.vars.{p.root}"
+        for part in p.parts:
+            base += f"[{part}]" if isinstance(part, int) else f".{part}"
+        return base
+
+    def values(self, refs: Iterable[Path]) -> dict[str, Any]:
+        """The sparse state copy a Lambda needs for the paths it reads."""
+        inputs: dict[str, str] = {}
+        steps: dict[str, str] = {}
+        vars_: dict[str, str] = {}
+        whole_inputs = False
+        for p in refs:
+            if p.root == "inputs":
+                if not self.declared_inputs or not p.parts or not isinstance(p.parts[0], str):
+                    whole_inputs = True
+                else:
+                    inputs[f"{p.parts[0]}.$"] = f"$.inputs.{p.parts[0]}"
+            elif p.root == "steps":
+                if p.step_id:
+                    steps[f"{p.step_id}.$"] = f"$.steps.{p.step_id}"
+            else:
+                vars_[f"{p.root}.$"] = f"$.vars.{p.root}"
+        out: dict[str, Any] = {}
+        out["inputs.$" if whole_inputs else "inputs"] = (
+            "$.inputs" if whole_inputs else dict(sorted(inputs.items()))
+        )
+        out["steps"] = dict(sorted(steps.items()))
+        out["vars"] = dict(sorted(vars_.items()))
+        return out
+
+    def lambda_task(
+        self,
+        action: str,
+        step_id: str,
+        config: dict[str, Any],
+        refs: Iterable[Path],
+        *,
+        extra: dict[str, Any] | None = None,
+        function: str | None = None,
+        token: bool = False,
+    ) -> dict[str, Any]:
+        self.lambda_tasks += 1
+        payload: dict[str, Any] = {
+            "action": action,
+            "workflow": self.wf.name,
+            "step": step_id,
+            "execution.$": "$$.Execution.Id",
+            "attempt.$": "$$.State.RetryCount",
+            "config": config,
+            "values": self.values(refs),
+        }
+        if token:
+            payload["token.$"] = "$$.Task.Token"
+        payload.update(extra or {})
+        resource = "arn:aws:states:::lambda:invoke" + (".waitForTaskToken" if token else "")
+        return {
+            "Type": "Task",
+            "Resource": resource,
+            "Parameters": {"FunctionName": function or FUNCTIONS[action], "Payload": payload},
+        }
+
+    # ------------------------------------------------------------------ conditions
+
+    def condition(
+        self, name: str, expr: Expr, then: str, otherwise: str, scope: Scope, key: str
+    ) -> str:
+        """Emit states that go to ``then`` when ``expr`` holds, else to ``otherwise``.
+        Returns the first state's name (``name``)."""
+        lengths: list[tuple[Path, str]] = []
+
+        def len_path(p: Path) -> str:
+            if not self._known_list(p):
+                raise NotNative("len of a value that may not be a list")
+            target = f"$.ctl.{key}.len{len(lengths)}"
+            lengths.append((p, target))
+            return target
+
+        try:
+            rule = ChoiceCompiler(self.jsonpath, len_path).rule(expr)
+        except NotNative:
+            self.lambda_conditions += 1
+            test = f"{name}.test"
+            task = self.lambda_task(
+                "eval", name.split(".")[0], {"expr": expr.source()}, paths(expr)
+            )
+            task.update(
+                {
+                    "ResultSelector": {"value.$": "$.Payload.output"},
+                    "ResultPath": f"$.ctl.{key}",
+                    "Retry": self.retry_block(DEFAULT_RETRY, action=True),
+                    "Next": test,
+                }
+            )
+            scope.add(name, task)
+            scope.add(
+                test,
+                self._choice(
+                    {"Variable": f"$.ctl.{key}.value", "BooleanEquals": True}, then, otherwise
+                ),
+            )
+            return name
+        self.native_conditions += 1
+        if not lengths:
+            scope.add(name, self._choice(rule, then, otherwise))
+            return name
+        # len(): a Pass computes each length (guarded: a missing list leaves no value).
+        choice_name = f"{name}.test"
+        nxt = choice_name
+        for i in reversed(range(len(lengths))):
+            p, _ = lengths[i]
+            v = self.jsonpath(p)
+            count, none = f"{name}.len{i}", f"{name}.nolen{i}"
+            scope.add(
+                count,
+                {
+                    "Type": "Pass",
+                    "Parameters": {f"len{i}.$": f"States.ArrayLength({v})"},
+                    "ResultPath": f"$.ctl.{key}_{i}",
+                    "Next": nxt,
+                },
+            )
+            scope.add(
+                none, {"Type": "Pass", "Result": {}, "ResultPath": f"$.ctl.{key}_{i}", "Next": nxt}
+            )
+            guard = f"{name}.has{i}" if i else name
+            scope.add(
+                guard,
+                self._choice(
+                    {"And": [{"Variable": v, "IsPresent": True}, {"Variable": v, "IsNull": False}]},
+                    count,
+                    none,
+                ),
+            )
+            nxt = guard
+        # Rewrite targets: lengths were registered as $.ctl.key.lenI; store per index.
+        text = json.dumps(rule)
+        for i in range(len(lengths)):
+            text = text.replace(f'"$.ctl.{key}.len{i}"', f'"$.ctl.{key}_{i}.len{i}"')
+        scope.add(choice_name, self._choice(json.loads(text), then, otherwise))
+        return name
+
+    @staticmethod
+    def _choice(rule: Rule, then: str, otherwise: str) -> dict[str, Any]:
+        return {"Type": "Choice", "Choices": [{**rule, "Next": then}], "Default": otherwise}
+
+    def _known_list(self, p: Path) -> bool:
+        """Is the value at ``p`` a list whenever it exists (so ArrayLength is safe)?"""
+        sid = p.step_id
+        if sid is None or len(p.parts) < 2 or p.parts[1] != "output":
+            return False
+        step = self.steps_by_id.get(sid)
+        rest = p.parts[2:]
+        if isinstance(step, m.LoopStep) and step.loop.for_each is not None:
+            return not rest
+        if isinstance(step, m.VoteStep):
+            return rest in (("survived",), ("dropped",), ("verdicts",))
+        if isinstance(step, m.LlmStep) and step.output_schema is not None:
+            schema: Any = step.output_schema
+            for part in rest:
+                if not isinstance(part, str) or not isinstance(schema, dict):
+                    return False
+                schema = (schema.get("properties") or {}).get(part)
+            return isinstance(schema, dict) and schema.get("type") == "array"
+        return False
+
+    # ------------------------------------------------------------------ retry / catch
+
+    @staticmethod
+    def _error_names(names: Iterable[str]) -> list[str]:
+        out: list[str] = []
+        for n in names:
+            out.append(n)
+            if n == "Loopline.Timeout":
+                out.append("States.Timeout")
+        if "States.ALL" in out:
+            return ["States.ALL"]
+        return list(dict.fromkeys(out))
+
+    def retry_block(self, spec: m.RetrySpec | None, *, action: bool) -> list[dict[str, Any]]:
+        if spec is None:
+            if not action:
+                return []
+            spec = DEFAULT_RETRY
+        if spec.max_attempts <= 1:
+            return []
+        on = list(spec.on) if spec.on else list(m.TRANSIENT_ERRORS)
+        if action and not spec.on:
+            on += LAMBDA_SERVICE_ERRORS
+        retrier: dict[str, Any] = {
+            "ErrorEquals": self._error_names(on),
+            "IntervalSeconds": spec.interval,
+            "MaxAttempts": spec.max_attempts - 1,
+            "BackoffRate": spec.backoff,
+        }
+        if spec.max_delay is not None:
+            retrier["MaxDelaySeconds"] = spec.max_delay
+        retrier["JitterStrategy"] = "FULL" if spec.jitter == "full" else "NONE"
+        return [retrier]
+
+    def step_retry(self, s: Any) -> list[dict[str, Any]]:
+        action = s.kind in m.ACTION_KINDS
+        spec = s.retry or (self.wf.defaults.retry if action else None)
+        return self.retry_block(spec, action=action)
+
+    def error_target(self, s: Any, after: str) -> str | None:
+        if s.on_error is None:
+            return None
+        if s.on_error == "continue":
+            return after
+        return self.entries[s.on_error.goto]
+
+    def add_catch(
+        self, state: dict[str, Any], s: Any, after: str, scope: Scope, *, timeout: int | None
+    ) -> None:
+        """Catchers for ``timeout`` (as Loopline.Timeout) and ``on_error``, in that order."""
+        catch: list[dict[str, Any]] = list(state.get("Catch", []))
+        target = self.error_target(s, after)
+        if timeout is not None:
+            cause = f"step {s.id} ran longer than its timeout of {timeout} s"
+            name = f"{s.id}.timeout"
+            if target is None:
+                scope.add(name, {"Type": "Fail", "Error": "Loopline.Timeout", "Cause": cause})
+            else:
+                scope.add(
+                    name,
+                    {
+                        "Type": "Pass",
+                        "Result": {"Error": "Loopline.Timeout", "Cause": cause},
+                        "ResultPath": f"$.steps.{s.id}.output",
+                        "Next": target,
+                    },
+                )
+            catch.append(
+                {
+                    "ErrorEquals": ["States.Timeout"],
+                    "ResultPath": f"$.ctl.{s.id}_error",
+                    "Next": name,
+                }
+            )
+        if target is not None:
+            catch.append(
+                {
+                    "ErrorEquals": ["States.ALL"],
+                    "ResultPath": f"$.steps.{s.id}.output",
+                    "Next": target,
+                }
+            )
+        if catch:
+            state["Catch"] = catch
+
+    # ------------------------------------------------------------------ sequences
+
+    def sequence(self, steps: list[Any], after: str, scope: Scope) -> str:
+        nxt = after
+        for s in reversed(steps):
+            nxt = self.step(s, nxt, scope)
+        return nxt
+
+    def step(self, s: Any, after: str, scope: Scope) -> str:
+        if s.if_ is not None:
+            core = self._core_or_wrapped(s, after, scope)
+            skip = scope.add(
+                f"{s.id}.skip",
+                {
+                    "Type": "Pass",
+                    "Result": {"output": None, "skipped": True},
+                    "ResultPath": f"$.steps.{s.id}",
+                    "Next": after,
+                },
+            )
+            return self.condition(f"{s.id}.if", s.if_, core, skip, scope, f"{s.id}_if")
+        return self._core_or_wrapped(s, after, scope)
+
+    def _core_or_wrapped(self, s: Any, after: str, scope: Scope) -> str:
+        if not self._wrapped(s):
+            return self.core(s, after, scope)
+        inner = Scope(scope.loop_vars)
+        export = f"{s.id}.export"
+        start = self.core(s, export, inner)
+        ids = self.exported_ids([s])
+        inner.add(
+            export,
+            {"Type": "Pass", "Parameters": {f"{i}.$": f"$.steps.{i}" for i in ids}, "End": True},
+        )
+        branch = inner.finish(start, self.warnings)
+        merge = self.merge_state(f"{s.id}.merge", f"$.tmp_{s.id}", 1, after, scope)
+        state: dict[str, Any] = {
+            "Type": "Parallel",
+            "Branches": [branch],
+            "ResultPath": f"$.tmp_{s.id}",
+            "Next": merge,
+        }
+        retry = self.step_retry(s)
+        if retry:
+            state["Retry"] = retry
+        self.add_catch(state, s, after, scope, timeout=None)
+        return scope.add(f"{s.id}.try", state)
+
+    def exported_ids(self, steps: list[Any]) -> list[str]:
+        """Ids whose records a Parallel branch hands back: all but loop-body steps."""
+        out: list[str] = []
+        for s in steps:
+            out.append(s.id)
+            if isinstance(s, m.LoopStep) and s.loop.for_each is not None:
+                continue
+            for seq in m.children(s):
+                out.extend(self.exported_ids(seq))
+        return out
+
+    def merge_state(self, name: str, results: str, n: int, after: str, scope: Scope) -> str:
+        """Rebuild the state document with each branch's step records merged in."""
+        merged = "$.steps"
+        for i in range(n):
+            merged = f"States.JsonMerge({merged}, {results}[{i}], false)"
+        return scope.add(
+            name,
+            {
+                "Type": "Pass",
+                "Parameters": {
+                    "inputs.$": "$.inputs",
+                    "steps.$": merged,
+                    "vars.$": "$.vars",
+                    "ctl.$": "$.ctl",
+                },
+                "Next": after,
+            },
+        )
+
+    def record(
+        self, name: str, step_id: str, output_path: str | None, after: str, scope: Scope
+    ) -> str:
+        """A Pass that sets ``steps.<id>.output`` from ``output_path`` (None → null)."""
+        state: dict[str, Any] = {"Type": "Pass"}
+        if output_path is None:
+            state["Result"] = {"output": None}
+        else:
+            state["Parameters"] = {"output.$": output_path}
+        state["ResultPath"] = f"$.steps.{step_id}"
+        state["Next"] = after
+        return scope.add(name, state)
+
+    # ------------------------------------------------------------------ step kinds
+
+    def core(self, s: Any, after: str, scope: Scope) -> str:
+        method = getattr(self, f"_{s.kind}")
+        return str(method(s, after, scope))
+
+    def _action(
+        self,
+        s: Any,
+        action: str,
+        config: dict[str, Any],
+        refs: Iterable[Path],
+        after: str,
+        scope: Scope,
+        *,
+        usage: bool = False,
+        function: str | None = None,
+    ) -> str:
+        state = self.lambda_task(action, s.id, config, refs, function=function)
+        selector = {"output.$": "$.Payload.output"}
+        if usage:
+            selector["usage.$"] = "$.Payload.usage"
+        state["ResultSelector"] = selector
+        state["ResultPath"] = f"$.steps.{s.id}"
+        timeout = s.timeout if s.timeout is not None else self.wf.defaults.timeout
+        if timeout is not None:
+            state["TimeoutSeconds"] = timeout
+        retry = self.step_retry(s)
+        if retry:
+            state["Retry"] = retry
+        self.add_catch(state, s, after, scope, timeout=timeout)
+        state["Next"] = after
+        return scope.add(s.id, state)
+
+    def _llm(self, s: m.LlmStep, after: str, scope: Scope) -> str:
+        config = {
+            "prompt": s.llm.source,
+            "system": s.system.source if s.system else None,
+            "model": s.model or self.wf.defaults.model,
+            "temperature": s.temperature,
+            "max_tokens": s.max_tokens,
+            "output_schema": s.output_schema,
+            "tools": s.tools,
+            "max_turns": s.max_turns,
+        }
+        refs = [*s.llm.paths(), *(s.system.paths() if s.system else [])]
+        return self._action(s, "llm", config, refs, after, scope, usage=True)
+
+    def _tool(self, s: m.ToolStep, after: str, scope: Scope) -> str:
+        return self._action(
+            s, "tool", {"tool": s.tool, "args": s.args}, _tree_paths(s.args), after, scope
+        )
+
+    def _http(self, s: m.HttpStep, after: str, scope: Scope) -> str:
+        h = s.http
+        config = {
+            "method": h.method,
+            "url": h.url.source,
+            "headers": {k: v.source for k, v in h.headers.items()},
+            "query": {k: v.source for k, v in h.query.items()},
+            "body": h.body,
+            "expect_status": h.expect_status,
+            "timeout": h.timeout,
+        }
+        refs = [
+            *h.url.paths(),
+            *_templates_paths(h.headers.values()),
+            *_templates_paths(h.query.values()),
+            *_tree_paths(h.body),
+        ]
+        return self._action(s, "http", config, refs, after, scope)
+
+    def _task(self, s: m.TaskStep, after: str, scope: Scope) -> str:
+        st = self.wf.step_types[s.task]
+        fn = st.function if st.function.startswith("arn:") else f"${{{st.function}Arn}}"
+        config = {"type": s.task, "function": fn, "args": s.args}
+        return self._action(s, "task", config, _tree_paths(s.args), after, scope)
+
+    def _group(self, s: m.GroupStep, after: str, scope: Scope) -> str:
+        done = self.record(f"{s.id}.done", s.id, f"$.steps.{s.group[-1].id}.output", after, scope)
+        return self.sequence(s.group, done, scope)
+
+    def _branch(self, s: m.BranchStep, after: str, scope: Scope) -> str:
+        arms = s.branch.arms()
+        entries: list[str] = []
+        for i, (_, arm) in enumerate(arms):
+            label = "else" if i == len(arms) - 1 else f"arm{i}"
+            if arm:
+                done = self.record(
+                    f"{s.id}.{label}", s.id, f"$.steps.{arm[-1].id}.output", after, scope
+                )
+                entries.append(self.sequence(arm, done, scope))
+            else:
+                entries.append(self.record(f"{s.id}.{label}", s.id, None, after, scope))
+        conds = [c for c, _ in arms[:-1]]
+        assert all(c is not None for c in conds)
+        # All-native cases share one Choice; otherwise each case is tested in turn.
+        try:
+            rules = [ChoiceCompiler(self.jsonpath, _no_len).rule(c) for c in conds if c is not None]
+        except NotNative:
+            nxt = entries[-1]
+            for i in reversed(range(len(conds))):
+                name = s.id if i == 0 else f"{s.id}.case{i}"
+                cond = conds[i]
+                assert cond is not None
+                nxt = self.condition(name, cond, entries[i], nxt, scope, f"{s.id}_case{i}")
+            return nxt
+        self.native_conditions += len(rules)
+        return scope.add(
+            s.id,
+            {
+                "Type": "Choice",
+                "Choices": [{**r, "Next": entries[i]} for i, r in enumerate(rules)],
+                "Default": entries[-1],
+            },
+        )
+
+    def _loop(self, s: m.LoopStep, after: str, scope: Scope) -> str:
+        if s.loop.for_each is not None:
+            return self._for_each(s, after, scope)
+        return self._while(s, after, scope)
+
+    def _items(self, s: Any, expr: Expr, scope: Scope, after: str) -> tuple[str, str | None]:
+        """Where the items of a for_each/vote come from: (ItemsPath, state that computes
+        them first or None)."""
+        if isinstance(expr, Path):
+            return self.jsonpath(expr), None
+        name = f"{s.id}.items"
+        task = self.lambda_task("eval", s.id, {"expr": expr.source()}, paths(expr))
+        task.update(
+            {
+                "ResultSelector": {"items.$": "$.Payload.output"},
+                "ResultPath": f"$.ctl.{s.id}",
+                "Retry": self.retry_block(DEFAULT_RETRY, action=True),
+                "Next": s.id,
+            }
+        )
+        scope.add(name, task)
+        return f"$.ctl.{s.id}.items", name
+
+    def _guard(self, s: Any, items: str, main: str, after: str, scope: Scope) -> None:
+        """No list to go over (a skipped step's null output): the output is an empty list."""
+        empty = scope.add(
+            f"{s.id}.empty",
+            {
+                "Type": "Pass",
+                "Result": {"output": []},
+                "ResultPath": f"$.steps.{s.id}",
+                "Next": after,
+            },
+        )
+        scope.add(
+            f"{s.id}.guard",
+            self._choice(
+                {
+                    "And": [
+                        {"Variable": items, "IsPresent": True},
+                        {"Variable": items, "IsNull": False},
+                    ]
+                },
+                main,
+                empty,
+            ),
+        )
+
+    def _for_each(self, s: m.LoopStep, after: str, scope: Scope) -> str:
+        loop = s.loop
+        assert loop.for_each is not None
+        items, pre = self._items(s, loop.for_each, scope, after)
+        inner_vars = tuple(dict.fromkeys([*scope.loop_vars, loop.as_, "index"]))
+        inner = Scope(inner_vars)
+        result = f"{s.id}.result"
+        inner.add(
+            result,
+            {"Type": "Pass", "OutputPath": f"$.steps.{loop.steps[-1].id}.output", "End": True},
+        )
+        start = self.sequence(loop.steps, result, inner)
+        vars_sel: dict[str, Any] = {
+            f"{v}.$": f"$.vars.{v}" for v in scope.loop_vars if v not in (loop.as_, "index")
+        }
+        vars_sel[f"{loop.as_}.$"] = "$$.Map.Item.Value"
+        vars_sel["index.$"] = "$$.Map.Item.Index"
+        processor = inner.finish(start, self.warnings)
+        state: dict[str, Any] = {
+            "Type": "Map",
+            "ItemsPath": items,
+            "MaxConcurrency": loop.max_concurrency,
+            "ItemSelector": {
+                "inputs.$": "$.inputs",
+                "steps.$": "$.steps",
+                "vars": vars_sel,
+                "ctl": {},
+            },
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, **processor},
+            "ResultSelector": {"output.$": "$"},
+            "ResultPath": f"$.steps.{s.id}",
+        }
+        retry = self.step_retry(s)
+        if retry:
+            state["Retry"] = retry
+        self.add_catch(state, s, after, scope, timeout=None)
+        state["Next"] = after
+        scope.add(s.id, state)
+        if pre is not None:
+            return pre
+        self._guard(s, items, s.id, after, scope)
+        return f"{s.id}.guard"
+
+    def _while(self, s: m.LoopStep, after: str, scope: Scope) -> str:
+        loop = s.loop
+        assert loop.while_ is not None and loop.max_iterations is not None
+        ctl = f"$.ctl.{s.id}"
+        check, cap, nxt, done, limit = (
+            f"{s.id}.{r}" for r in ("check", "cap", "next", "done", "max")
+        )
+        scope.add(
+            done,
+            {
+                "Type": "Pass",
+                "Parameters": {"output.$": f"{ctl}.last"},
+                "ResultPath": f"$.steps.{s.id}",
+                "Next": after,
+            },
+        )
+        scope.add(
+            nxt,
+            {
+                "Type": "Pass",
+                "Parameters": {
+                    "n.$": f"States.MathAdd({ctl}.n, 1)",
+                    "last.$": f"$.steps.{loop.steps[-1].id}.output",
+                },
+                "ResultPath": ctl,
+                "Next": check,
+            },
+        )
+        body = self.sequence(loop.steps, nxt, scope)
+        scope.add(
+            limit,
+            {
+                "Type": "Fail",
+                "Error": "Loopline.MaxIterations",
+                "Cause": f"loop {s.id} reached max_iterations ({loop.max_iterations}) while its condition still held",
+            },
+        )
+        scope.add(
+            cap,
+            self._choice(
+                {"Variable": f"{ctl}.n", "NumericGreaterThanEquals": loop.max_iterations},
+                limit,
+                body,
+            ),
+        )
+        self.condition(check, loop.while_, cap, done, scope, f"{s.id}_check")
+        return scope.add(
+            s.id,
+            {"Type": "Pass", "Result": {"n": 0, "last": None}, "ResultPath": ctl, "Next": check},
+        )
+
+    def _parallel(self, s: m.ParallelStep, after: str, scope: Scope) -> str:
+        branches = []
+        for entry in s.parallel:
+            inner = Scope(scope.loop_vars)
+            export = f"{entry.id}.export"
+            start = self.step(entry, export, inner)
+            ids = self.exported_ids([entry])
+            inner.add(
+                export,
+                {
+                    "Type": "Pass",
+                    "Parameters": {f"{i}.$": f"$.steps.{i}" for i in ids},
+                    "End": True,
+                },
+            )
+            branches.append(inner.finish(start, self.warnings))
+        done = scope.add(
+            f"{s.id}.done",
+            {
+                "Type": "Pass",
+                "Parameters": {
+                    "output": {f"{e.id}.$": f"$.steps.{e.id}.output" for e in s.parallel}
+                },
+                "ResultPath": f"$.steps.{s.id}",
+                "Next": after,
+            },
+        )
+        merge = self.merge_state(f"{s.id}.merge", f"$.tmp_{s.id}", len(branches), done, scope)
+        state: dict[str, Any] = {
+            "Type": "Parallel",
+            "Branches": branches,
+            "ResultPath": f"$.tmp_{s.id}",
+        }
+        retry = self.step_retry(s)
+        if retry:
+            state["Retry"] = retry
+        self.add_catch(state, s, after, scope, timeout=None)
+        state["Next"] = merge
+        return scope.add(s.id, state)
+
+    def _vote(self, s: m.VoteStep, after: str, scope: Scope) -> str:
+        v = s.vote
+        items, pre = self._items(s, v.input, scope, after)
+        tally = f"{s.id}.tally"
+        judge = self.lambda_task(
+            "vote_voter",
+            s.id,
+            {
+                "rules": v.rules,
+                "model": v.model or self.wf.defaults.model,
+                "voters": v.voters,
+                "voter.$": "$.voter",
+            },
+            [Path("item")],
+        )
+        judge.update(
+            {
+                "Retry": self.retry_block(DEFAULT_RETRY, action=True),
+                "OutputPath": "$.Payload.output",
+                "End": True,
+            }
+        )
+        voters_map = {
+            "Type": "Map",
+            "ItemsPath": "$.voters",
+            "MaxConcurrency": v.voters,
+            "ItemSelector": {"vars": {"item.$": "$.vars.item"}, "voter.$": "$$.Map.Item.Value"},
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                "StartAt": f"{s.id}.judge",
+                "States": {f"{s.id}.judge": judge},
+            },
+            "ResultPath": "$.verdicts",
+            "End": True,
+        }
+        state: dict[str, Any] = {
+            "Type": "Map",
+            "ItemsPath": items,
+            "MaxConcurrency": VOTE_ITEM_CONCURRENCY,
+            "ItemSelector": {
+                "vars": {"item.$": "$$.Map.Item.Value"},
+                "voters": list(range(v.voters)),
+            },
+            "ItemProcessor": {
+                "ProcessorConfig": {"Mode": "INLINE"},
+                "StartAt": f"{s.id}.voters",
+                "States": {f"{s.id}.voters": voters_map},
+            },
+            "ResultSelector": {"output.$": "$"},
+            "ResultPath": f"$.steps.{s.id}",
+            "Next": tally,
+        }
+        retry = self.step_retry(s)
+        if retry:
+            state["Retry"] = retry
+        self.add_catch(state, s, after, scope, timeout=None)
+        agg = self.lambda_task(
+            "vote_aggregate",
+            s.id,
+            {"threshold": v.effective_threshold, "voters": v.voters},
+            [],
+            extra={"results.$": f"$.steps.{s.id}.output"},
+        )
+        agg.update(
+            {
+                "ResultSelector": {"output.$": "$.Payload.output"},
+                "ResultPath": f"$.steps.{s.id}",
+                "Retry": self.retry_block(DEFAULT_RETRY, action=True),
+                "Next": after,
+            }
+        )
+        scope.add(tally, agg)
+        scope.add(s.id, state)
+        if pre is not None:
+            return pre
+        self._guard(s, items, s.id, after, scope)
+        return f"{s.id}.guard"
+
+    def _assert(self, s: m.AssertStep, after: str, scope: Scope) -> str:
+        ok = self.record(f"{s.id}.ok", s.id, None, after, scope)
+        scope.states[ok]["Result"] = {"output": True}
+        failed = scope.add(
+            f"{s.id}.failed",
+            {
+                "Type": "Fail",
+                "Error": "Loopline.AssertionFailed",
+                "Cause": s.message or f"assertion failed: {s.assert_.source()}",
+            },
+        )
+        return self.condition(s.id, s.assert_, ok, failed, scope, f"{s.id}_assert")
+
+    def _fail(self, s: m.FailStep, after: str, scope: Scope) -> str:
+        return scope.add(s.id, {"Type": "Fail", "Error": s.error, "Cause": s.fail})
+
+    def _succeed(self, s: m.SucceedStep, after: str, scope: Scope) -> str:
+        end = scope.add(f"{s.id}.end", {"Type": "Succeed"})
+        return self.output_state(s.id, s.succeed, end, scope)
+
+    def _human(self, s: Any, kind: str, spec: Any, after: str, scope: Scope) -> str:
+        refs: list[Path] = []
+        if getattr(spec, "instruction", None) is not None:
+            refs.extend(spec.instruction.paths())
+        for t in getattr(spec, "context", {}).values():
+            refs.extend(t.paths())
+        timeout = spec.timeout
+        config: dict[str, Any] = {
+            "kind": kind,
+            "instruction": spec.instruction.source if spec.instruction is not None else None,
+            "assignee": spec.assignee.model_dump(exclude_none=True) if spec.assignee else None,
+            "notify": [n.model_dump(exclude_none=True) for n in spec.notify],
+            "context": {k: t.source for k, t in spec.context.items()},
+            "form_schema": getattr(spec, "form_schema", None),
+            "rollback_to": list(getattr(spec, "rollback_to", [])),
+            "timeout": timeout,
+            "escalated": False,
+        }
+        target = self.error_target(s, after)
+
+        def wait(name: str, cfg: dict[str, Any], on_timeout: str) -> dict[str, Any]:
+            state = self.lambda_task("human", s.id, cfg, refs, token=True)
+            state.update(
+                {
+                    "TimeoutSeconds": timeout,
+                    "ResultSelector": {"output.$": "$.output"},
+                    "ResultPath": f"$.steps.{s.id}",
+                    "Retry": self.retry_block(
+                        m.RetrySpec(max_attempts=3, on=LAMBDA_SERVICE_ERRORS), action=False
+                    ),
+                    "Catch": [
+                        {
+                            "ErrorEquals": [f"Loopline.Rollback.{t}"],
+                            "ResultPath": f"$.ctl.{s.id}_decision",
+                            "Next": self.entries[t],
+                        }
+                        for t in config["rollback_to"]
+                    ]
+                    + [
+                        {
+                            "ErrorEquals": ["States.Timeout"],
+                            "ResultPath": f"$.ctl.{s.id}_decision",
+                            "Next": on_timeout,
+                        }
+                    ],
+                    "Next": after,
+                }
+            )
+            if target is not None:
+                state["Catch"].append(
+                    {
+                        "ErrorEquals": ["States.ALL"],
+                        "ResultPath": f"$.steps.{s.id}.output",
+                        "Next": target,
+                    }
+                )
+            return state
+
+        policy = spec.on_timeout
+        expired = f"{s.id}.timeout"
+        late = f"no decision on {s.id} within {timeout} s"
+        if policy == "approve":
+            scope.add(
+                expired,
+                {
+                    "Type": "Pass",
+                    "Result": {
+                        "output": {
+                            "approved": True,
+                            "by": None,
+                            "comment": f"approved automatically: {late}",
+                            "at": None,
+                            "timed_out": True,
+                        }
+                    },
+                    "ResultPath": f"$.steps.{s.id}",
+                    "Next": after,
+                },
+            )
+        elif policy == "reject":
+            scope.add(
+                expired,
+                {
+                    "Type": "Fail",
+                    "Error": "Loopline.Rejected",
+                    "Cause": f"rejected automatically: {late}",
+                },
+            )
+        elif policy == "escalate":
+            scope.add(
+                expired,
+                {
+                    "Type": "Fail",
+                    "Error": "Loopline.Timeout",
+                    "Cause": f"{late}, nor from {spec.escalate_to.model_dump(exclude_none=True)} after escalation",
+                },
+            )
+            cfg = {
+                **config,
+                "assignee": spec.escalate_to.model_dump(exclude_none=True),
+                "escalated": True,
+            }
+            scope.add(f"{s.id}.escalate", wait(f"{s.id}.escalate", cfg, expired))
+            return scope.add(s.id, wait(s.id, config, f"{s.id}.escalate"))
+        else:
+            scope.add(expired, {"Type": "Fail", "Error": "Loopline.Timeout", "Cause": late})
+        return scope.add(s.id, wait(s.id, config, expired))
+
+    def _approval(self, s: m.ApprovalStep, after: str, scope: Scope) -> str:
+        return self._human(s, "approval", s.approval, after, scope)
+
+    def _human_task(self, s: m.HumanTaskStep, after: str, scope: Scope) -> str:
+        return self._human(s, "human_task", s.human_task, after, scope)
+
+    def _pause(self, s: m.PauseStep, after: str, scope: Scope) -> str:
+        assert s.timeout is not None
+        spec = m.HumanSpec(instruction=s.pause, timeout=s.timeout)
+        return self._human(s, "pause", spec, after, scope)
+
+    # ------------------------------------------------------------------ outputs
+
+    def output_state(self, name: str, value: Any, nxt: str | None, scope: Scope) -> str:
+        """A state whose output is ``value`` (a JSON value whose strings are templates):
+        a Pass when every template is a literal or a path that always holds a value,
+        else the helper Lambda renders it."""
+        native = self._native_value(value)
+        if native is not _NOT_NATIVE:
+            if isinstance(native, str) and native.startswith("$"):
+                state: dict[str, Any] = {"Type": "Pass", "OutputPath": native}
+            elif isinstance(native, dict):
+                state = {"Type": "Pass", "Parameters": native}
+            else:
+                state = {"Type": "Pass", "Result": native}
+            return scope.add(name, _then(state, nxt))
+        task = self.lambda_task(
+            "render",
+            name.split(".")[0].lstrip("_") or "output",
+            {"template": value},
+            _tree_paths(value),
+        )
+        if name.startswith("_"):
+            task["Parameters"]["Payload"]["step"] = None
+        task.update(
+            {
+                "OutputPath": "$.Payload.output",
+                "Retry": self.retry_block(DEFAULT_RETRY, action=True),
+            }
+        )
+        return scope.add(name, _then(task, nxt))
+
+    def _safe_path(self, p: Path) -> str | None:
+        """The JSONPath of ``p`` if it always holds a value where outputs are rendered."""
+        if p.root == "inputs" and self.declared_inputs and len(p.parts) == 1:
+            return self.jsonpath(p)
+        if p.root == "steps" and p.step_id and (len(p.parts) == 1 or p.parts[1:] == ("output",)):
+            return self.jsonpath(p)
+        return None
+
+    def _native_value(self, value: Any) -> Any:
+        """A Pass-state rendering of ``value``: "$..." for a single path, a Parameters
+        dict, a literal, or _NOT_NATIVE."""
+        if isinstance(value, str):
+            t: Template = next(template_tree(value))
+            if t.is_literal:
+                return value
+            e = t.single
+            if isinstance(e, Path):
+                return self._safe_path(e) or _NOT_NATIVE
+            return _NOT_NATIVE
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                if k.endswith(".$"):
+                    return _NOT_NATIVE
+                nv = self._native_value(v)
+                if nv is _NOT_NATIVE:
+                    return _NOT_NATIVE
+                if isinstance(v, str) and isinstance(nv, str) and nv.startswith("$") and nv != v:
+                    out[f"{k}.$"] = nv
+                elif isinstance(v, (dict, list)) and not isinstance(nv, dict) and nv != v:
+                    return _NOT_NATIVE
+                else:
+                    out[k] = nv
+            return out
+        if isinstance(value, list):
+            return (
+                value
+                if not any(True for _ in template_tree(value) if not _.is_literal)
+                else _NOT_NATIVE
+            )
+        return value
+
+    # ------------------------------------------------------------------ the whole machine
+
+    def compile(self) -> dict[str, Any]:
+        wf = self.wf
+        scope = Scope()
+        if wf.output is not None:
+            out = self.output_state("_output", wf.output, None, scope)
+        else:
+            out = scope.add(
+                "_output",
+                {"Type": "Pass", "OutputPath": f"$.steps.{wf.steps[-1].id}.output", "End": True},
+            )
+        first = self.sequence(wf.steps, out, scope)
+        init: dict[str, Any] = {
+            "Type": "Pass",
+            "Parameters": {
+                "inputs.$": "$"
+                if wf.inputs is None
+                else "States.JsonMerge($.defaults, $.given, false)",
+                "steps": {s.id: {} for s in wf.all_steps()},
+                "vars": {},
+                "ctl": {},
+            },
+            "Next": first,
+        }
+        scope.add("_init", init)
+        start = "_init"
+        if wf.inputs is not None:
+            defaults = {k: v.default for k, v in wf.inputs.items()}
+            scope.add(
+                "_start",
+                {
+                    "Type": "Pass",
+                    "Parameters": {"defaults": defaults, "given.$": "$"},
+                    "Next": "_init",
+                },
+            )
+            start = "_start"
+        body = scope.finish(start, self.warnings)
+        comment = f"Loopline workflow {wf.name} {wf.version}"
+        if wf.description:
+            comment += f": {wf.description.strip().splitlines()[0]}"
+        return {"Comment": comment, **body}
+
+
+_NOT_NATIVE = object()
+
+
+def _no_len(p: Path) -> str:
+    raise NotNative("len in a branch case")
+
+
+def _tree_paths(value: Any) -> list[Path]:
+    return [p for t in template_tree(value) for p in t.paths()]
+
+
+def _templates_paths(ts: Iterable[Template]) -> list[Path]:
+    return [p for t in ts for p in t.paths()]
+
+
+def count_states(definition: dict[str, Any]) -> int:
+    n = 0
+    for state in definition.get("States", {}).values():
+        n += 1
+        for b in state.get("Branches", []):
+            n += count_states(b)
+        if "ItemProcessor" in state:
+            n += count_states(state["ItemProcessor"])
+    return n
+
+
+def compile_workflow(wf: m.Workflow) -> CompileResult:
+    """Compile a checked workflow. Raise ``CompileError`` for what ASL cannot say."""
+    t0 = time.perf_counter()
+    c = Compiler(wf)
+    definition = c.compile()
+    human = sum(1 for s in wf.all_steps() if s.kind in m.HUMAN_KINDS)
+    report = Report(
+        name=wf.name,
+        type="STANDARD",
+        states=count_states(definition),
+        lambda_tasks=c.lambda_tasks,
+        native_conditions=c.native_conditions,
+        lambda_conditions=c.lambda_conditions,
+        human_steps=human,
+        express_ok=human == 0,
+        seconds=time.perf_counter() - t0,
+        warnings=c.warnings,
+    )
+    return CompileResult(definition, report)
+
+
+__all__ = ["CompileError", "CompileResult", "Report", "compile_workflow", "count_states", "dumps"]
