@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format typecheck compile bench clean venv
+.PHONY: demo test lint format compile golden bench clean venv
 
 $(STAMP): pyproject.toml layers/loopline/requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,7 +35,12 @@ format: $(STAMP)
 compile: $(STAMP)
 	for f in workflows/*.yaml; do \
 	  n=$$(basename $$f .yaml); \
-	  $(BIN)/loopline compile $$f -o statemachines/$$n.asl.json || exit 1; \
+	  $(BIN)/loopline compile -q $$f -o statemachines/$$n.asl.json || exit 1; \
+	done
+
+golden: $(STAMP)
+	for f in tests/golden/compile/*.yaml; do \
+	  $(BIN)/loopline compile -q $$f -o $${f%.yaml}.asl.json || exit 1; \
 	done
 
 bench: $(STAMP)

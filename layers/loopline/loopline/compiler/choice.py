@@ -58,7 +58,7 @@ class ChoiceCompiler:
         if isinstance(e, Literal):
             return ALWAYS if _truthy(e.value) else NEVER
         if isinstance(e, Path):
-            return self._truthy(self.jsonpath(e))
+            return self.truthy(self.jsonpath(e))
         if isinstance(e, Not):
             return {"Not": self.rule(e.item)}
         if isinstance(e, And):
@@ -72,7 +72,7 @@ class ChoiceCompiler:
                     return _present(self.jsonpath(e.arg) + ".output")
                 v = self.jsonpath(e.arg)
                 return _and(_present(v), {"Variable": v, "IsNull": False})
-            return self._truthy(self.len_path(e.arg))
+            return self.truthy(self.len_path(e.arg))
         if isinstance(e, Compare):
             return self._compare(e)
         raise NotNative(type(e).__name__)  # pragma: no cover
@@ -151,7 +151,8 @@ class ChoiceCompiler:
         )
 
     @staticmethod
-    def _truthy(v: str) -> Rule:
+    def truthy(v: str) -> Rule:
+        """True when the value at ``v`` is truthy (see docs/internals.md)."""
         return _and(
             _present(v),
             {"Variable": v, "IsNull": False},

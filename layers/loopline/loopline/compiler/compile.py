@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from loopline.compiler.choice import ChoiceCompiler, NotNative, Rule
 from loopline.dsl import models as m
 from loopline.dsl.expr import Expr, Path, paths
@@ -92,7 +94,7 @@ class CompileResult:
 
 def dumps(definition: dict[str, Any]) -> str:
     """The canonical text of a definition: byte-identical for the same workflow."""
-    return json.dumps(definition, indent=2, ensure_ascii=False) + "\n"
+    return orjson.dumps(definition, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
 # --------------------------------------------------------------------------- scopes
@@ -128,7 +130,8 @@ class Scope:
                     seen.add(t)
                     queue.append(t)
         dropped = [n for n in self.states if n not in seen]
-        steps = sorted({n.split(".")[0] for n in dropped if not n.startswith("_")})
+        kept = {n.split(".")[0] for n in order}
+        steps = sorted({n.split(".")[0] for n in dropped if not n.startswith("_")} - kept)
         if steps:
             warnings.append(f"never runs (nothing leads to it): {', '.join(steps)}")
         return {"StartAt": start, "States": {n: self.states[n] for n in order}}
@@ -300,9 +303,7 @@ class Compiler:
             scope.add(name, task)
             scope.add(
                 test,
-                self._choice(
-                    {"Variable": f"$.ctl.{key}.value", "BooleanEquals": True}, then, otherwise
-                ),
+                self._choice(ChoiceCompiler.truthy(f"$.ctl.{key}.value"), then, otherwise),
             )
             return name
         self.native_conditions += 1

@@ -241,7 +241,11 @@ _TOKEN_NAMES = {
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     grammar = resources.files("loopline.dsl").joinpath("expr.lark").read_text()
-    return Lark(grammar, parser="lalr", maybe_placeholders=False, propagate_positions=False)
+    # cache=True keeps the built LALR tables in the temp directory, keyed by the grammar's
+    # hash, so only the first run on a machine pays for building them.
+    return Lark(
+        grammar, parser="lalr", maybe_placeholders=False, propagate_positions=False, cache=True
+    )
 
 
 def _describe(tok: Token) -> str:

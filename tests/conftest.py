@@ -1,0 +1,25 @@
+"""Shared fixtures. Paths are relative to the repository root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / "workflows"
+STATEMACHINES = ROOT / "statemachines"
+GOLDEN_COMPILE = ROOT / "tests" / "golden" / "compile"
+
+
+def example_workflows() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach real AWS: fake credentials and a fixed region."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
