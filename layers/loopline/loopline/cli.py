@@ -86,18 +86,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not isinstance(given, dict):
         raise UsageError("--input: expected a JSON object of input values")
     inputs = resolve_inputs(wf, given)
-    decisions = [local_run.parse_decision(d) for d in args.decision]
+    from loopline.local.executor import LocalStackError
+
     ask = local_run.terminal_ask if sys.stdin.isatty() and not args.json else None
     progress = None if args.quiet else local_run.print_progress
-    outcome = local_run.run_workflow(
-        result.definition,
-        wf,
-        inputs,
-        llm_script=args.llm_script,
-        decisions=decisions,
-        ask=ask,
-        on_progress=progress,
-    )
+    try:
+        decisions = [local_run.parse_decision(d) for d in args.decision]
+        outcome = local_run.run_workflow(
+            result.definition,
+            wf,
+            inputs,
+            llm_script=args.llm_script,
+            decisions=decisions,
+            ask=ask,
+            on_progress=progress,
+        )
+    except (local_run.DecisionError, LocalStackError) as exc:
+        raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps(outcome.to_json(), indent=2, ensure_ascii=False, default=str))
     else:

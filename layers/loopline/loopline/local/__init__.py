@@ -1,0 +1,1 @@
+"""The local stack: Step Functions in moto with Loopline's functions dispatched in-process."""

@@ -1,0 +1,368 @@
+"""Step Functions in moto, with Lambda invocations dispatched to Python callables.
+
+``LocalExecutor`` is the local stack's engine: it starts ``mock_aws`` with real state
+machine execution, and replaces moto's Lambda ``invoke`` (which would only echo the
+payload, there is no docker here) by a call to the callable registered under the
+function's name. The dispatch table is generic, ``name → handler(event, context)``, so
+the same mechanism runs Loopline's own functions (registered by default, calling
+``loopline.runtime.actions`` in-process), custom step type functions, and later the real
+Lambda handlers named by a SAM template.
+
+Only one executor can be active in a process at a time (moto's mock is process-wide).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.awslambda_simple.models import LambdaSimpleBackend
+
+from loopline.runtime import actions
+from loopline.runtime.errors import StepError
+
+log = logging.getLogger("loopline.local")
+
+ACCOUNT_ID = "123456789012"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/loopline-local"
+#: Loopline's functions: placeholder in the ASL → local function name.
+LOOPLINE_FUNCTIONS = {
+    "LlmFunctionArn": "loopline-llm",
+    "ToolFunctionArn": "loopline-tool",
+    "HttpFunctionArn": "loopline-http",
+    "TaskFunctionArn": "loopline-task",
+    "HumanFunctionArn": "loopline-human",
+    "HelperFunctionArn": "loopline-helper",
+}
+#: Loggers that print moto's internal tracebacks during executions (noise for users).
+_NOISY_LOGGERS = ("moto", "botocore.credentials")
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
+_TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+Handler = Callable[[Any, "LocalContext"], Any]
+
+_active_lock = threading.Lock()
+_active: LocalExecutor | None = None
+
+
+class LocalStackError(Exception):
+    """A problem setting up or driving the local stack (bad definition, unknown placeholder)."""
+
+
+@dataclass
+class LocalContext:
+    """The parts of a Lambda context object that handlers (and Powertools) read."""
+
+    function_name: str
+    invoked_function_arn: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    timeout_ms: int = 900_000
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int(self.timeout_ms - (time.monotonic() - self.started) * 1000))
+
+
+def function_name_of(name_or_arn: str) -> str:
+    """``arn:aws:lambda:r:a:function:NAME[:qualifier]`` or ``NAME[:qualifier]`` → ``NAME``."""
+    if name_or_arn.startswith("arn:"):
+        parts = name_or_arn.split(":")
+        return parts[6] if len(parts) > 6 else name_or_arn
+    return name_or_arn.split(":")[0]
+
+
+def _patched_invoke(
+    self: LambdaSimpleBackend,
+    function_name: str,
+    qualifier: str | None,
+    body: Any,
+    headers: Any,
+    response_headers: Any,
+) -> bytes:
+    executor = _active
+    if executor is None:  # pragma: no cover - only patched while an executor is active
+        return body if isinstance(body, bytes) else str(body or "").encode()
+    return executor._lambda_invoke(function_name, body, response_headers)
+
+
+class LocalExecutor:
+    """Run ASL definitions in moto with in-process Lambda functions.
+
+    ```python
+    with LocalExecutor(env=actions.Env(model=ScriptedModel.from_file("s.yaml"))) as ex:
+        arn = ex.create_state_machine("demo", definition)
+        run = ex.start_execution(arn, {"topic": "tides"})
+        ex.wait(run)
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        env: actions.Env | None = None,
+        loopline_functions: bool = True,
+        region: str = "us-east-1",
+    ) -> None:
+        self.region = region
+        self.env = env or actions.Env()
+        if self.env.invoke is None:
+            self.env.invoke = self.invoke
+        self.functions: dict[str, Handler] = {}
+        self.substitutions: dict[str, str] = {}
+        self._mock: Any = None
+        self._sfn: Any = None
+        self._executions: list[str] = []
+        if loopline_functions:
+            for placeholder, name in LOOPLINE_FUNCTIONS.items():
+                self.register_function(name, self._loopline_handler, placeholder=placeholder)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> LocalExecutor:
+        global _active
+        with _active_lock:
+            if _active is not None:
+                raise LocalStackError("another LocalExecutor is already running in this process")
+            _active = self
+        try:
+            # Silenced for good: executions left blocked on a person (daemon threads) may
+            # still log after the executor is gone.
+            for name in _NOISY_LOGGERS:
+                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+            self._mock = mock_aws(
+                config={
+                    "stepfunctions": {"execute_state_machine": True},
+                    "lambda": {"use_docker": False},
+                }
+            )
+            self._mock.start()
+            self._original_invoke = LambdaSimpleBackend.invoke
+            LambdaSimpleBackend.invoke = _patched_invoke  # type: ignore[method-assign]
+            self._sfn = boto3.client(
+                "stepfunctions",
+                region_name=self.region,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        except BaseException:
+            self._teardown()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._teardown()
+
+    def _teardown(self) -> None:
+        global _active
+        if self._sfn is not None:
+            for arn in self._executions:
+                # A run left waiting for a person stays blocked in moto's worker thread
+                # (a daemon); stopping it keeps it from going on after the mock is gone.
+                try:
+                    if self._sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+                        self._sfn.stop_execution(executionArn=arn)
+                except Exception:  # pragma: no cover - best effort
+                    log.debug("could not stop %s", arn, exc_info=True)
+        if hasattr(self, "_original_invoke"):
+            LambdaSimpleBackend.invoke = self._original_invoke  # type: ignore[method-assign]
+            del self._original_invoke
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        self._sfn = None
+        with _active_lock:
+            if _active is self:
+                _active = None
+
+    @property
+    def sfn(self) -> Any:
+        """The boto3 Step Functions client (only while the executor is active)."""
+        if self._sfn is None:
+            raise LocalStackError("the LocalExecutor is not running: use it in a with block")
+        return self._sfn
+
+    # ------------------------------------------------------------------ functions
+
+    def function_arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{name}"
+
+    def register_function(
+        self, name: str, handler: Handler, *, placeholder: str | None = None
+    ) -> str:
+        """Dispatch invocations of function ``name`` to ``handler(event, context)``.
+
+        With ``placeholder``, ``${placeholder}`` in definitions becomes the function's ARN.
+        Returns the ARN.
+        """
+        self.functions[name] = handler
+        arn = self.function_arn(name)
+        if placeholder:
+            self.substitutions[placeholder] = arn
+        return arn
+
+    def _loopline_handler(self, event: Any, context: LocalContext) -> Any:
+        return actions.dispatch(event, self.env)
+
+    def invoke(self, name_or_arn: str, event: Any) -> Any:
+        """Call a registered function directly (how ``task`` steps reach custom functions).
+
+        A ``StepError`` passes through; any other exception becomes a ``StepError`` named
+        after the exception class, as Lambda reports an unhandled error.
+        """
+        name = function_name_of(name_or_arn)
+        handler = self.functions.get(name)
+        if handler is None:
+            known = ", ".join(sorted(self.functions)) or "none"
+            raise StepError(
+                "Loopline.Failed",
+                f"no local function named {name!r} (registered: {known})",
+            )
+        context = LocalContext(name, self.function_arn(name))
+        try:
+            return handler(event, context)
+        except StepError:
+            raise
+        except Exception as exc:
+            log.debug("function %s failed", name, exc_info=True)
+            raise StepError(type(exc).__name__, str(exc) or type(exc).__name__) from exc
+
+    def _lambda_invoke(self, function_name: str, body: Any, response_headers: Any) -> bytes:
+        """What moto's Lambda invoke returns: the handler's JSON result or a function error."""
+        try:
+            event = json.loads(body) if body else {}
+        except (TypeError, ValueError):
+            event = body
+        try:
+            result = self.invoke(function_name, event)
+            return json.dumps(result).encode()
+        except StepError as exc:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(exc.to_payload()).encode()
+        except Exception as exc:  # e.g. a result that is not JSON
+            log.debug("invoke of %s failed: %s", function_name, traceback.format_exc())
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
+
+    # ------------------------------------------------------------------ state machines
+
+    def resolve(self, definition: dict[str, Any] | str, extra: dict[str, str] | None = None) -> str:
+        """The definition as JSON text with every ``${Name}`` replaced.
+
+        Raise ``LocalStackError`` naming any placeholder nobody registered.
+        """
+        text = definition if isinstance(definition, str) else json.dumps(definition)
+        subs = {**self.substitutions, **(extra or {})}
+        unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(text)} - set(subs))
+        if unknown:
+            known = ", ".join(sorted(subs)) or "none"
+            raise LocalStackError(
+                f"the definition uses unknown placeholder{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join('${' + u + '}' for u in unknown)} (known: {known})"
+            )
+        return _PLACEHOLDER.sub(lambda m: subs[m.group(1)], text)
+
+    def create_state_machine(
+        self,
+        name: str,
+        definition: dict[str, Any] | str,
+        *,
+        substitutions: dict[str, str] | None = None,
+        type: str = "STANDARD",
+    ) -> str:
+        """Create (or update) state machine ``name``; returns its ARN."""
+        text = self.resolve(definition, substitutions)
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            raise LocalStackError(f"the definition is not JSON: {exc}") from None
+        arn = f"arn:aws:states:{self.region}:{ACCOUNT_ID}:stateMachine:{name}"
+        try:
+            existing = {m["name"] for m in self.sfn.list_state_machines()["stateMachines"]}
+            if name in existing:
+                self.sfn.update_state_machine(stateMachineArn=arn, definition=text)
+                return arn
+            resp = self.sfn.create_state_machine(
+                name=name, definition=text, roleArn=ROLE_ARN, type=type
+            )
+            return str(resp["stateMachineArn"])
+        except ClientError as exc:
+            message = exc.response.get("Error", {}).get("Message") or str(exc)
+            raise LocalStackError(f"invalid state machine definition: {message}") from None
+
+    def start_execution(
+        self, state_machine_arn: str, input: Any = None, *, name: str | None = None
+    ) -> str:
+        """Start an execution with ``input`` (a JSON value); returns the execution ARN."""
+        resp = self.sfn.start_execution(
+            stateMachineArn=state_machine_arn,
+            name=name or uuid.uuid4().hex,
+            input=json.dumps({} if input is None else input),
+        )
+        arn = str(resp["executionArn"])
+        self._executions.append(arn)
+        return arn
+
+    def describe(self, execution_arn: str) -> dict[str, Any]:
+        return dict(self.sfn.describe_execution(executionArn=execution_arn))
+
+    def status(self, execution_arn: str) -> str:
+        return str(self.describe(execution_arn)["status"])
+
+    def wait(
+        self, execution_arn: str, *, timeout: float = 60.0, poll: float = 0.05
+    ) -> dict[str, Any]:
+        """Poll until the execution ends; returns ``describe_execution``'s answer.
+
+        Raise ``TimeoutError`` when it still runs after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            desc = self.describe(execution_arn)
+            if desc["status"] in _TERMINAL:
+                return desc
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution still {desc['status']} after {timeout:g}s")
+            time.sleep(poll)
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        """Every history event so far, oldest first."""
+        return list(self._history_pages(execution_arn))
+
+    def _history_pages(self, execution_arn: str) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+        while True:
+            page = self.sfn.get_execution_history(**kwargs)
+            yield from page["events"]
+            token = page.get("nextToken")
+            if not token:
+                return
+            kwargs["nextToken"] = token
+
+    def send_task_success(self, token: str, output: Any) -> None:
+        """Resume a ``.waitForTaskToken`` task with ``output`` (a JSON value)."""
+        self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+
+    def send_task_failure(self, token: str, error: str, cause: str = "") -> None:
+        """Fail a ``.waitForTaskToken`` task with ``error`` (routed by Retry/Catch)."""
+        self.sfn.send_task_failure(taskToken=token, error=error, cause=cause)

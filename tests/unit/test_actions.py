@@ -1,0 +1,378 @@
+"""The step actions of docs/internals.md, called the way a Lambda payload calls them."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from loopline.runtime import actions
+from loopline.runtime.actions import Env, dispatch, parse_verdict
+from loopline.runtime.errors import StepError
+from loopline.runtime.scripted import ScriptedModel
+
+
+def payload(action: str, config: dict[str, Any], **values: Any) -> dict[str, Any]:
+    return {
+        "action": action,
+        "workflow": "wf",
+        "step": "s",
+        "execution": "arn:exec",
+        "attempt": 0,
+        "config": config,
+        "values": values,
+    }
+
+
+def scripted(*rules: dict[str, Any]) -> Env:
+    return Env(model=ScriptedModel.from_data({"responses": list(rules)}))
+
+
+# --------------------------------------------------------------------------- llm
+
+
+def test_llm_renders_the_prompt_and_returns_the_text_with_usage() -> None:
+    env = scripted({"step": "s", "when": "about tides", "answer": "Tides rise."})
+    out = dispatch(
+        payload("llm", {"prompt": "Write about {{ inputs.topic }}"}, inputs={"topic": "tides"}),
+        env,
+    )
+    assert out["output"] == "Tides rise."
+    assert out["usage"]["input_tokens"] > 0 and out["usage"]["output_tokens"] > 0
+
+
+def test_llm_with_output_schema_returns_the_parsed_object() -> None:
+    env = scripted({"answer": '```json\n{"severity": 2}\n```'})
+    schema = {"type": "object", "properties": {"severity": {"type": "integer", "maximum": 3}}}
+    out = dispatch(payload("llm", {"prompt": "p", "output_schema": schema}), env)
+    assert out["output"] == {"severity": 2}
+
+
+def test_llm_answer_breaking_output_schema_is_invalid_output_naming_the_rule() -> None:
+    env = scripted({"answer": {"severity": 5}})
+    schema = {"type": "object", "properties": {"severity": {"type": "integer", "maximum": 3}}}
+    with pytest.raises(StepError) as err:
+        dispatch(payload("llm", {"prompt": "p", "output_schema": schema}), env)
+    assert err.value.name == "Loopline.InvalidOutput"
+    assert "severity" in err.value.message and "rule maximum" in err.value.message
+
+
+def test_llm_answer_that_is_not_json_is_invalid_output() -> None:
+    env = scripted({"answer": "sure! here it is"})
+    with pytest.raises(StepError) as err:
+        dispatch(payload("llm", {"prompt": "p", "output_schema": {"type": "object"}}), env)
+    assert err.value.name == "Loopline.InvalidOutput"
+    assert "not JSON" in err.value.message
+
+
+def test_llm_without_a_model_says_a_model_must_be_configured() -> None:
+    with pytest.raises(StepError) as err:
+        dispatch(payload("llm", {"prompt": "p"}), Env())
+    assert err.value.name == "Loopline.LLMError"
+    assert "no model is configured" in err.value.message
+    assert "--llm-script" in err.value.message
+
+
+def test_llm_prompt_reading_a_missing_value_fails_clearly() -> None:
+    env = scripted({"answer": "x"})
+    with pytest.raises(StepError, match=r"steps\.draft\.output\.title, which has no value"):
+        dispatch(payload("llm", {"prompt": "{{ steps.draft.output.title }}"}, steps={}), env)
+
+
+# --------------------------------------------------------------------------- vote
+
+
+@pytest.mark.parametrize(
+    ("text", "refuted", "reason"),
+    [
+        ('{"refuted": true, "reason": "wrong"}', True, "wrong"),
+        ('```json\n{"refuted": false, "reason": "fine"}\n```', False, "fine"),
+        ("REFUTED: the date is wrong", True, "the date is wrong"),
+        ("upheld - matches the rules", False, "matches the rules"),
+    ],
+)
+def test_parse_verdict(text: str, refuted: bool, reason: str) -> None:
+    assert parse_verdict(text) == (refuted, reason)
+
+
+def test_an_unparseable_verdict_is_null() -> None:
+    refuted, reason = parse_verdict("I am not sure")
+    assert refuted is None and "unparseable" in reason
+
+
+def test_vote_voter_judges_the_item_against_the_rules() -> None:
+    env = scripted({"step": "s", "when": "claim 42", "answer": {"refuted": True, "reason": "no"}})
+    p = payload(
+        "vote_voter",
+        {"rules": "Claims must be sourced.", "voters": 3, "voter": 1},
+        vars={"item": "claim 42"},
+    )
+    assert dispatch(p, env) == {"output": {"refuted": True, "reason": "no", "voter": 1}}
+    prompt = env.model.calls[0].prompt  # type: ignore[union-attr]
+    assert "Claims must be sourced." in prompt
+
+
+def test_vote_aggregate_drops_items_refuted_by_at_least_threshold_voters() -> None:
+    def v(r: bool | None) -> dict[str, Any]:
+        return {"refuted": r, "reason": "", "voter": 0}
+
+    results = [
+        {"item": "a", "verdicts": [v(True), v(True), v(False)]},
+        {"item": "b", "verdicts": [v(True), v(None), v(None)]},
+        {"vars": {"item": "c"}, "verdicts": [{"output": v(True)}, v(False), v(True)]},
+    ]
+    p = payload("vote_aggregate", {"threshold": 2, "voters": 3})
+    p["results"] = results
+    out = dispatch(p, Env())["output"]
+    assert out["survived"] == ["b"]
+    assert out["dropped"] == ["a", "c"]
+    assert (out["total"], out["kept"]) == (3, 1)
+    assert [x["refuted"] for x in out["verdicts"][1]] == [True, None, None]
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def test_tool_now_returns_an_iso_time() -> None:
+    out = dispatch(payload("tool", {"tool": "now", "args": {}}), Env())["output"]
+    assert datetime.fromisoformat(out.replace("Z", "+00:00")).tzinfo is not None
+
+
+def test_tool_json_query_runs_jmespath_over_rendered_args() -> None:
+    p = payload(
+        "tool",
+        {
+            "tool": "json_query",
+            "args": {"data": "{{ steps.a.output }}", "query": "items[?n > `1`].n"},
+        },
+        steps={"a": {"output": {"items": [{"n": 1}, {"n": 2}, {"n": 3}]}}},
+    )
+    assert dispatch(p, Env())["output"] == [2, 3]
+
+
+def test_tool_render_returns_the_rendered_template() -> None:
+    p = payload(
+        "tool",
+        {"tool": "render", "args": {"template": {"t": "hi {{ inputs.n }}"}}},
+        inputs={"n": "x"},
+    )
+    assert dispatch(p, Env())["output"] == {"t": "hi x"}
+
+
+def test_tool_args_are_validated_before_the_call() -> None:
+    with pytest.raises(StepError, match=r"tool now: invalid args: format: 'week' is not one of"):
+        dispatch(payload("tool", {"tool": "now", "args": {"format": "week"}}), Env())
+    with pytest.raises(StepError, match=r"'query' is a required property"):
+        dispatch(payload("tool", {"tool": "json_query", "args": {"data": 1}}), Env())
+
+
+def test_an_unknown_tool_names_the_known_ones() -> None:
+    with pytest.raises(StepError) as err:
+        dispatch(payload("tool", {"tool": "web_search", "args": {}}), Env())
+    assert "unknown tool 'web_search'" in err.value.message and "json_query" in err.value.message
+
+
+def test_a_bad_jmespath_query_is_a_clear_error() -> None:
+    with pytest.raises(StepError, match="invalid query"):
+        dispatch(
+            payload("tool", {"tool": "json_query", "args": {"data": {}, "query": "a[?"}}), Env()
+        )
+
+
+# --------------------------------------------------------------------------- http
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:  # keep test output clean
+        pass
+
+    def _send(self, status: int, body: Any, ctype: str = "application/json") -> None:
+        data = (json.dumps(body) if ctype == "application/json" else body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        if url.path == "/json":
+            self._send(200, {"q": parse_qs(url.query), "auth": self.headers.get("Authorization")})
+        elif url.path == "/text":
+            self._send(200, "plain words", "text/plain")
+        elif url.path == "/missing":
+            self._send(404, {"error": "not here"})
+        elif url.path == "/slow":
+            time.sleep(1.5)
+            self._send(200, {})
+        else:
+            self._send(500, "boom", "text/plain")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self._send(201, {"got": json.loads(self.rfile.read(length))})
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_http_get_returns_status_headers_and_the_parsed_json_body(server: str) -> None:
+    p = payload(
+        "http",
+        {
+            "method": "GET",
+            "url": server + "/json",
+            "query": {"topic": "{{ inputs.topic }}"},
+            "headers": {"Authorization": "Bearer {{ inputs.key }}"},
+        },
+        inputs={"topic": "tides", "key": "k1"},
+    )
+    out = dispatch(p, Env())["output"]
+    assert out["status"] == 200
+    assert out["headers"]["content-type"] == "application/json"
+    assert out["body"] == {"q": {"topic": ["tides"]}, "auth": "Bearer k1"}
+
+
+def test_http_post_sends_the_rendered_json_body(server: str) -> None:
+    p = payload(
+        "http",
+        {"method": "POST", "url": server + "/items", "body": {"name": "{{ inputs.n }}", "k": [1]}},
+        inputs={"n": 7},
+    )
+    out = dispatch(p, Env())["output"]
+    assert (out["status"], out["body"]) == (201, {"got": {"name": 7, "k": [1]}})
+
+
+def test_http_text_body_stays_text(server: str) -> None:
+    assert (
+        dispatch(payload("http", {"url": server + "/text"}), Env())["output"]["body"]
+        == "plain words"
+    )
+
+
+def test_http_status_outside_expect_status_is_an_http_error_with_the_status(server: str) -> None:
+    with pytest.raises(StepError) as err:
+        dispatch(payload("http", {"url": server + "/missing"}), Env())
+    assert err.value.name == "Loopline.HTTPError"
+    assert "returned status 404 (expected 2xx)" in err.value.message
+
+
+def test_http_expect_status_accepts_the_listed_statuses(server: str) -> None:
+    out = dispatch(payload("http", {"url": server + "/missing", "expect_status": [404]}), Env())
+    assert out["output"]["status"] == 404
+
+
+def test_http_timeout_is_transient(server: str) -> None:
+    with pytest.raises(StepError) as err:
+        dispatch(payload("http", {"url": server + "/slow", "timeout": 0.3}), Env())
+    assert err.value.name == "Loopline.Transient"
+    assert "timed out" in err.value.message
+
+
+def test_http_connection_refused_is_transient() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StepError) as err:
+        dispatch(payload("http", {"url": f"http://127.0.0.1:{port}/", "timeout": 2}), Env())
+    assert err.value.name == "Loopline.Transient"
+
+
+def test_http_url_must_be_http() -> None:
+    with pytest.raises(StepError, match="must start with http"):
+        dispatch(payload("http", {"url": "file:///etc/passwd"}), Env())
+
+
+# --------------------------------------------------------------------------- task, eval, render, human
+
+
+def test_task_invokes_the_function_with_rendered_args_and_returns_its_result() -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def invoke(function: str, event: dict[str, Any]) -> Any:
+        seen.append((function, event))
+        return {"sum": sum(event["args"]["xs"])}
+
+    p = payload(
+        "task",
+        {"type": "adder", "function": "adder-fn", "args": {"xs": "{{ inputs.xs }}"}},
+        inputs={"xs": [1, 2]},
+    )
+    assert dispatch(p, Env(invoke=invoke)) == {"output": {"sum": 3}}
+    assert seen == [
+        (
+            "adder-fn",
+            {"workflow": "wf", "step": "s", "execution": "arn:exec", "args": {"xs": [1, 2]}},
+        )
+    ]
+
+
+def test_eval_returns_the_value_of_the_expression() -> None:
+    p = payload("eval", {"expr": "len(steps.a.output) > 1"}, steps={"a": {"output": [1, 2]}})
+    assert dispatch(p, Env()) == {"output": True}
+    assert dispatch(payload("eval", {"expr": "inputs.nope"}), Env()) == {"output": None}
+
+
+def test_render_renders_a_json_value() -> None:
+    p = payload(
+        "render", {"template": {"a": "{{ inputs.x }}", "b": ["x={{ inputs.x }}"]}}, inputs={"x": 1}
+    )
+    assert dispatch(p, Env()) == {"output": {"a": 1, "b": ["x=1"]}}
+
+
+def test_human_records_a_pending_wait_and_returns_nothing() -> None:
+    env = Env()
+    p = payload(
+        "human",
+        {
+            "kind": "approval",
+            "instruction": "Review {{ inputs.topic }}",
+            "context": {"draft": "{{ steps.d.output }}"},
+            "rollback_to": ["d"],
+            "timeout": 60,
+        },
+        inputs={"topic": "tides"},
+        steps={"d": {"output": "text"}},
+    )
+    p["token"] = "tok-1"
+    assert dispatch(p, env) == {}
+    [wait] = env.inbox.pending()
+    assert (wait.token, wait.step, wait.kind) == ("tok-1", "s", "approval")
+    assert wait.instruction == "Review tides" and wait.context == {"draft": "text"}
+    assert wait.rollback_to == ["d"]
+    assert env.inbox.take("tok-1") is wait and env.inbox.pending() == []
+
+
+# --------------------------------------------------------------------------- dispatch
+
+
+def test_an_unknown_action_is_a_step_error() -> None:
+    with pytest.raises(StepError, match="unknown action 'dance'"):
+        dispatch(payload("dance", {}), Env())
+
+
+def test_an_unexpected_exception_becomes_a_readable_step_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def explode(p: Any, env: Env) -> Any:
+        raise KeyError("config")
+
+    monkeypatch.setitem(actions.ACTIONS, "eval", explode)
+    with pytest.raises(StepError) as err:
+        dispatch(payload("eval", {}), Env())
+    assert err.value.name == "Loopline.Failed"
+    assert err.value.message == "step s: eval failed unexpectedly: KeyError: 'config'"
