@@ -52,7 +52,10 @@ def generate(n: int) -> dict[str, Any]:
         i += 1
     return {
         "name": f"bench-{n}",
-        "inputs": {"topic": {"type": "string", "default": "x"}, "force": {"type": "boolean", "default": False}},
+        "inputs": {
+            "topic": {"type": "string", "default": "x"},
+            "force": {"type": "boolean", "default": False},
+        },
         "steps": steps,
     }
 

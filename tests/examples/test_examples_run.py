@@ -3,62 +3,26 @@ model from workflows/scripts/ and the decisions a reviewer would give."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
-from loopline.compiler import compile_workflow
-from loopline.dsl import load_workflow, resolve_inputs
-from loopline.local.run import RunResult, parse_decision, run_workflow
-from tests.conftest import WORKFLOWS
-
-
-class _Health(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps({"ok": True, "release": self.headers.get("X-Release")}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+from tests.conftest import example_workflows
+from tests.examples.cases import SAMPLES, health_server, run_example, run_sample
 
 
 @pytest.fixture(scope="module")
 def health_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/health"
-    server.shutdown()
+    with health_server() as url:
+        yield url
 
 
-def word_count(event: dict[str, Any], context: Any) -> int:
-    """The custom step type of release_gate.yaml, run as a local Lambda function."""
-    return len(str(event["args"]["text"]).split())
-
-
-def run_example(name: str, inputs: dict[str, Any], decisions: list[str] = ()) -> RunResult:  # type: ignore[assignment]
-    wf = load_workflow(WORKFLOWS / f"{name}.yaml")
-    script = WORKFLOWS / "scripts" / f"{name}.yaml"
-    return run_workflow(
-        compile_workflow(wf).definition,
-        wf,
-        resolve_inputs(wf, inputs),
-        llm_script=str(script) if script.exists() else None,
-        decisions=[parse_decision(d) for d in decisions],
-        functions={"WordCountFunction": word_count},
-    )
+def test_every_example_has_a_sample_run() -> None:
+    assert sorted(SAMPLES) == sorted(p.stem for p in example_workflows())
 
 
 def test_triage_routes_billing_ticket() -> None:
-    r = run_example("triage", {"ticket": "I was charged twice for billing"})
+    r = run_sample("triage", "")
     assert r.status == "SUCCEEDED", (r.error, r.cause)
     assert r.output == {
         "severity": 2,
@@ -68,7 +32,7 @@ def test_triage_routes_billing_ticket() -> None:
 
 
 def test_research_brief_rolls_back_then_publishes() -> None:
-    r = run_example("research_brief", {"topic": "tides"}, ["review=reject:draft", "review=approve"])
+    r = run_sample("research_brief", "")
     assert r.status == "SUCCEEDED", (r.error, r.cause)
     assert r.output["brief"].startswith("Draft two")
     assert r.output["kept_claims"] == 1
@@ -76,7 +40,7 @@ def test_research_brief_rolls_back_then_publishes() -> None:
 
 
 def test_batch_review_summarises_and_refines() -> None:
-    r = run_example("batch_review", {"documents": ["doc a", "", "doc c"]})
+    r = run_sample("batch_review", "")
     assert r.status == "SUCCEEDED", (r.error, r.cause)
     assert r.output["summaries"] == ["A short summary.", None, "A short summary."]
     assert r.output["rounds"] == {"done": True}
@@ -84,22 +48,20 @@ def test_batch_review_summarises_and_refines() -> None:
 
 
 def test_release_gate_collects_notes_and_counts_words(health_url: str) -> None:
-    r = run_example(
-        "release_gate",
-        {"health_url": health_url, "version": "v1.2.3"},
-        ['notes={"notes": "Faster startup and fewer bugs"}'],
-    )
+    r = run_sample("release_gate", health_url)
     assert r.status == "SUCCEEDED", (r.error, r.cause)
     assert r.output == {"version": "v1.2.3", "words": 5}
 
 
 def test_release_gate_stops_when_the_service_is_down() -> None:
-    r = run_example("release_gate", {"health_url": "http://127.0.0.1:9/health", "version": "v1.2.3"})
+    r = run_example(
+        "release_gate", {"health_url": "http://127.0.0.1:9/health", "version": "v1.2.3"}
+    )
     assert (r.status, r.error) == ("FAILED", "Loopline.HTTPError")
 
 
 def test_incident_response_retries_then_waits_for_on_call() -> None:
-    r = run_example("incident_response", {"alert": "disk 95% on db-1"}, ["on_call=approve", "hold={}"])
+    r = run_sample("incident_response", "")
     assert r.status == "SUCCEEDED", (r.error, r.cause)
     assert r.output["plan"] == "Rotate logs and grow the volume."
     assert r.output["fallback"] is None
@@ -108,11 +70,13 @@ def test_incident_response_retries_then_waits_for_on_call() -> None:
 
 
 def test_content_moderation_keeps_on_topic_comments() -> None:
-    r = run_example("content_moderation", {"comments": ["great post", "buy spam now"]})
+    r = run_sample("content_moderation", "")
     assert r.status == "SUCCEEDED", (r.error, r.cause)
     assert r.output == {"published": 1, "kept": ["great post"]}
 
 
 def test_content_moderation_strict_mode_fails_on_dropped_comment() -> None:
-    r = run_example("content_moderation", {"comments": ["great post", "buy spam now"], "strict": True})
+    r = run_example(
+        "content_moderation", {"comments": ["great post", "buy spam now"], "strict": True}
+    )
     assert (r.status, r.error) == ("FAILED", "Loopline.Failed")

@@ -169,6 +169,8 @@ class RunResult:
     execution_arn: str = ""
     #: The waits nobody answered (status WAITING).
     waiting: list[HumanWait] = field(default_factory=list)
+    #: State transitions the execution took (every state entered), as Step Functions bills.
+    transitions: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """What ``loopline run --json`` prints."""
@@ -712,6 +714,7 @@ def _result(desc: dict[str, Any], tracker: Tracker, arn: str) -> RunResult:
         cause=decode_cause(cause),
         steps={k: dict(v) for k, v in sorted(tracker.steps.items())},
         execution_arn=arn,
+        transitions=sum(1 for ev in tracker.events.values() if ev["type"].endswith("StateEntered")),
     )
 
 

@@ -1,0 +1,69 @@
+"""``make bench``: compile time of large generated workflows (the whole CLI call, as a
+user runs it) and the state transitions each example takes when it runs in moto."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from generate import write  # noqa: E402
+
+SIZES = (100, 1000, 5000)
+REPEAT = 5
+GOAL_1000 = 0.5
+
+
+def bench_compile() -> None:
+    cli = Path(sys.executable).parent / "loopline"
+    print("Compile: `loopline compile FILE -o OUT`, wall time of the whole command")
+    print(f"{'steps':>6} {'median s':>9} {'min s':>7} {'states':>7} {'ASL KB':>7}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in SIZES:
+            src, out = Path(tmp, f"gen{n}.yaml"), Path(tmp, f"gen{n}.asl.json")
+            write(n, str(src))
+            times = []
+            for _ in range(REPEAT if n < 5000 else 3):
+                t0 = time.perf_counter()
+                subprocess.run([str(cli), "compile", "-q", str(src), "-o", str(out)], check=True)
+                times.append(time.perf_counter() - t0)
+            text = out.read_text()
+            states = text.count('"Type": ')
+            mark = ""
+            if n == 1000:
+                mark = (
+                    "  (goal < 0.5 s: "
+                    + ("met" if statistics.median(times) < GOAL_1000 else "NOT met")
+                    + ")"
+                )
+            print(
+                f"{n:>6} {statistics.median(times):>9.3f} {min(times):>7.3f} {states:>7} "
+                f"{len(text) / 1024:>7.0f}{mark}"
+            )
+
+
+def bench_transitions() -> None:
+    from tests.examples.cases import SAMPLES, health_server, run_sample
+
+    print()
+    print("State transitions per example (sample runs from tests/examples/cases.py)")
+    print(f"{'workflow':<22} {'status':<10} {'transitions':>11} {'wall s':>7}")
+    with health_server() as url:
+        for name in sorted(SAMPLES):
+            t0 = time.perf_counter()
+            result = run_sample(name, url)
+            print(
+                f"{name:<22} {result.status:<10} {result.transitions:>11} {time.perf_counter() - t0:>7.2f}"
+            )
+
+
+if __name__ == "__main__":
+    bench_compile()
+    bench_transitions()
