@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from loopline.compiler import compile_workflow
 from loopline.dsl import load_workflow
+
 from tests.compiler.test_compiled_examples import golden_cases
 
 BIN = Path(sys.executable).parent

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from loopline.compiler import compile_workflow
 from loopline.dsl import load_workflow
+
 from tests.conftest import GOLDEN_COMPILE, STATEMACHINES, example_workflows
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from loopline.compiler import compile_workflow
 from loopline.dsl import load_workflow_text, resolve_inputs
 from loopline.local.run import RunResult, parse_decision, run_workflow

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from loopline.compiler import compile_workflow
+from loopline.compiler import CompileResult, compile_workflow
 from loopline.compiler.compile import CompileError
-from loopline.dsl import InputsInvalid, WorkflowInvalid, load_workflow, resolve_inputs
+from loopline.dsl import InputsInvalid, Workflow, WorkflowInvalid, load_workflow, resolve_inputs
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
 
@@ -29,13 +29,13 @@ def _err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _load(path: str) -> Any:
+def _load(path: str) -> tuple[Workflow, CompileResult]:
     wf = load_workflow(path)
     return wf, compile_workflow(wf)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    wf, result = _load(args.file)
+    _, result = _load(args.file)
     text = result.text
     if args.output:
         out = Path(args.output)
