@@ -1,0 +1,166 @@
+"""Task inputs: check a submission against the workflow's input specs and fill in defaults.
+
+Each input spec becomes a JSON Schema (``input_schema``) checked with ``jsonschema``; the
+violations are turned into one readable line each, ``inputs.<field>: <rule> (got <value>)``,
+and all of them are reported together (``InputsInvalid``).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from typing import TYPE_CHECKING, Any
+
+from loopline.dsl.models import InputSpec, Workflow
+from loopline.dsl.problems import InputsInvalid
+
+if TYPE_CHECKING:
+    import jsonschema
+
+#: A ``file`` input is an S3 URI: ``s3://<bucket>/<key>``.
+S3_URI = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/.+$"
+
+_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "number": {"type": "number"},
+    "integer": {"type": "integer"},
+    "boolean": {"type": "boolean"},
+    "json": {},
+    "file": {"type": "string", "pattern": S3_URI},
+}
+_TYPE_WORDS = {
+    "string": "text",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+}
+
+
+def input_schema(spec: InputSpec) -> dict[str, Any]:
+    """The JSON Schema of one input's value."""
+    if spec.type == "enum":
+        return {"enum": list(spec.values or [])}
+    schema = dict(_TYPES[spec.type])
+    if spec.type == "string":
+        if spec.pattern is not None:
+            schema["pattern"] = spec.pattern
+        if spec.min_length is not None:
+            schema["minLength"] = spec.min_length
+        if spec.max_length is not None:
+            schema["maxLength"] = spec.max_length
+    elif spec.type == "json":
+        # The length of a JSON value is that of a list, a string or an object.
+        for low, high in (("minItems", "maxItems"), ("minLength", "maxLength")):
+            if spec.min_length is not None:
+                schema[low] = spec.min_length
+            if spec.max_length is not None:
+                schema[high] = spec.max_length
+        if spec.min_length is not None:
+            schema["minProperties"] = spec.min_length
+        if spec.max_length is not None:
+            schema["maxProperties"] = spec.max_length
+    if spec.description:
+        schema["description"] = spec.description
+    return schema
+
+
+def workflow_schema(workflow: Workflow) -> dict[str, Any]:
+    """The JSON Schema of a whole submission (an object of the declared inputs)."""
+    inputs = workflow.inputs or {}
+    return {
+        "type": "object",
+        "properties": {name: input_schema(spec) for name, spec in inputs.items()},
+        "required": [name for name, spec in inputs.items() if spec.required],
+        "additionalProperties": workflow.inputs is None,
+    }
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """A short JSON rendering of a value for messages."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _rule(spec: InputSpec, err: jsonschema.ValidationError) -> str:
+    kind, bound = err.validator, err.validator_value
+    if kind == "type":
+        return f"must be {_TYPE_WORDS.get(str(bound), str(bound))}"
+    if kind == "enum":
+        return "must be one of " + ", ".join(show(v) for v in spec.values or [])
+    if kind == "pattern":
+        if spec.type == "file":
+            return "must be an S3 URI like s3://bucket/key"
+        return f"must match the pattern {bound}"
+    if kind == "minLength":
+        return f"must be at least {bound} characters long"
+    if kind == "maxLength":
+        return f"must be at most {bound} characters long"
+    if kind == "minItems":
+        return f"must have at least {bound} items"
+    if kind == "maxItems":
+        return f"must have at most {bound} items"
+    if kind == "minProperties":
+        return f"must have at least {bound} entries"
+    if kind == "maxProperties":
+        return f"must have at most {bound} entries"
+    return str(err.message)
+
+
+def check_value(spec: InputSpec, value: Any) -> list[str]:
+    """Every rule of ``spec`` that ``value`` breaks, as ``<rule> (got <value>)``."""
+    schema = input_schema(spec)
+    import jsonschema  # imported on use: compiling a workflow does not need it
+
+    validator = jsonschema.Draft202012Validator(schema)
+    rules: list[str] = []
+    for err in validator.iter_errors(value):
+        rule = _rule(spec, err)
+        if rule not in rules:
+            rules.append(rule)
+    return [f"{rule} (got {show(value)})" for rule in rules]
+
+
+def resolve_inputs(workflow: Workflow, given: dict[str, Any] | None) -> dict[str, Any]:
+    """The inputs a task starts with: ``given`` checked against the declared specs, with
+    defaults applied and every declared input present (``None`` when optional and unset).
+
+    A workflow that declares no ``inputs`` takes any object unchanged. Raise
+    ``InputsInvalid`` listing every violation.
+    """
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise InputsInvalid([f"inputs: must be a JSON object (got {show(given)})"])
+    if workflow.inputs is None:
+        return given
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    for name, spec in workflow.inputs.items():
+        value = given.get(name)
+        if value is None:
+            if spec.required:
+                got = "null" if name in given else "nothing"
+                problems.append(f"inputs.{name}: is required (got {got})")
+                continue
+            out[name] = copy.deepcopy(spec.default)
+            continue
+        problems.extend(f"inputs.{name}: {rule}" for rule in check_value(spec, value))
+        out[name] = value
+    declared = list(workflow.inputs)
+    for name in given:
+        if name not in workflow.inputs:
+            close = difflib.get_close_matches(str(name), declared, n=1, cutoff=0.6)
+            if close:
+                rule = f'unknown input, did you mean "{close[0]}"?'
+            elif declared:
+                rule = f"unknown input; declared: {', '.join(declared)}"
+            else:
+                rule = "unknown input; this workflow takes no inputs"
+            problems.append(f"inputs.{name}: {rule} (got {show(given[name])})")
+    if problems:
+        raise InputsInvalid(problems)
+    return out

@@ -1,0 +1,592 @@
+"""The workflow language as pydantic models: one class per construct of the spec.
+
+Expressions, templates and durations are parsed while the models validate, so every
+syntax problem is reported by pydantic with its location, all at once. Checks that need
+the whole workflow (unique ids, references, rollback targets) live in ``checks.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from loopline.dsl.duration import parse_duration
+from loopline.dsl.expr import Expr, ExpressionError, parse_expression
+from loopline.dsl.template import Template, check_template_tree, parse_template
+
+STEP_ID = r"^[A-Za-z][A-Za-z0-9_]{0,39}$"
+NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+SEMVER = (
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+#: Error names a workflow may name in ``retry.on`` and ``on_error``.
+ERROR_NAMES = (
+    "Loopline.Timeout",
+    "Loopline.Rejected",
+    "Loopline.AssertionFailed",
+    "Loopline.ToolLoop",
+    "Loopline.MaxTurns",
+    "Loopline.MaxIterations",
+    "Loopline.InvalidOutput",
+    "Loopline.LLMRateLimited",
+    "Loopline.LLMError",
+    "Loopline.HTTPError",
+    "Loopline.Transient",
+    "Loopline.Failed",
+)
+#: Errors an action step retries by default (3 attempts in all).
+TRANSIENT_ERRORS = ("Loopline.Transient", "Loopline.LLMRateLimited")
+
+
+def _to_expr(value: Any) -> Expr:
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif value is None:
+        value = "null"
+    elif isinstance(value, (int, float)):
+        value = repr(value)
+    if not isinstance(value, str):
+        raise ValueError("an expression must be a string")
+    try:
+        return parse_expression(value)
+    except ExpressionError as exc:
+        raise ValueError(f"invalid expression: {exc}") from None
+
+
+def _to_template(value: Any) -> Template:
+    if isinstance(value, Template):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("a template must be a string")
+    try:
+        return parse_template(value)
+    except ExpressionError as exc:
+        raise ValueError(f"invalid template: {exc}") from None
+
+
+def _check_tree(value: Any) -> Any:
+    try:
+        check_template_tree(value)
+    except ExpressionError as exc:
+        raise ValueError(f"invalid template: {exc}") from None
+    return value
+
+
+def _check_schema(value: dict[str, Any]) -> dict[str, Any]:
+    import jsonschema  # imported here: most workflows have no schema, and it is slow to load
+
+    try:
+        jsonschema.validators.validator_for(value).check_schema(value)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        message = exc.message
+        if exc.absolute_path and exc.absolute_path[-1] == "type" and exc.validator == "anyOf":
+            message = (
+                f"{exc.instance!r} is not a JSON Schema type "
+                "(string, number, integer, boolean, object, array, null)"
+            )
+        raise ValueError(
+            f"not a valid JSON Schema: {message}" + (f" (at {where})" if where else "")
+        ) from None
+    return value
+
+
+def _check_pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"pattern does not compile: {exc}") from None
+    return value
+
+
+Expression = Annotated[
+    Expr,
+    BeforeValidator(_to_expr),
+    PlainSerializer(lambda e: e.source(), return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
+TemplateStr = Annotated[
+    Template,
+    BeforeValidator(_to_template),
+    PlainSerializer(lambda t: t.source, return_type=str),
+    WithJsonSchema({"type": "string"}),
+]
+#: A JSON value whose strings are templates (``args``, ``body``, ``succeed``).
+TemplateTree = Annotated[Any, AfterValidator(_check_tree)]
+Duration = Annotated[
+    int, BeforeValidator(parse_duration), WithJsonSchema({"type": ["integer", "string"]})
+]
+StepId = Annotated[str, Field(pattern=STEP_ID)]
+ErrorName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")]
+JsonSchemaObject = Annotated[dict[str, Any], AfterValidator(_check_schema)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+        arbitrary_types_allowed=True,
+        validate_default=False,
+        defer_build=True,
+    )
+
+
+# --------------------------------------------------------------------------- common fields
+
+
+class RetrySpec(Model):
+    max_attempts: int = Field(3, ge=1, le=100)
+    interval: Duration = 2
+    backoff: float = Field(2.0, ge=1.0, le=10.0)
+    max_delay: Duration | None = None
+    jitter: Literal["full", "none"] = "full"
+    on: list[ErrorName] | None = None
+
+
+class Goto(Model):
+    goto: StepId
+
+
+OnError = Union[Literal["continue"], Goto]  # noqa: UP007
+
+
+class StepCommon(Model):
+    id: StepId
+    description: str | None = None
+    if_: Expression | None = Field(None, alias="if")
+    retry: RetrySpec | None = None
+    timeout: Duration | None = None
+    on_error: OnError | None = None
+
+
+# --------------------------------------------------------------------------- action steps
+
+
+class LlmStep(StepCommon):
+    kind: Literal["llm"] = Field("llm", exclude=True)
+    llm: TemplateStr
+    system: TemplateStr | None = None
+    model: str | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=200_000)
+    output_schema: JsonSchemaObject | None = None
+    tools: list[str] | None = None
+    max_turns: int = Field(10, ge=1, le=100)
+
+
+class ToolStep(StepCommon):
+    kind: Literal["tool"] = Field("tool", exclude=True)
+    tool: str = Field(min_length=1)
+    args: dict[str, TemplateTree] = Field(default_factory=dict)
+
+
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+
+
+class HttpSpec(Model):
+    method: HttpMethod = "GET"
+    url: TemplateStr
+    headers: dict[str, TemplateStr] = Field(default_factory=dict)
+    query: dict[str, TemplateStr] = Field(default_factory=dict)
+    body: TemplateTree = None
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = None
+    timeout: Duration = 30
+
+
+class HttpStep(StepCommon):
+    kind: Literal["http"] = Field("http", exclude=True)
+    http: HttpSpec
+
+
+class TaskStep(StepCommon):
+    kind: Literal["task"] = Field("task", exclude=True)
+    task: str = Field(min_length=1)
+    args: dict[str, TemplateTree] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- control steps
+
+
+class GroupStep(StepCommon):
+    kind: Literal["group"] = Field("group", exclude=True)
+    group: list[Step] = Field(min_length=1)
+
+
+class Case(Model):
+    if_: Expression = Field(alias="if")
+    then: list[Step] = Field(min_length=1)
+
+
+class BranchSpec(Model):
+    if_: Expression | None = Field(None, alias="if")
+    then: list[Step] | None = None
+    cases: list[Case] | None = None
+    else_: list[Step] | None = Field(None, alias="else")
+
+    @model_validator(mode="after")
+    def _one_form(self) -> BranchSpec:
+        if self.cases is not None:
+            if self.if_ is not None or self.then is not None:
+                raise ValueError("use either if/then/else or cases/else, not both")
+            if not self.cases:
+                raise ValueError("cases must not be empty")
+        elif self.if_ is None or self.then is None:
+            raise ValueError("a branch needs if and then (or cases)")
+        return self
+
+    def arms(self) -> list[tuple[Expr | None, list[Step]]]:
+        """Each arm's condition (``None`` for else) and steps, in order."""
+        out: list[tuple[Expr | None, list[Step]]] = []
+        if self.cases is not None:
+            out.extend((c.if_, c.then) for c in self.cases)
+        else:
+            assert self.if_ is not None and self.then is not None
+            out.append((self.if_, self.then))
+        out.append((None, self.else_ or []))
+        return out
+
+
+class BranchStep(StepCommon):
+    kind: Literal["branch"] = Field("branch", exclude=True)
+    branch: BranchSpec
+
+
+class LoopSpec(Model):
+    for_each: Expression | None = None
+    as_: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")] = Field("item", alias="as")
+    max_concurrency: int = Field(1, ge=0, le=1000)
+    while_: Expression | None = Field(None, alias="while")
+    max_iterations: int | None = Field(None, ge=1, le=1000)
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> LoopSpec:
+        if (self.for_each is None) == (self.while_ is None):
+            raise ValueError("a loop needs exactly one of for_each or while")
+        if self.while_ is not None:
+            if self.max_iterations is None:
+                raise ValueError("a while loop needs max_iterations (1..1000)")
+            if "as_" in self.model_fields_set or "max_concurrency" in self.model_fields_set:
+                raise ValueError("as and max_concurrency apply to for_each loops only")
+        elif self.max_iterations is not None:
+            raise ValueError("max_iterations applies to while loops only")
+        return self
+
+
+class LoopStep(StepCommon):
+    kind: Literal["loop"] = Field("loop", exclude=True)
+    loop: LoopSpec
+
+
+class ParallelStep(StepCommon):
+    kind: Literal["parallel"] = Field("parallel", exclude=True)
+    parallel: list[Step] = Field(min_length=1)
+
+
+class VoteSpec(Model):
+    input: Expression
+    voters: int = Field(ge=2, le=10)
+    rules: str = Field(min_length=1)
+    threshold: int | None = Field(None, ge=1)
+    model: str | None = None
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, threshold: int | None, info: ValidationInfo) -> int | None:
+        voters = info.data.get("voters")  # validated before threshold (field order)
+        if threshold is not None and isinstance(voters, int) and threshold > voters:
+            raise ValueError(
+                f"threshold {threshold} is more than the {voters} voters (allowed 1..{voters})"
+            )
+        return threshold
+
+    @property
+    def effective_threshold(self) -> int:
+        return self.threshold if self.threshold is not None else math.ceil(self.voters / 2)
+
+
+class VoteStep(StepCommon):
+    kind: Literal["vote"] = Field("vote", exclude=True)
+    vote: VoteSpec
+
+
+class AssertStep(StepCommon):
+    kind: Literal["assert"] = Field("assert", exclude=True)
+    assert_: Expression = Field(alias="assert")
+    message: str | None = None
+
+
+class FailStep(StepCommon):
+    kind: Literal["fail"] = Field("fail", exclude=True)
+    fail: str
+    error: ErrorName = "Loopline.Failed"
+
+
+class SucceedStep(StepCommon):
+    kind: Literal["succeed"] = Field("succeed", exclude=True)
+    succeed: TemplateTree
+
+
+# --------------------------------------------------------------------------- human steps
+
+
+class Assignee(Model):
+    role: str | None = None
+    user: str | None = None
+
+
+class NotifyTarget(Model):
+    email: str | None = None
+    slack: str | None = None
+    webhook: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> NotifyTarget:
+        given = [k for k in ("email", "slack", "webhook") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("each notify entry names exactly one of email, slack, webhook")
+        return self
+
+
+OnTimeout = Literal["fail", "approve", "reject", "escalate"]
+
+
+class HumanSpec(Model):
+    instruction: TemplateStr | None = None
+    assignee: Assignee | None = None
+    notify: list[NotifyTarget] = Field(default_factory=list)
+    context: dict[str, TemplateStr] = Field(default_factory=dict)
+    timeout: Duration
+    on_timeout: OnTimeout = "fail"
+    escalate_to: Assignee | None = None
+
+    @model_validator(mode="after")
+    def _escalation(self) -> HumanSpec:
+        if self.on_timeout == "escalate" and self.escalate_to is None:
+            raise ValueError("on_timeout: escalate needs escalate_to")
+        return self
+
+
+class ApprovalSpec(HumanSpec):
+    rollback_to: list[StepId] = Field(default_factory=list)
+
+
+class HumanTaskSpec(HumanSpec):
+    form_schema: JsonSchemaObject | None = None
+
+    @model_validator(mode="after")
+    def _no_decision_timeout(self) -> HumanTaskSpec:
+        if self.on_timeout in ("approve", "reject"):
+            raise ValueError(
+                f"on_timeout: {self.on_timeout} applies to approval steps; a human_task may fail or escalate"
+            )
+        return self
+
+
+class ApprovalStep(StepCommon):
+    kind: Literal["approval"] = Field("approval", exclude=True)
+    approval: ApprovalSpec
+
+
+class HumanTaskStep(StepCommon):
+    kind: Literal["human_task"] = Field("human_task", exclude=True)
+    human_task: HumanTaskSpec
+
+
+class PauseStep(StepCommon):
+    kind: Literal["pause"] = Field("pause", exclude=True)
+    pause: TemplateStr
+
+
+# --------------------------------------------------------------------------- the step union
+
+STEP_MODELS: dict[str, type[StepCommon]] = {
+    "llm": LlmStep,
+    "tool": ToolStep,
+    "http": HttpStep,
+    "task": TaskStep,
+    "group": GroupStep,
+    "branch": BranchStep,
+    "loop": LoopStep,
+    "parallel": ParallelStep,
+    "vote": VoteStep,
+    "assert": AssertStep,
+    "fail": FailStep,
+    "succeed": SucceedStep,
+    "approval": ApprovalStep,
+    "human_task": HumanTaskStep,
+    "pause": PauseStep,
+}
+STEP_KINDS = tuple(STEP_MODELS)
+ACTION_KINDS = ("llm", "tool", "http", "task")
+HUMAN_KINDS = ("approval", "human_task", "pause")
+NO_KIND = "__none__"
+MANY_KINDS = "__many__"
+
+
+def step_kind(value: Any) -> str | None:
+    """The kind tag of raw step data: its one kind key (``None`` when not a mapping)."""
+    if isinstance(value, StepCommon):
+        return str(value.kind)  # type: ignore[attr-defined]
+    if not isinstance(value, dict):
+        return None
+    kinds = [k for k in STEP_KINDS if k in value]
+    if len(kinds) == 1:
+        return kinds[0]
+    return MANY_KINDS if kinds else NO_KIND
+
+
+class _NoKind(StepCommon):
+    """Placeholder member: validation of a step without a kind key always fails."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fail(cls, data: Any) -> Any:
+        raise ValueError("NO_KIND")
+
+
+class _ManyKinds(StepCommon):
+    @model_validator(mode="before")
+    @classmethod
+    def _fail(cls, data: Any) -> Any:
+        raise ValueError("MANY_KINDS")
+
+
+Step = Annotated[
+    Union[  # noqa: UP007 (a tagged union written out for pydantic)
+        Annotated[LlmStep, Tag("llm")],
+        Annotated[ToolStep, Tag("tool")],
+        Annotated[HttpStep, Tag("http")],
+        Annotated[TaskStep, Tag("task")],
+        Annotated[GroupStep, Tag("group")],
+        Annotated[BranchStep, Tag("branch")],
+        Annotated[LoopStep, Tag("loop")],
+        Annotated[ParallelStep, Tag("parallel")],
+        Annotated[VoteStep, Tag("vote")],
+        Annotated[AssertStep, Tag("assert")],
+        Annotated[FailStep, Tag("fail")],
+        Annotated[SucceedStep, Tag("succeed")],
+        Annotated[ApprovalStep, Tag("approval")],
+        Annotated[HumanTaskStep, Tag("human_task")],
+        Annotated[PauseStep, Tag("pause")],
+        Annotated[_NoKind, Tag(NO_KIND)],
+        Annotated[_ManyKinds, Tag(MANY_KINDS)],
+    ],
+    Discriminator(
+        step_kind,
+        custom_error_type="step_not_mapping",
+        custom_error_message="a step must be a mapping",
+    ),
+]
+
+
+def children(step: Any) -> list[list[Any]]:
+    """The nested step sequences of ``step`` (each arm, body or entry list)."""
+    if isinstance(step, GroupStep):
+        return [step.group]
+    if isinstance(step, ParallelStep):
+        return [[s] for s in step.parallel]
+    if isinstance(step, LoopStep):
+        return [step.loop.steps]
+    if isinstance(step, BranchStep):
+        return [arm for _, arm in step.branch.arms()]
+    return []
+
+
+def iter_steps(steps: list[Any]) -> Iterator[Any]:
+    """Every step in ``steps`` and below, depth first, in file order."""
+    for s in steps:
+        yield s
+        for seq in children(s):
+            yield from iter_steps(seq)
+
+
+# --------------------------------------------------------------------------- top level
+
+
+InputType = Literal["string", "number", "integer", "boolean", "json", "enum", "file"]
+
+
+class InputSpec(Model):
+    type: InputType = "string"
+    required: bool = False
+    default: Any = None
+    pattern: Annotated[str, AfterValidator(_check_pattern)] | None = None
+    values: list[Any] | None = None
+    min_length: int | None = Field(None, ge=0)
+    max_length: int | None = Field(None, ge=0)
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InputSpec:
+        problems = []
+        if self.type == "enum" and not self.values:
+            problems.append("an enum input needs values")
+        if self.values is not None and self.type != "enum":
+            problems.append("values applies to enum inputs only")
+        if self.pattern is not None and self.type != "string":
+            problems.append("pattern applies to string inputs only")
+        if (
+            self.min_length is not None
+            and self.max_length is not None
+            and self.min_length > self.max_length
+        ):
+            problems.append("min_length is greater than max_length")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class Defaults(Model):
+    retry: RetrySpec | None = None
+    timeout: Duration | None = None
+    model: str | None = None
+
+
+class StepType(Model):
+    function: str = Field(min_length=1)
+    description: str | None = None
+
+
+class Workflow(Model):
+    name: Annotated[str, Field(pattern=NAME)]
+    version: Annotated[str, Field(pattern=SEMVER)] = "0.1.0"
+    description: str | None = None
+    inputs: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], InputSpec] | None = (
+        None
+    )
+    defaults: Defaults = Field(default_factory=Defaults)
+    step_types: dict[str, StepType] = Field(default_factory=dict)
+    steps: list[Step] = Field(min_length=1)
+    output: dict[str, TemplateTree] | None = None
+
+    def all_steps(self) -> Iterator[Any]:
+        return iter_steps(self.steps)
+
+    @property
+    def has_human_step(self) -> bool:
+        return any(s.kind in HUMAN_KINDS for s in self.all_steps())
+
+
+# Schemas are built on first use (``defer_build``): the CLI pays only for what it validates.

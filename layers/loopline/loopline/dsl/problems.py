@@ -1,0 +1,59 @@
+"""Problems found in a workflow file, each located by a workflow path and, where the
+loader knows it, a line and column."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Loc = tuple[str | int, ...]
+
+
+def format_loc(loc: Loc) -> str:
+    """``('steps', 2, 'parallel', 0, 'id')`` → ``steps[2].parallel[0].id``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(file)"
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def render(self, filename: str | None = None) -> str:
+        where = ""
+        if filename:
+            where = f"{filename}:{self.line}:{self.column}: " if self.line else f"{filename}: "
+        elif self.line:
+            where = f"{self.line}:{self.column}: "
+        return f"{where}{self.path}: {self.message}"
+
+
+class WorkflowInvalid(Exception):
+    """The workflow file has problems; ``problems`` lists every one, in file order."""
+
+    def __init__(self, problems: Sequence[Problem], filename: str | None = None) -> None:
+        self.problems = sorted(problems)
+        self.filename = filename
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n".join(p.render(self.filename) for p in self.problems)
+
+
+class InputsInvalid(Exception):
+    """A task submission does not satisfy the workflow's input specs.
+
+    ``problems`` lists every violation as ``inputs.<field>: <rule> (got <value>)``.
+    """
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

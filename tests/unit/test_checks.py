@@ -1,0 +1,572 @@
+"""Whole-workflow checks (``loopline.dsl.checks``) through ``load_workflow_text``.
+
+Each test is one small workflow: valid ones must load, invalid ones must report exactly
+the listed problems (``path: message``).
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from loopline.dsl import Workflow, WorkflowInvalid, load_workflow_text
+
+
+def load(text: str) -> Workflow:
+    return load_workflow_text(textwrap.dedent(text), "wf.yaml")
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(WorkflowInvalid) as caught:
+        load(text)
+    return [f"{p.path}: {p.message}" for p in caught.value.problems]
+
+
+# --------------------------------------------------------------------------- valid workflows
+
+
+def test_given_a_branch_arm_step_read_under_an_exists_conjunction_then_it_loads() -> None:
+    load(
+        """
+        name: wf
+        steps:
+          - id: route
+            branch:
+              if: "true"
+              then: [{id: fix, llm: fix it}]
+          - id: report
+            assert: "exists(steps.fix) and steps.fix.output != ''"
+        """
+    )
+
+
+def test_given_a_branch_arm_step_read_by_a_step_whose_if_checks_it_exists_then_it_loads() -> None:
+    load(
+        """
+        name: wf
+        steps:
+          - id: route
+            branch:
+              if: "true"
+              then: [{id: fix, llm: fix it}]
+              else: [{id: keep, tool: noop}]
+          - id: report
+            if: exists(steps.fix)
+            llm: "Report on {{ steps.fix.output }}"
+          - id: other
+            if: "not exists(steps.keep) or steps.keep.output.ok == false"
+            tool: audit
+        """
+    )
+
+
+def test_given_a_guard_in_an_enclosing_group_if_then_the_steps_inside_may_read() -> None:
+    load(
+        """
+        name: wf
+        steps:
+          - id: loop1
+            loop:
+              while: "true"
+              max_iterations: 3
+              steps: [{id: attempt, tool: try_it}]
+          - id: after
+            if: exists(steps.attempt)
+            group:
+              - id: use
+                llm: "Use {{ steps.attempt.output }}"
+        """
+    )
+
+
+def test_given_exists_alone_on_an_arm_step_then_no_guard_is_needed() -> None:
+    load(
+        """
+        name: wf
+        steps:
+          - id: route
+            branch:
+              if: "true"
+              then: [{id: fix, llm: fix it}]
+          - id: flag
+            tool: record
+            args: {fixed: "{{ exists(steps.fix) }}"}
+        """
+    )
+
+
+def test_given_a_while_condition_reading_its_own_body_then_it_loads() -> None:
+    load(
+        """
+        name: wf
+        steps:
+          - id: refine
+            loop:
+              while: "not exists(steps.judge) or steps.judge.output.done == false"
+              max_iterations: 5
+              steps:
+                - id: rewrite
+                  llm: Rewrite.
+                - id: judge
+                  llm: "Judge {{ steps.rewrite.output }}"
+        """
+    )
+
+
+def test_given_a_while_body_step_reading_a_later_body_step_with_a_guard_then_it_loads() -> None:
+    load(
+        """
+        name: wf
+        steps:
+          - id: refine
+            loop:
+              while: "true"
+              max_iterations: 5
+              steps:
+                - id: rewrite
+                  llm: "Rewrite using {{ exists(steps.judge) and steps.judge.output }}"
+                - id: polish
+                  if: exists(steps.judge)
+                  llm: "Polish {{ steps.judge.output }} {{ exists(steps.polish) and steps.polish.output }}"
+                - id: judge
+                  llm: "Judge {{ steps.rewrite.output }}"
+        """
+    )
+
+
+def test_given_loop_variables_inside_their_loops_then_they_load() -> None:
+    load(
+        """
+        name: wf
+        inputs:
+          docs: {type: json, required: true}
+        steps:
+          - id: outer
+            loop:
+              for_each: inputs.docs
+              steps:
+                - id: inner
+                  loop:
+                    for_each: item.pages
+                    as: page
+                    steps:
+                      - id: read
+                        llm: "Page {{ index }} of {{ item.title }}: {{ page.text }}"
+                - id: sum
+                  llm: "Summarise {{ steps.inner.output }} ({{ index }})"
+        """
+    )
+
+
+def test_given_steps_in_groups_and_parallel_entries_then_they_are_visible_after() -> None:
+    load(
+        """
+        name: wf
+        steps:
+          - id: prep
+            group:
+              - id: fetch
+                http: {url: "https://example.com"}
+          - id: checks
+            parallel:
+              - id: lint
+                tool: ruff
+              - id: both
+                group:
+                  - id: unit
+                    tool: pytest
+                  - id: report
+                    llm: "Tests said {{ steps.unit.output }} on {{ steps.fetch.output.body }}"
+          - id: verdict
+            llm: "{{ steps.lint.output }} {{ steps.report.output }} {{ steps.checks.output }}"
+        output:
+          verdict: "{{ steps.verdict.output }}"
+          tokens: "{{ steps.verdict.usage }}"
+        """
+    )
+
+
+def test_given_gotos_inside_one_scope_then_they_load() -> None:
+    load(
+        """
+        name: wf
+        inputs:
+          items: {type: json}
+        steps:
+          - id: start
+            tool: start
+            on_error: {goto: cleanup}
+          - id: body
+            group:
+              - id: cleanup
+                tool: cleanup
+          - id: checks
+            parallel:
+              - id: entry
+                group:
+                  - id: try_it
+                    tool: risky
+                    on_error: {goto: fallback}
+                  - id: fallback
+                    tool: safe
+          - id: each
+            loop:
+              for_each: inputs.items
+              steps:
+                - id: one
+                  tool: risky
+                  on_error: {goto: two}
+                - id: two
+                  tool: safe
+        """
+    )
+
+
+def test_given_workflow_without_inputs_then_any_input_path_is_allowed() -> None:
+    load(
+        """
+        name: wf
+        steps:
+          - id: a
+            llm: "{{ inputs.anything.at.all }}"
+        """
+    )
+
+
+def test_given_custom_and_states_error_names_in_retry_then_they_load() -> None:
+    load(
+        """
+        name: wf
+        defaults:
+          retry: {on: [States.ALL]}
+        steps:
+          - id: a
+            tool: t
+            retry: {on: [Loopline.Transient, MyService.Busy, States.Timeout]}
+        """
+    )
+
+
+def test_given_a_rollback_to_an_earlier_sibling_then_it_loads() -> None:
+    load(
+        """
+        name: wf
+        steps:
+          - id: g
+            group:
+              - id: draft
+                llm: Draft.
+              - id: ok
+                approval: {timeout: 1h, rollback_to: [draft]}
+        """
+    )
+
+
+def test_given_human_steps_with_their_timeouts_in_place_then_they_load() -> None:
+    load(
+        """
+        name: wf
+        steps:
+          - id: ok
+            approval: {timeout: 1h}
+          - id: form
+            human_task: {timeout: 2d, form_schema: {type: object}}
+          - id: wait
+            pause: Resume when ready.
+            timeout: 30m
+        """
+    )
+
+
+# --------------------------------------------------------------------------- references
+
+
+def test_given_exists_only_under_or_then_the_arm_step_is_not_guarded() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: route
+            branch:
+              if: "true"
+              then: [{id: fix, llm: fix it}]
+          - id: check
+            assert: "exists(steps.fix) or steps.fix.output.ok"
+        """
+    ) == [
+        'steps[1].assert: steps.fix.output.ok: "fix" is inside a branch arm of "route" '
+        "and may not have run; guard it with exists(steps.fix)"
+    ]
+
+
+def test_given_a_later_while_body_step_without_a_guard_then_it_is_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: refine
+            loop:
+              while: "true"
+              max_iterations: 5
+              steps:
+                - id: rewrite
+                  llm: "Rewrite using {{ steps.judge.output }}"
+                - id: judge
+                  llm: Judge.
+        """
+    ) == [
+        'steps[0].loop.steps[0].llm: steps.judge.output: "judge" runs after this step; it has '
+        "a value only from an earlier iteration of the while loop: guard it with "
+        "exists(steps.judge)"
+    ]
+
+
+def test_given_a_while_condition_reading_a_for_each_body_inside_it_then_it_is_reported() -> None:
+    msgs = problems(
+        """
+        name: wf
+        steps:
+          - id: refine
+            loop:
+              while: "steps.one.output.ok"
+              max_iterations: 5
+              steps:
+                - id: each
+                  loop:
+                    for_each: "steps.each.output"
+                    steps: [{id: one, llm: x}]
+        """
+    )
+    assert msgs == [
+        'steps[0].loop.while: steps.one.output.ok: "one" is inside for_each loop "each" and '
+        "has no single value outside it; use steps.each.output (the list of each "
+        "iteration's last output)",
+        # In a while body a step's own output exists from the previous iteration.
+        "steps[0].loop.steps[0].loop.for_each: steps.each.output: a step reads its own output "
+        "only from an earlier iteration of its while loop; guard it with exists(steps.each)",
+    ]
+
+
+def test_given_a_for_each_reading_its_body_then_it_is_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: each
+            loop:
+              for_each: "steps.one.output"
+              steps: [{id: one, llm: x}]
+        """
+    ) == [
+        'steps[0].loop.for_each: steps.one.output: "one" is inside this step and has not run '
+        "when this is evaluated"
+    ]
+
+
+def test_given_a_loop_variable_in_its_own_for_each_then_it_is_not_in_scope() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: each
+            loop:
+              for_each: item.children
+              steps: [{id: one, llm: "{{ item }}"}]
+        """
+    ) == [
+        'steps[0].loop.for_each: item.children: unknown name "item"; a path starts with '
+        "inputs or steps; item exists only inside a for_each loop"
+    ]
+
+
+def test_given_a_steps_path_without_an_id_then_it_is_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: a
+            llm: "{{ steps }}"
+        """
+    ) == ["steps[0].llm: steps: name a step, as in steps.<id>.output"]
+
+
+def test_given_usage_of_an_llm_step_then_it_is_allowed_but_not_of_a_tool_step() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: a
+            llm: hi
+          - id: b
+            tool: t
+          - id: c
+            llm: "{{ steps.a.usage.input_tokens }} {{ steps.b.usage }}"
+        """
+    ) == ['steps[2].llm: steps.b.usage: only llm steps record usage; "b" is a tool step']
+
+
+def test_given_problems_in_several_places_then_all_are_reported_in_file_order() -> None:
+    msgs = problems(
+        """
+        name: wf
+        output:
+          x: "{{ steps.nope.output }}"
+        steps:
+          - id: a
+            llm: "{{ steps.b.output }}"
+          - id: b
+            group: [{id: a, tool: t}]
+        """
+    )
+    assert msgs == [
+        'output.x: steps.nope.output: no step has id "nope"',
+        'steps[0].llm: steps.b.output: "b" runs after this step, so it has no value here',
+        'steps[1].group[0].id: duplicate id "a"',
+    ]
+
+
+# --------------------------------------------------------------------------- other rules
+
+
+def test_given_goto_to_an_unknown_step_or_itself_then_both_are_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: fetch
+            tool: t
+            on_error: {goto: fetch}
+          - id: parse
+            tool: t
+            on_error: {goto: fecth}
+        """
+    ) == [
+        "steps[0].on_error.goto: a step cannot go to itself on error; use retry to run it again",
+        'steps[1].on_error.goto: no step has id "fecth" (did you mean "fetch"?)',
+    ]
+
+
+def test_given_goto_out_of_a_for_each_body_then_it_is_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: done
+            tool: t
+          - id: each
+            loop:
+              for_each: "inputs.items"
+              steps: [{id: one, tool: t, on_error: {goto: done}}]
+        """
+    ) == [
+        'steps[1].loop.steps[0].on_error.goto: cannot go to "done": it is in the top level and '
+        'this step is in the body of for_each loop "each"; goto stays inside the top level, one '
+        "parallel entry or one loop body"
+    ]
+
+
+def test_given_a_rollback_to_itself_or_unknown_then_both_are_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: ok
+            approval: {timeout: 1h, rollback_to: [ok, drfat]}
+          - id: draft
+            llm: x
+        """
+    ) == [
+        "steps[0].approval.rollback_to[0]: an approval cannot roll back to itself; "
+        "name an earlier step",
+        'steps[0].approval.rollback_to[1]: no step has id "drfat" (did you mean "draft"?)',
+    ]
+
+
+def test_given_a_task_without_any_step_types_then_it_asks_to_declare_one() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: a
+            task: extract
+        """
+    ) == ['steps[0].task: unknown step type "extract": declare it under step_types']
+
+
+def test_given_a_fail_step_raising_an_unknown_loopline_error_then_it_is_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: a
+            fail: nope
+            error: Loopline.Rejectd
+        """
+    ) == ['steps[0].error: unknown error "Loopline.Rejectd" (did you mean "Loopline.Rejected"?)']
+
+
+@pytest.mark.parametrize("name", ["inputs", "steps", "index"])
+def test_given_a_reserved_loop_variable_name_then_it_is_reported(name: str) -> None:
+    msgs = problems(
+        f"""
+        name: wf
+        steps:
+          - id: each
+            loop:
+              for_each: "inputs.items"
+              as: {name}
+              steps: [{{id: one, tool: t}}]
+        """
+    )
+    assert msgs == [
+        f'steps[0].loop.as: "{name}" is reserved; choose another name for the loop variable'
+    ]
+
+
+def test_given_succeed_inside_a_while_loop_then_it_is_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: w
+            loop:
+              while: "true"
+              max_iterations: 2
+              steps: [{id: s, succeed: done}]
+        """
+    ) == [
+        "steps[0].loop.steps[0].succeed: succeed ends the whole task, so it cannot be inside "
+        'while loop "w"; end it with its condition and succeed after it'
+    ]
+
+
+def test_given_timeouts_on_control_steps_then_each_is_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: a
+            assert: "true"
+            timeout: 5
+          - id: b
+            parallel: [{id: c, tool: t, timeout: 5}]
+            timeout: 5
+        """
+    ) == [
+        "steps[0].timeout: timeout applies to action and human steps, not to an assert step",
+        "steps[1].timeout: timeout applies to action and human steps, not to a parallel step",
+    ]
+
+
+def test_given_an_input_default_of_the_wrong_type_then_it_is_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        inputs:
+          n: {type: number, default: "3"}
+          ok: {type: boolean, default: false}
+        steps:
+          - id: a
+            llm: "{{ inputs.n }}"
+        """
+    ) == ['inputs.n.default: default must be a number (got "3")']
