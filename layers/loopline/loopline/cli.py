@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+# The command uses no pydantic plugins; looking them up scans every installed package's
+# entry points, a large part of a short command's start-up time.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn

@@ -40,7 +40,10 @@ LAMBDA_SERVICE_ERRORS = [
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
 ]
-DEFAULT_RETRY = m.RetrySpec(max_attempts=3, interval=2, backoff=2.0, jitter="full")
+#: Built without validation (``model_construct``) so importing the compiler builds no schema.
+DEFAULT_RETRY = m.RetrySpec.model_construct(
+    max_attempts=3, interval=2, backoff=2.0, jitter="full", max_delay=None, on=None
+)
 STATE_NAME_LIMIT = 80
 VOTE_ITEM_CONCURRENCY = 4
 
@@ -971,7 +974,15 @@ class Compiler:
                     "ResultSelector": {"output.$": "$.output"},
                     "ResultPath": f"$.steps.{s.id}",
                     "Retry": self.retry_block(
-                        m.RetrySpec(max_attempts=3, on=LAMBDA_SERVICE_ERRORS), action=False
+                        m.RetrySpec.model_construct(
+                            max_attempts=3,
+                            interval=2,
+                            backoff=2.0,
+                            jitter="full",
+                            max_delay=None,
+                            on=LAMBDA_SERVICE_ERRORS,
+                        ),
+                        action=False,
                     ),
                     "Catch": [
                         {
@@ -1059,7 +1070,15 @@ class Compiler:
 
     def _pause(self, s: m.PauseStep, after: str, scope: Scope) -> str:
         assert s.timeout is not None
-        spec = m.HumanSpec(instruction=s.pause, timeout=s.timeout)
+        spec = m.HumanSpec.model_construct(
+            instruction=s.pause,
+            timeout=s.timeout,
+            assignee=None,
+            notify=[],
+            context={},
+            on_timeout="fail",
+            escalate_to=None,
+        )
         return self._human(s, "pause", spec, after, scope)
 
     # ------------------------------------------------------------------ outputs
