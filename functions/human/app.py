@@ -1,7 +1,5 @@
-"""Lambda entry point for Loopline human steps; the work is in the loopline layer."""
+"""Lambda function for Loopline human steps: thin, the work is in the loopline layer."""
 
-from loopline.runtime.lambda_entry import handle
+from loopline.runtime.lambda_entry import lambda_handler
 
-
-def handler(event, context):  # type: ignore[no-untyped-def]
-    return handle(event, context)
+handler = lambda_handler()

@@ -7,31 +7,32 @@ structure is sound, runs the whole-workflow checks (``checks``). Any problem rai
 
 from __future__ import annotations
 
-from pathlib import Path as FsPath
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from loopline.dsl.checks import check_workflow
-from loopline.dsl.inputs import resolve_inputs
-from loopline.dsl.loader import load_text, read_file
-from loopline.dsl.models import Workflow
-from loopline.dsl.problems import InputsInvalid, Problem, WorkflowInvalid
+if TYPE_CHECKING:
+    from loopline.dsl.api import load_workflow, load_workflow_text
+    from loopline.dsl.inputs import resolve_inputs
+    from loopline.dsl.models import Workflow
+    from loopline.dsl.problems import InputsInvalid, Problem, WorkflowInvalid
+
+# Imported on first use: the step runtime imports ``loopline.dsl.expr`` and must not pay
+# for the models, the checks and the YAML loader at a Lambda cold start.
+_HOMES = {
+    "load_workflow": "loopline.dsl.api",
+    "load_workflow_text": "loopline.dsl.api",
+    "resolve_inputs": "loopline.dsl.inputs",
+    "Workflow": "loopline.dsl.models",
+    "InputsInvalid": "loopline.dsl.problems",
+    "Problem": "loopline.dsl.problems",
+    "WorkflowInvalid": "loopline.dsl.problems",
+}
 
 
-def load_workflow_text(text: str, filename: str = "<workflow>") -> Workflow:
-    """Parse, validate and check workflow ``text``; raise ``WorkflowInvalid``.
-
-    ``filename`` prefixes each rendered problem; a name ending in ``.json`` gets JSON
-    syntax errors.
-    """
-    wf, doc = load_text(text, filename)
-    problems = check_workflow(wf, doc)
-    if problems:
-        raise WorkflowInvalid(problems, filename)
-    return wf
-
-
-def load_workflow(path: str | FsPath) -> Workflow:
-    """Load the workflow file at ``path``; raise ``WorkflowInvalid``."""
-    return load_workflow_text(read_file(path), str(path))
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(_HOMES[name]), name)
+    raise AttributeError(f"module 'loopline.dsl' has no attribute {name!r}")
 
 
 __all__ = [

@@ -13,8 +13,10 @@ Only one executor can be active in a process at a time (moto's mock is process-w
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -22,6 +24,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -38,6 +41,49 @@ log = logging.getLogger("loopline.local")
 ACCOUNT_ID = "123456789012"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/loopline-local"
 #: Loopline's functions: placeholder in the ASL → local function name.
+#: The function that serves each action (its folder under functions/).
+_KIND_OF_ACTION = {
+    "llm": "llm",
+    "vote_voter": "llm",
+    "tool": "tool",
+    "http": "http",
+    "task": "task",
+    "human": "human",
+    "eval": "helper",
+    "render": "helper",
+    "vote_aggregate": "helper",
+}
+#: What the local stack sets for the handlers: no X-Ray, no metrics output, errors only.
+LOCAL_FUNCTION_ENV = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "ERROR",
+    "POWERTOOLS_SERVICE_NAME": "loopline",
+    "POWERTOOLS_METRICS_NAMESPACE": "Loopline",
+}
+FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
+_handlers: dict[str, Handler | None] = {}
+_handlers_lock = threading.Lock()
+
+
+def function_handler(kind: str) -> Handler | None:
+    """``handler`` of ``functions/<kind>/app.py``, imported once; None without the folder."""
+    with _handlers_lock:
+        if kind not in _handlers:
+            path = FUNCTIONS_DIR / kind / "app.py"
+            handler: Handler | None = None
+            if path.is_file():
+                for key, value in LOCAL_FUNCTION_ENV.items():
+                    os.environ.setdefault(key, value)
+                spec = importlib.util.spec_from_file_location(f"loopline_function_{kind}", path)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                handler = module.handler
+            _handlers[kind] = handler
+        return _handlers[kind]
+
+
 LOOPLINE_FUNCTIONS = {
     "LlmFunctionArn": "loopline-llm",
     "ToolFunctionArn": "loopline-tool",
@@ -154,6 +200,8 @@ class LocalExecutor:
             self._mock.start()
             self._original_invoke = LambdaSimpleBackend.invoke
             LambdaSimpleBackend.invoke = _patched_invoke  # type: ignore[method-assign]
+            # The real handlers take their model and inbox from the process's default Env.
+            self._previous_env = actions.set_default_env(self.env)
             self._sfn = boto3.client(
                 "stepfunctions",
                 region_name=self.region,
@@ -184,6 +232,9 @@ class LocalExecutor:
                         self._sfn.stop_execution(executionArn=arn)
                 except Exception:  # pragma: no cover - best effort
                     log.debug("could not stop %s", arn, exc_info=True)
+        if hasattr(self, "_previous_env"):
+            actions.set_default_env(self._previous_env)
+            del self._previous_env
         if hasattr(self, "_original_invoke"):
             LambdaSimpleBackend.invoke = self._original_invoke  # type: ignore[method-assign]
             del self._original_invoke
@@ -222,7 +273,13 @@ class LocalExecutor:
         return arn
 
     def _loopline_handler(self, event: Any, context: LocalContext) -> Any:
-        return actions.dispatch(event, self.env)
+        """The real Lambda handler of the function (``functions/<kind>/app.py``), or the
+        action dispatch itself when the package runs without the repository around it."""
+        kind = str(event.get("action") if isinstance(event, dict) else "")
+        handler = function_handler(_KIND_OF_ACTION.get(kind, "helper"))
+        if handler is None:
+            return actions.dispatch(event, self.env)
+        return handler(event, context)
 
     def invoke(self, name_or_arn: str, event: Any) -> Any:
         """Call a registered function directly (how ``task`` steps reach custom functions).

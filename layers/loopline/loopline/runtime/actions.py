@@ -133,6 +133,15 @@ def default_env() -> Env:
         return _default_env
 
 
+def set_default_env(env: Env | None) -> Env | None:
+    """Make ``env`` what handlers use (the local stack's model and inbox); returns the
+    previous one so it can be put back."""
+    global _default_env
+    with _default_lock:
+        previous, _default_env = _default_env, env
+        return previous
+
+
 # --------------------------------------------------------------------------- helpers
 
 

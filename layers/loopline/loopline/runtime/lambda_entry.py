@@ -1,5 +1,5 @@
-"""What every Loopline Lambda function does: run the action its payload names and turn a
-``StepError`` into the Lambda error Step Functions routes on.
+"""What every Loopline Lambda function does: run the action its payload names, log and
+measure it, and turn a ``StepError`` into the Lambda error Step Functions routes on.
 
 AWS Lambda reports a Python exception's class name as the error type, and Step Functions'
 Retry and Catch match that name. So a ``StepError("Loopline.Transient", ...)`` is re-raised
@@ -9,11 +9,18 @@ its text: the state machine sees ``Error: Loopline.Transient`` and a plain cause
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
+from loopline.observability import logger, metrics, tracer
 from loopline.runtime.actions import dispatch
 from loopline.runtime.errors import StepError
+
+Handler = Callable[[Any, Any], Any]
 
 
 @cache
@@ -22,8 +29,44 @@ def error_class(name: str) -> type[Exception]:
     return type(name, (Exception,), {"__module__": "loopline.errors"})
 
 
+def _task_id(event: dict[str, Any]) -> str:
+    """The task (execution) id: the last part of the execution ARN."""
+    return str(event.get("execution") or "").rsplit(":", 1)[-1]
+
+
 def handle(event: Any, context: Any = None) -> Any:
+    """Run one action; raise the Loopline error by name on failure."""
+    payload = event if isinstance(event, dict) else {}
+    action = str(payload.get("action") or "unknown")
+    logger.append_keys(task_id=_task_id(payload), step_id=payload.get("step"), action=action)
+    metrics.add_dimension(name="action", value=action)
+    tracer.put_annotation(key="action", value=action)
+    started = time.perf_counter()
     try:
-        return dispatch(event)
+        result = dispatch(event)
     except StepError as exc:
+        metrics.add_metric(name="StepErrors", unit=MetricUnit.Count, value=1)
+        logger.warning("step failed", extra={"error": exc.name, "cause": exc.message})
         raise error_class(exc.name)(exc.message) from None
+    finally:
+        elapsed = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="StepLatency", unit=MetricUnit.Milliseconds, value=elapsed)
+    usage = result.get("usage") if isinstance(result, dict) else None
+    if isinstance(usage, dict):
+        for key, metric in (("input_tokens", "InputTokens"), ("output_tokens", "OutputTokens")):
+            if isinstance(usage.get(key), int):
+                metrics.add_metric(name=metric, unit=MetricUnit.Count, value=usage[key])
+    logger.info("step done", extra={"ms": round((time.perf_counter() - started) * 1000)})
+    return result
+
+
+def lambda_handler() -> Handler:
+    """The decorated handler every function module exposes as ``handler``."""
+
+    @logger.inject_lambda_context(clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics
+    def handler(event: Any, context: Any) -> Any:
+        return handle(event, context)
+
+    return handler

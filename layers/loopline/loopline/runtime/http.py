@@ -1,0 +1,250 @@
+"""The ``http`` action and the safe HTTP client it shares with the ``http_get`` tool.
+
+``fetch`` makes one request the way a workflow may: only http(s) URLs; every host
+(the first one and each redirect target) vetted by ``loopline.runtime.netguard`` and the
+connection made to the vetted address (the Host header and TLS server name stay the
+host's); at most ``MAX_REDIRECTS`` redirects, each followed by hand; the whole exchange
+bounded by ``timeout`` seconds; the body read as a stream and abandoned past
+``LOOPLINE_HTTP_MAX_BYTES``; no proxies from the environment.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+import typing
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpcore
+import httpx
+
+from loopline.runtime.errors import StepError
+from loopline.runtime.evaluate import context_from_payload, render_text, render_tree
+from loopline.runtime.netguard import Target, normalize_host, vet
+from loopline.settings import settings
+
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+# --------------------------------------------------------------------------- pinned transport
+
+
+class _PinnedBackend(httpcore.NetworkBackend):
+    """Opens TCP connections to the vetted address of one host, and to nothing else."""
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        if normalize_host(host) != normalize_host(self._target.host) or port != self._target.port:
+            raise httpcore.ConnectError(
+                f"connection to {host}:{port} not allowed (only {self._target.host})"
+            )
+        return self._inner.connect_tcp(
+            self._target.address, port, timeout, local_address, socket_options
+        )
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:  # pragma: no cover - never configured
+        raise httpcore.ConnectError("unix sockets are not allowed")
+
+    def sleep(self, seconds: float) -> None:  # pragma: no cover - no retries configured
+        self._inner.sleep(seconds)
+
+
+class _PinnedTransport(httpx.HTTPTransport):
+    """``httpx.HTTPTransport`` whose connections all go to ``target.address``."""
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(trust_env=False)
+        ssl_context = httpx.create_ssl_context(trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=1,
+            max_keepalive_connections=0,
+            network_backend=_PinnedBackend(target),
+        )
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: Any
+    url: str
+
+    def to_output(self) -> dict[str, Any]:
+        return {"status": self.status, "headers": self.headers, "body": self.body}
+
+
+def _expected(expect: list[int] | None) -> str:
+    return "2xx" if not expect else ", ".join(str(s) for s in expect)
+
+
+def _read(resp: httpx.Response, what: str, max_bytes: int, deadline: float, timeout: float) -> bytes:
+    declared = resp.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise StepError(
+            "Loopline.HTTPError",
+            f"{what}: the response is {int(declared)} bytes, more than the {max_bytes}-byte "
+            "limit (LOOPLINE_HTTP_MAX_BYTES)",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise StepError(
+                "Loopline.HTTPError",
+                f"{what}: the response is larger than the {max_bytes}-byte limit "
+                "(LOOPLINE_HTTP_MAX_BYTES); stopped reading",
+            )
+        if time.monotonic() > deadline:
+            raise StepError("Loopline.Transient", f"{what} timed out after {timeout:g}s")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(resp: httpx.Response, data: bytes) -> Any:
+    text = data.decode(resp.charset_encoding or "utf-8", errors="replace")
+    if "json" in resp.headers.get("content-type", "").lower() and data:
+        try:
+            return httpx.Response(200, content=data).json()
+        except ValueError:
+            return text
+    return text
+
+
+def fetch(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    body: Any = None,
+    expect_status: list[int] | None = None,
+    timeout: float = 30.0,
+    allow_hosts: Iterable[str] = (),
+) -> Response:
+    """Make the request (see the module's docstring); raise ``StepError`` on any failure.
+
+    ``allow_hosts`` adds to ``LOOPLINE_HTTP_ALLOW_HOSTS``. Redirects are followed unless
+    ``expect_status`` lists a 3xx status. A status outside ``expect_status`` (default
+    2xx) is ``Loopline.HTTPError``; timeouts and connection errors ``Loopline.Transient``.
+    """
+    method = method.upper()
+    allowed = [*settings().http_allow_host_list, *allow_hosts]
+    max_bytes = settings().http_max_bytes
+    expect = expect_status or None
+    follow = not any(300 <= s < 400 for s in expect or [])
+    what = f"{method} {url}"
+    if not url.lower().startswith(("http://", "https://")):
+        raise StepError(
+            "Loopline.Failed", f"{method} {url!r}: the url must start with http:// or https://"
+        )
+    content: dict[str, Any] = {}
+    if isinstance(body, str):
+        content["content"] = body.encode()
+    elif body is not None:
+        content["json"] = body
+    try:
+        request = httpx.Request(method, url, headers=headers, params=query, **content)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
+        raise StepError("Loopline.Failed", f"{what}: invalid url: {exc}") from None
+    deadline = time.monotonic() + timeout
+    redirects = 0
+    while True:
+        current = str(request.url)
+        target = vet(current, allowed, what=what)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise StepError("Loopline.Transient", f"{what} timed out after {timeout:g}s")
+        try:
+            with httpx.Client(
+                transport=_PinnedTransport(target),
+                timeout=remaining,
+                follow_redirects=False,
+                trust_env=False,
+            ) as client:
+                resp = client.send(request, stream=True)
+                try:
+                    if follow and resp.status_code in _REDIRECTS and resp.next_request:
+                        nxt = resp.next_request
+                        redirects += 1
+                        if redirects > MAX_REDIRECTS:
+                            raise StepError(
+                                "Loopline.HTTPError",
+                                f"{what}: more than {MAX_REDIRECTS} redirects (the last to "
+                                f"{nxt.url})",
+                            )
+                        request = nxt
+                        continue
+                    data = _read(resp, what, max_bytes, deadline, timeout)
+                finally:
+                    resp.close()
+        except httpx.TimeoutException:
+            raise StepError("Loopline.Transient", f"{what} timed out after {timeout:g}s") from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+            raise StepError("Loopline.HTTPError", f"{what}: invalid url {current}: {exc}") from None
+        except httpx.TransportError as exc:
+            raise StepError(
+                "Loopline.Transient", f"{what} failed: {exc or type(exc).__name__}"
+            ) from None
+        except ssl.SSLError as exc:  # pragma: no cover - mapped by httpx in practice
+            raise StepError("Loopline.Transient", f"{what} failed: {exc}") from None
+        except httpx.HTTPError as exc:
+            raise StepError("Loopline.Failed", f"{what} failed: {exc}") from None
+        break
+    parsed = _parse(resp, data)
+    ok = resp.status_code in expect if expect else 200 <= resp.status_code < 300
+    if not ok:
+        snippet = data[:300].decode("utf-8", errors="replace").strip()
+        raise StepError(
+            "Loopline.HTTPError",
+            f"{what} returned status {resp.status_code} (expected {_expected(expect)})"
+            + (f" from {current}" if current != url else "")
+            + (f": {snippet}" if snippet else ""),
+        )
+    return Response(resp.status_code, dict(resp.headers), parsed, current)
+
+
+# --------------------------------------------------------------------------- the action
+
+
+def http(payload: dict[str, Any], env: Any = None) -> dict[str, Any]:
+    """The ``http`` action (docs/internals.md, "Lambda payloads")."""
+    cfg = payload.get("config")
+    cfg = cfg if isinstance(cfg, dict) else {}
+    ctx = context_from_payload(payload)
+    url = render_text(cfg.get("url"), ctx) or ""
+    headers = {k: render_text(v, ctx) or "" for k, v in (cfg.get("headers") or {}).items()}
+    query = {k: render_text(v, ctx) or "" for k, v in (cfg.get("query") or {}).items()}
+    resp = fetch(
+        str(cfg.get("method") or "GET"),
+        url,
+        headers=headers,
+        query=query,
+        body=render_tree(cfg.get("body"), ctx),
+        expect_status=cfg.get("expect_status") or None,
+        timeout=float(cfg.get("timeout") or 30),
+        allow_hosts=[str(h) for h in cfg.get("allow_hosts") or []],
+    )
+    return {"output": resp.to_output()}
