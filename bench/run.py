@@ -3,6 +3,7 @@ user runs it) and the state transitions each example takes when it runs in moto.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,50 @@ def bench_transitions() -> None:
             )
 
 
+def bench_handler_imports() -> None:
+    """Cold import time of each Lambda handler module (``python -X importtime``), the
+    best of three fresh interpreters, with the environment the template gives them."""
+    print()
+    print("Lambda handler cold import (python -X importtime, best of 3)")
+    print(f"{'function':<10} {'ms':>6}  heaviest imports")
+    env = {
+        **os.environ,
+        "POWERTOOLS_SERVICE_NAME": "loopline",
+        "POWERTOOLS_METRICS_NAMESPACE": "Loopline",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for app in sorted((ROOT / "functions").glob("*/app.py")):
+        best: tuple[float, list[tuple[int, str]]] | None = None
+        for _ in range(3):
+            proc = subprocess.run(
+                [sys.executable, "-X", "importtime", "-c", "import app"],
+                cwd=app.parent,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            rows = []
+            for line in proc.stderr.splitlines():
+                parts = line.split("|")
+                if len(parts) == 3 and parts[1].strip().isdigit():
+                    rows.append((int(parts[1]), parts[2].rstrip()))
+            total = next(us for us, name in reversed(rows) if name.strip() == "app") / 1000
+            # The first import of each top-level package, with all it pulled in.
+            firsts: dict[str, int] = {}
+            for us, name in rows:
+                pkg = name.strip().split(".")[0]
+                if pkg not in ("app", "loopline") and not pkg.startswith("_"):
+                    firsts[pkg] = max(firsts.get(pkg, 0), us)
+            top = sorted(((us, pkg) for pkg, us in firsts.items()), reverse=True)[:4]
+            if best is None or total < best[0]:
+                best = (total, top)
+        assert best is not None
+        heavy = ", ".join(f"{name} {us / 1000:.0f}" for us, name in best[1])
+        print(f"{app.parent.name:<10} {best[0]:>6.0f}  {heavy}")
+
+
 if __name__ == "__main__":
     bench_compile()
     bench_transitions()
+    bench_handler_imports()
