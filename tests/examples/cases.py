@@ -4,6 +4,7 @@ Shared by the example tests and ``make bench``."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from typing import Any
 from loopline.compiler import compile_workflow
 from loopline.dsl import load_workflow, resolve_inputs
 from loopline.local.run import RunResult, parse_decision, run_workflow
+from loopline.settings import settings
 
 from tests.conftest import WORKFLOWS
 
@@ -32,13 +34,24 @@ class _Health(BaseHTTPRequestHandler):
 
 @contextmanager
 def health_server() -> Iterator[str]:
-    """A real HTTP server on 127.0.0.1 answering the release gate's health check."""
+    """A real HTTP server on 127.0.0.1 answering the release gate's health check.
+
+    http steps refuse loopback addresses unless allowed, so while it runs 127.0.0.1 is in
+    ``LOOPLINE_HTTP_ALLOW_HOSTS``."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    previous = os.environ.get("LOOPLINE_HTTP_ALLOW_HOSTS")
+    os.environ["LOOPLINE_HTTP_ALLOW_HOSTS"] = "127.0.0.1"
+    settings.cache_clear()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/health"
     finally:
+        if previous is None:
+            os.environ.pop("LOOPLINE_HTTP_ALLOW_HOSTS", None)
+        else:
+            os.environ["LOOPLINE_HTTP_ALLOW_HOSTS"] = previous
+        settings.cache_clear()
         server.shutdown()
 
 

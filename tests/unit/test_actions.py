@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-import time
-from collections.abc import Iterator
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
 from loopline.runtime import actions
@@ -186,115 +179,7 @@ def test_a_bad_jmespath_query_is_a_clear_error() -> None:
         )
 
 
-# --------------------------------------------------------------------------- http
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args: Any) -> None:  # keep test output clean
-        pass
-
-    def _send(self, status: int, body: Any, ctype: str = "application/json") -> None:
-        data = (json.dumps(body) if ctype == "application/json" else body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        url = urlparse(self.path)
-        if url.path == "/json":
-            self._send(200, {"q": parse_qs(url.query), "auth": self.headers.get("Authorization")})
-        elif url.path == "/text":
-            self._send(200, "plain words", "text/plain")
-        elif url.path == "/missing":
-            self._send(404, {"error": "not here"})
-        elif url.path == "/slow":
-            time.sleep(1.5)
-            self._send(200, {})
-        else:
-            self._send(500, "boom", "text/plain")
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self._send(201, {"got": json.loads(self.rfile.read(length))})
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
-
-
-def test_http_get_returns_status_headers_and_the_parsed_json_body(server: str) -> None:
-    p = payload(
-        "http",
-        {
-            "method": "GET",
-            "url": server + "/json",
-            "query": {"topic": "{{ inputs.topic }}"},
-            "headers": {"Authorization": "Bearer {{ inputs.key }}"},
-        },
-        inputs={"topic": "tides", "key": "k1"},
-    )
-    out = dispatch(p, Env())["output"]
-    assert out["status"] == 200
-    assert out["headers"]["content-type"] == "application/json"
-    assert out["body"] == {"q": {"topic": ["tides"]}, "auth": "Bearer k1"}
-
-
-def test_http_post_sends_the_rendered_json_body(server: str) -> None:
-    p = payload(
-        "http",
-        {"method": "POST", "url": server + "/items", "body": {"name": "{{ inputs.n }}", "k": [1]}},
-        inputs={"n": 7},
-    )
-    out = dispatch(p, Env())["output"]
-    assert (out["status"], out["body"]) == (201, {"got": {"name": 7, "k": [1]}})
-
-
-def test_http_text_body_stays_text(server: str) -> None:
-    assert (
-        dispatch(payload("http", {"url": server + "/text"}), Env())["output"]["body"]
-        == "plain words"
-    )
-
-
-def test_http_status_outside_expect_status_is_an_http_error_with_the_status(server: str) -> None:
-    with pytest.raises(StepError) as err:
-        dispatch(payload("http", {"url": server + "/missing"}), Env())
-    assert err.value.name == "Loopline.HTTPError"
-    assert "returned status 404 (expected 2xx)" in err.value.message
-
-
-def test_http_expect_status_accepts_the_listed_statuses(server: str) -> None:
-    out = dispatch(payload("http", {"url": server + "/missing", "expect_status": [404]}), Env())
-    assert out["output"]["status"] == 404
-
-
-def test_http_timeout_is_transient(server: str) -> None:
-    with pytest.raises(StepError) as err:
-        dispatch(payload("http", {"url": server + "/slow", "timeout": 0.3}), Env())
-    assert err.value.name == "Loopline.Transient"
-    assert "timed out" in err.value.message
-
-
-def test_http_connection_refused_is_transient() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(StepError) as err:
-        dispatch(payload("http", {"url": f"http://127.0.0.1:{port}/", "timeout": 2}), Env())
-    assert err.value.name == "Loopline.Transient"
-
-
-def test_http_url_must_be_http() -> None:
-    with pytest.raises(StepError, match="must start with http"):
-        dispatch(payload("http", {"url": "file:///etc/passwd"}), Env())
+# The http action: tests/unit/test_http.py.
 
 
 # --------------------------------------------------------------------------- task, eval, render, human

@@ -612,6 +612,7 @@ class Compiler:
             "body": h.body,
             "expect_status": h.expect_status,
             "timeout": h.timeout,
+            "allow_hosts": h.allow_hosts,
         }
         refs = [
             *h.url.paths(),

@@ -212,6 +212,11 @@ class HttpSpec(Model):
     body: TemplateTree = None
     expect_status: list[Annotated[int, Field(ge=100, le=599)]] | None = None
     timeout: Duration = 30
+    #: Hosts this step may reach even when they resolve to private, loopback or
+    #: link-local addresses (``name``, an address, or ``*.domain``).
+    allow_hosts: list[Annotated[str, Field(min_length=1, pattern=r"^[^\s/]+$")]] = Field(
+        default_factory=list
+    )
 
 
 class HttpStep(StepCommon):

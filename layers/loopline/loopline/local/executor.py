@@ -35,10 +35,13 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from loopline.runtime import actions
 from loopline.runtime.errors import StepError
+from loopline.settings import settings
 
 log = logging.getLogger("loopline.local")
 
 ACCOUNT_ID = "123456789012"
+#: The moto bucket that holds large step outputs when no bucket is configured.
+LOCAL_BUCKET = "loopline-local"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/loopline-local"
 #: Loopline's functions: placeholder in the ASL → local function name.
 #: The function that serves each action (its folder under functions/).
@@ -195,6 +198,14 @@ class LocalExecutor:
                 config={
                     "stepfunctions": {"execute_state_machine": True},
                     "lambda": {"use_docker": False},
+                    # Model calls to Bedrock go to the real service (with the client the
+                    # provider made, and its credentials, before the mock started).
+                    "core": {
+                        "mock_credentials": True,
+                        "passthrough": {"urls": [], "services": ["bedrockruntime"]},
+                        "reset_boto3_session": True,
+                        "service_whitelist": None,
+                    },
                 }
             )
             self._mock.start()
@@ -208,6 +219,7 @@ class LocalExecutor:
                 aws_access_key_id="testing",
                 aws_secret_access_key="testing",
             )
+            self._create_bucket()
         except BaseException:
             self._teardown()
             raise
@@ -232,6 +244,9 @@ class LocalExecutor:
                         self._sfn.stop_execution(executionArn=arn)
                 except Exception:  # pragma: no cover - best effort
                     log.debug("could not stop %s", arn, exc_info=True)
+        if hasattr(self, "_previous_bucket"):
+            self.env.bucket = self._previous_bucket
+            del self._previous_bucket
         if hasattr(self, "_previous_env"):
             actions.set_default_env(self._previous_env)
             del self._previous_env
@@ -245,6 +260,27 @@ class LocalExecutor:
         with _active_lock:
             if _active is self:
                 _active = None
+
+    def _create_bucket(self) -> None:
+        """The bucket for large step outputs (``loopline.runtime.largevalues``), in moto:
+        the env's bucket, else ``LOOPLINE_BUCKET``, else ``LOCAL_BUCKET``."""
+        self._previous_bucket = self.env.bucket
+        bucket = self.env.bucket or settings().bucket or LOCAL_BUCKET
+        s3 = boto3.client(
+            "s3",
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        extra: dict[str, Any] = {}
+        if self.region != "us-east-1":
+            extra["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            s3.create_bucket(Bucket=bucket, **extra)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                raise
+        self.env.bucket = bucket
 
     @property
     def sfn(self) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +21,16 @@ from typing import Any
 
 from loopline.dsl import models
 from loopline.local.executor import LocalExecutor
+from loopline.runtime import largevalues
 from loopline.runtime.actions import Env, HumanWait, schema_problem
+from loopline.runtime.errors import StepError
+from loopline.runtime.model import Model
+from loopline.runtime.providers import provider_for
+from loopline.runtime.providers.bedrock import BedrockModel
 from loopline.runtime.scripted import ScriptedModel
+from loopline.settings import settings
+
+log = logging.getLogger("loopline.local")
 
 # --------------------------------------------------------------------------- decisions
 
@@ -536,8 +545,14 @@ def terminal_ask(wait: HumanWait) -> str | dict[str, Any] | None:
 Ask = Callable[[HumanWait], "str | dict[str, Any] | None"]
 
 
-def _load_model(llm_script: Any) -> ScriptedModel | None:
-    if llm_script is None or isinstance(llm_script, ScriptedModel):
+def _load_model(llm_script: Any) -> Model | None:
+    """The scripted model of ``llm_script``; without one, the provider the settings name."""
+    if llm_script is None:
+        model = provider_for(settings())
+        if isinstance(model, BedrockModel):
+            model.connect()  # its credentials are the caller's, not the local stack's fakes
+        return model
+    if isinstance(llm_script, ScriptedModel):
         return llm_script
     if isinstance(llm_script, (str, FsPath)):
         return ScriptedModel.from_file(llm_script)
@@ -591,7 +606,8 @@ def run_workflow(
 ) -> RunResult:
     """Run ``definition`` on the local stack with ``inputs`` and report the outcome.
 
-    ``llm_script`` is a scripted-model file (path), its parsed data, or a ``ScriptedModel``.
+    ``llm_script`` is a scripted-model file (path), its parsed data, or a ``ScriptedModel``;
+    without it, model calls go to the provider the ``LOOPLINE_LLM_*`` settings name.
     Each decision answers the next wait of its step, in order; a wait with no decision left
     goes to ``ask`` (when given) or ends the run with status ``WAITING``. ``functions``
     registers extra local functions (custom step types) by name. A wait with no decision
@@ -622,7 +638,7 @@ def run_workflow(
             desc = ex.describe(arn)
             if desc["status"] != "RUNNING":
                 tracker.feed(ex.history(arn))
-                return _result(desc, tracker, arn)
+                return _result(desc, tracker, arn, env.bucket)
             for wait in env.inbox.pending():
                 if not tracker.is_live(wait.token):
                     env.inbox.take(wait.token)
@@ -683,13 +699,15 @@ def _waiting(ex: LocalExecutor, arn: str, tracker: Tracker, waits: list[HumanWai
     for wait in waits:
         tracker.steps.setdefault(wait.step, {"status": "waiting", "starts": 0})
         tracker.steps[wait.step]["status"] = "waiting"
-    result = _result(ex.describe(arn), tracker, arn)
+    result = _result(ex.describe(arn), tracker, arn, ex.env.bucket)
     result.status = "WAITING"
     result.waiting = waits
     return result
 
 
-def _result(desc: dict[str, Any], tracker: Tracker, arn: str) -> RunResult:
+def _result(
+    desc: dict[str, Any], tracker: Tracker, arn: str, bucket: str | None = None
+) -> RunResult:
     status = str(desc["status"])
     output = None
     if desc.get("output") is not None:
@@ -697,6 +715,10 @@ def _result(desc: dict[str, Any], tracker: Tracker, arn: str) -> RunResult:
             output = json.loads(desc["output"])
         except ValueError:
             output = desc["output"]
+        try:  # large values in the output are references to moto S3: show the values
+            output = largevalues.resolve(output, bucket)
+        except StepError:
+            log.debug("could not resolve the large values of the output", exc_info=True)
     error = desc.get("error")
     cause = desc.get("cause")
     if status in ("FAILED", "TIMED_OUT", "ABORTED") and not error:

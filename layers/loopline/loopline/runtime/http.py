@@ -10,6 +10,7 @@ bounded by ``timeout`` seconds; the body read as a stream and abandoned past
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 import typing
@@ -33,7 +34,7 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class _PinnedBackend(httpcore.NetworkBackend):
-    """Opens TCP connections to the vetted address of one host, and to nothing else."""
+    """Opens TCP connections to the vetted addresses of one host, and to nothing else."""
 
     def __init__(self, target: Target) -> None:
         self._target = target
@@ -51,9 +52,16 @@ class _PinnedBackend(httpcore.NetworkBackend):
             raise httpcore.ConnectError(
                 f"connection to {host}:{port} not allowed (only {self._target.host})"
             )
-        return self._inner.connect_tcp(
-            self._target.address, port, timeout, local_address, socket_options
-        )
+        error: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in self._target.addresses:  # each one vetted; the first that answers
+            try:
+                return self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                error = exc
+        assert error is not None  # a Target has at least one address
+        raise error
 
     def connect_unix_socket(
         self,
@@ -68,11 +76,13 @@ class _PinnedBackend(httpcore.NetworkBackend):
 
 
 class _PinnedTransport(httpx.HTTPTransport):
-    """``httpx.HTTPTransport`` whose connections all go to ``target.address``."""
+    """``httpx.HTTPTransport`` whose connections all go to ``target.addresses``."""
 
     def __init__(self, target: Target) -> None:
         super().__init__(trust_env=False)
         ssl_context = httpx.create_ssl_context(trust_env=False)
+        # httpx has no public hook for the network backend: the pool it built is replaced
+        # by one that connects through _PinnedBackend (TLS still verifies the host name).
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
             max_connections=1,
@@ -99,7 +109,9 @@ def _expected(expect: list[int] | None) -> str:
     return "2xx" if not expect else ", ".join(str(s) for s in expect)
 
 
-def _read(resp: httpx.Response, what: str, max_bytes: int, deadline: float, timeout: float) -> bytes:
+def _read(
+    resp: httpx.Response, what: str, max_bytes: int, deadline: float, timeout: float
+) -> bytes:
     declared = resp.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise StepError(
@@ -127,7 +139,7 @@ def _parse(resp: httpx.Response, data: bytes) -> Any:
     text = data.decode(resp.charset_encoding or "utf-8", errors="replace")
     if "json" in resp.headers.get("content-type", "").lower() and data:
         try:
-            return httpx.Response(200, content=data).json()
+            return json.loads(data)
         except ValueError:
             return text
     return text
@@ -166,7 +178,7 @@ def fetch(
     elif body is not None:
         content["json"] = body
     try:
-        request = httpx.Request(method, url, headers=headers, params=query, **content)
+        request = httpx.Request(method, url, headers=headers, params=query or None, **content)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
         raise StepError("Loopline.Failed", f"{what}: invalid url: {exc}") from None
     deadline = time.monotonic() + timeout

@@ -19,6 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from loopline.observability import logger, metrics, tracer
 from loopline.runtime.actions import dispatch
 from loopline.runtime.errors import StepError
+from loopline.runtime.llm import lambda_context
 
 Handler = Callable[[Any, Any], Any]
 
@@ -43,7 +44,8 @@ def handle(event: Any, context: Any = None) -> Any:
     tracer.put_annotation(key="action", value=action)
     started = time.perf_counter()
     try:
-        result = dispatch(event)
+        with lambda_context(context):  # the remaining time, for Retry-After waits
+            result = dispatch(event)
     except StepError as exc:
         metrics.add_metric(name="StepErrors", unit=MetricUnit.Count, value=1)
         logger.warning("step failed", extra={"error": exc.name, "cause": exc.message})

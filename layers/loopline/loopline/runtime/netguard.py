@@ -37,13 +37,14 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 @dataclass(frozen=True)
 class Target:
-    """Where a request for ``url`` goes: its ``host`` and the vetted ``address``."""
+    """Where a request for ``url`` goes: its ``host`` and the vetted ``addresses`` (every
+    address the host resolved to, in order; connections go to these and nowhere else)."""
 
     url: str
     scheme: str
     host: str
     port: int
-    address: str
+    addresses: tuple[str, ...]
 
 
 def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -167,4 +168,4 @@ def vet(url: str, allow_hosts: Iterable[str] = (), *, what: str = "") -> Target:
                     f"refused to connect to {addr} ({problem}{via}) for {url}; "
                     "allow the host with allow_hosts if it is intended",
                 )
-    return Target(url=url, scheme=scheme, host=host, port=port, address=addresses[0])
+    return Target(url=url, scheme=scheme, host=host, port=port, addresses=tuple(addresses))

@@ -10,13 +10,20 @@ responses:                      # first matching rule wins
     answers: [{done: false}, {done: true}]   # consumed in order; the last one repeats
   - step: flaky
     answers: [{error: Loopline.Transient}, "ok"]   # {error: NAME} fails that call with NAME
+  - step: research              # an llm step with tools: ask for a tool call, then answer
+    answers:
+      - {tool_call: {name: json_query, args: {data: [1, 2], query: "length(@)"}}}
+      - "There are 2 items."
   - answer: "fallback text"     # no step: matches any call
 ```
 
 An error answer is a mapping whose only keys are ``error`` (the error name) and, optionally,
-``message``. Any other answer that is not text is sent back as JSON text. Calls can come
-from concurrent Map iterations, so the position in each rule's ``answers`` is kept under a
-lock.
+``message``. A tool-call answer is a mapping with ``tool_call: {name, args}`` (or
+``tool_calls``, a list of them, for several calls in one turn) and optionally ``text``:
+the model asks for those calls, and the tool results come back in the next call of the
+same step (which the same rule's next answer usually answers). Any other answer that is
+not text is sent back as JSON text. Calls can come from concurrent Map iterations, so the
+position in each rule's ``answers`` is kept under a lock.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from loopline.dsl.loader import Document, parse_text, problems_from_validation
 from loopline.dsl.problems import Problem, WorkflowInvalid
 from loopline.runtime.errors import StepError
-from loopline.runtime.model import ModelReply, ModelRequest, estimate_tokens
+from loopline.runtime.model import ModelReply, ModelRequest, ToolCall, estimate_tokens
 
 _ERROR_NAME = r"^[A-Za-z][A-Za-z0-9_.]*$"
 
@@ -51,11 +58,39 @@ def _error_of(answer: Any) -> tuple[str, str | None] | None:
     return None
 
 
+def _is_tool_call(answer: Any) -> bool:
+    return (
+        isinstance(answer, dict)
+        and bool({"tool_call", "tool_calls"} & set(answer))
+        and set(answer) <= {"tool_call", "tool_calls", "text"}
+    )
+
+
+def _tool_calls_of(answer: Any) -> list[dict[str, Any]]:
+    """The ``{name, args}`` calls of a tool-call answer (checked by ``_check_answer``)."""
+    calls = [answer["tool_call"]] if "tool_call" in answer else []
+    return calls + list(answer.get("tool_calls") or [])
+
+
 def _check_answer(answer: Any) -> Any:
     if isinstance(answer, dict) and "error" in answer and set(answer) <= {"error", "message"}:
         name = answer["error"]
         if not isinstance(name, str) or not re.match(_ERROR_NAME, name):
             raise ValueError(f"error answer: {name!r} is not an error name like Loopline.Transient")
+    if _is_tool_call(answer):
+        if "tool_calls" in answer and (
+            not isinstance(answer["tool_calls"], list) or not answer["tool_calls"]
+        ):
+            raise ValueError("tool_calls: expected a non-empty list of {name, args}")
+        if "text" in answer and not isinstance(answer["text"], str):
+            raise ValueError("text beside a tool call must be a string")
+        for call in [answer["tool_call"]] if "tool_call" in answer else answer["tool_calls"]:
+            if not isinstance(call, dict) or not set(call) <= {"name", "args"}:
+                raise ValueError("a tool call is a mapping {name, args}")
+            if not isinstance(call.get("name"), str) or not call["name"]:
+                raise ValueError("a tool call needs the tool's name")
+            if not isinstance(call.get("args", {}), dict):
+                raise ValueError(f"tool call {call['name']}: args must be a mapping")
     return answer
 
 
@@ -114,6 +149,7 @@ class ScriptedModel:
     name: str = "<script>"
     calls: list[Call] = field(default_factory=list)
     _positions: dict[int, int] = field(default_factory=dict)
+    _call_ids: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # ------------------------------------------------------------------ loading
@@ -169,6 +205,13 @@ class ScriptedModel:
 
         Raise ``StepError`` for an error answer, or when no rule matches.
         """
+        value = self._next(step, prompt)
+        if isinstance(value, str):
+            return value
+        return json.dumps(value, ensure_ascii=False)
+
+    def _next(self, step: str, prompt: str) -> Any:
+        """The next answer of the first rule matching; raise for an error answer."""
         with self._lock:
             for i, rule in enumerate(self.script.responses):
                 if not self._matches(rule, step, prompt):
@@ -193,12 +236,23 @@ class ScriptedModel:
             raise StepError(
                 name, message or f"scripted error for step {step} (responses[{i}] of {self.name})"
             )
-        if isinstance(value, str):
-            return value
-        return json.dumps(value, ensure_ascii=False)
+        return value
 
     def complete(self, request: ModelRequest) -> ModelReply:
-        """``answer`` as a ``Model``: token counts are estimated from the text lengths."""
-        text = self.answer(request.step, request.prompt)
-        sent = request.prompt + (request.system or "")
+        """The next answer as a ``Model`` reply (a tool-call answer asks for its calls);
+        token counts are estimated from the text lengths."""
+        value = self._next(request.step, request.prompt)
+        sent = "".join(m.text or "" for m in request.messages) + (request.system or "")
+        if _is_tool_call(value):
+            with self._lock:
+                first = self._call_ids
+                self._call_ids += len(_tool_calls_of(value))
+            calls = tuple(
+                ToolCall(f"call_{first + n}", c["name"], dict(c.get("args") or {}))
+                for n, c in enumerate(_tool_calls_of(value))
+            )
+            text = value.get("text") or ""
+            asked = text + json.dumps([{"name": c.name, "args": c.args} for c in calls])
+            return ModelReply(text, estimate_tokens(sent), estimate_tokens(asked), calls)
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         return ModelReply(text, estimate_tokens(sent), estimate_tokens(text))

@@ -1,0 +1,188 @@
+"""Large step outputs live in S3; the state document carries a reference to them.
+
+Step Functions caps a state's input and output at 256 KB, and a model answer or an HTTP
+body can be far larger. So ``dispatch`` (``loopline.runtime.actions``) passes every
+action's result through ``offload``: an ``output`` whose JSON is larger than
+``LOOPLINE_LARGE_VALUE_BYTES`` (64 KB) is written to ``LOOPLINE_BUCKET`` under
+``<workflow>/<execution name>/<step>/<uuid>.json`` and replaced by a reference::
+
+    {"$loopline_ref": "s3://bucket/key", "size": 5242880, "preview": "first 200 chars"}
+
+and, before any action runs, ``resolve_payload`` replaces every reference found in the
+payload's ``values`` (and a vote's ``results``) by the stored value, so templates,
+expressions, tools and custom functions never see one. With no bucket configured a large
+output stays inline. Only references into the configured bucket, under the payload's
+workflow, are resolved: anything else that looks like one (say, in an input) is left as
+it is.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import botocore.exceptions
+
+from loopline.runtime.errors import StepError
+from loopline.settings import settings
+
+#: The key that marks a reference object.
+REF_KEY = "$loopline_ref"
+PREVIEW_CHARS = 200
+_REF_KEYS = {REF_KEY, "size", "preview"}
+_TRANSIENT_CODES = {
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "Throttling",
+    "ThrottlingException",
+}
+
+
+# --------------------------------------------------------------------------- S3
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` → ``(bucket, key)``; raise ``StepError`` for anything else."""
+    parts = urlsplit(uri)
+    key = parts.path.lstrip("/")
+    if parts.scheme != "s3" or not parts.netloc or not key:
+        raise StepError("Loopline.Failed", f"not an S3 object URI (s3://bucket/key): {uri!r}")
+    return parts.netloc, key
+
+
+def s3_client() -> Any:
+    return boto3.client("s3")
+
+
+def _s3_error(what: str, exc: Exception) -> StepError:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code") or "")
+        name = "Loopline.Transient" if code in _TRANSIENT_CODES else "Loopline.Failed"
+        return StepError(name, f"{what}: {code or 'error'}: {err.get('Message') or exc}")
+    return StepError("Loopline.Transient", f"{what}: {exc}")
+
+
+def get_object(uri: str) -> tuple[bytes, str]:
+    """The body and content type of the object at ``uri``."""
+    bucket, key = parse_s3_uri(uri)
+    try:
+        obj = s3_client().get_object(Bucket=bucket, Key=key)
+        return obj["Body"].read(), str(obj.get("ContentType") or "")
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise _s3_error(f"could not read {uri}", exc) from None
+
+
+def put_object(uri: str, body: bytes, content_type: str) -> None:
+    bucket, key = parse_s3_uri(uri)
+    try:
+        s3_client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        raise _s3_error(f"could not write {uri}", exc) from None
+
+
+# --------------------------------------------------------------------------- references
+
+
+def is_ref(value: Any) -> bool:
+    """True for a reference object (``{"$loopline_ref": "s3://…", "size", "preview"}``)."""
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get(REF_KEY), str)
+        and set(value) <= _REF_KEYS
+        and value[REF_KEY].startswith("s3://")
+    )
+
+
+def _execution_name(execution: Any) -> str:
+    text = str(execution or "local")
+    return text.rsplit(":", 1)[-1] or "local"
+
+
+def offload(result: Any, payload: dict[str, Any], bucket: str | None) -> Any:
+    """``result`` with a large ``output`` stored in ``bucket`` and replaced by a reference."""
+    if not bucket or not isinstance(result, dict) or "output" not in result:
+        return result
+    output = result["output"]
+    if is_ref(output):
+        return result
+    text = json.dumps(output, ensure_ascii=False, separators=(",", ":"))
+    data = text.encode()
+    if len(data) <= settings().large_value_bytes:
+        return result
+    key = "/".join(
+        [
+            str(payload.get("workflow") or "workflow"),
+            _execution_name(payload.get("execution")),
+            str(payload.get("step") or "step"),
+            f"{uuid.uuid4().hex}.json",
+        ]
+    )
+    uri = f"s3://{bucket}/{key}"
+    put_object(uri, data, "application/json")
+    preview = output if isinstance(output, str) else text
+    return {
+        **result,
+        "output": {REF_KEY: uri, "size": len(data), "preview": preview[:PREVIEW_CHARS]},
+    }
+
+
+def _contains_ref(value: Any) -> bool:
+    if isinstance(value, dict):
+        return is_ref(value) or any(_contains_ref(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_ref(v) for v in value)
+    return False
+
+
+def resolve(value: Any, bucket: str | None, workflow: str | None = None) -> Any:
+    """``value`` with every reference into ``bucket`` (under ``workflow/`` when given)
+    replaced by the stored value. Returns ``value`` itself when it holds no reference."""
+    if not bucket or not _contains_ref(value):
+        return value
+    cache: dict[str, Any] = {}
+
+    def load(uri: str) -> Any:
+        if uri not in cache:
+            data, _ = get_object(uri)
+            try:
+                cache[uri] = json.loads(data)
+            except ValueError:
+                raise StepError(
+                    "Loopline.Failed", f"the large value at {uri} is not valid JSON"
+                ) from None
+        return cache[uri]
+
+    def walk(v: Any) -> Any:
+        if is_ref(v):
+            ref_bucket, key = parse_s3_uri(v[REF_KEY])
+            if ref_bucket == bucket and (workflow is None or key.startswith(f"{workflow}/")):
+                return load(v[REF_KEY])
+            return v
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        return v
+
+    return walk(value)
+
+
+def resolve_payload(payload: dict[str, Any], bucket: str | None) -> dict[str, Any]:
+    """The payload with the references in ``values`` and ``results`` resolved."""
+    if not bucket:
+        return payload
+    workflow = str(payload["workflow"]) if payload.get("workflow") else None
+    out = dict(payload)
+    for key in ("values", "results"):
+        if key in out:
+            out[key] = resolve(out[key], bucket, workflow)
+    cfg = out.get("config")
+    if isinstance(cfg, dict) and "results" in cfg:
+        out["config"] = {**cfg, "results": resolve(cfg["results"], bucket, workflow)}
+    return out

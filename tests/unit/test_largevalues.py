@@ -1,0 +1,157 @@
+"""Large outputs go to S3 (moto) as references; references are resolved before actions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from loopline.runtime import largevalues
+from loopline.runtime.actions import Env, dispatch
+from loopline.runtime.largevalues import REF_KEY, is_ref, offload, resolve
+from loopline.runtime.scripted import ScriptedModel
+from loopline.settings import settings
+from moto import mock_aws
+
+BUCKET = "values-bucket"
+
+
+def payload(action: str, config: dict[str, Any], **values: Any) -> dict[str, Any]:
+    return {
+        "action": action,
+        "workflow": "wf",
+        "step": "s",
+        "execution": "arn:aws:states:us-east-1:123456789012:execution:wf:run-1",
+        "attempt": 0,
+        "config": config,
+        "values": values,
+    }
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("LOOPLINE_LARGE_VALUE_BYTES", "1000")
+    settings.cache_clear()
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+    settings.cache_clear()
+
+
+def env(*rules: dict[str, Any]) -> Env:
+    return Env(model=ScriptedModel.from_data({"responses": list(rules)}), bucket=BUCKET)
+
+
+def test_a_large_output_is_stored_and_replaced_by_a_reference(s3: Any) -> None:
+    text = "tide " * 1000
+    out = dispatch(payload("llm", {"prompt": "p"}), env({"answer": text}))
+    ref = out["output"]
+    assert is_ref(ref) and set(ref) == {REF_KEY, "size", "preview"}
+    assert ref["size"] == len(json.dumps(text)) and ref["preview"] == text[:200]
+    assert ref[REF_KEY].startswith(f"s3://{BUCKET}/wf/run-1/s/") and ref[REF_KEY].endswith(".json")
+    assert out["usage"]["output_tokens"] > 0  # only the output moves
+    key = ref[REF_KEY].split("/", 3)[3]
+    assert json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()) == text
+
+
+def test_a_small_output_stays_inline(s3: Any) -> None:
+    out = dispatch(payload("llm", {"prompt": "p"}), env({"answer": "short"}))
+    assert out["output"] == "short"
+
+
+def test_without_a_bucket_a_large_output_stays_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPLINE_LARGE_VALUE_BYTES", "10")
+    monkeypatch.delenv("LOOPLINE_BUCKET", raising=False)
+    settings.cache_clear()
+    try:
+        e = Env(model=ScriptedModel.from_data({"responses": [{"answer": "x" * 100}]}))
+        assert dispatch(payload("llm", {"prompt": "p"}), e)["output"] == "x" * 100
+    finally:
+        settings.cache_clear()
+
+
+def test_the_bucket_comes_from_the_settings_when_the_env_has_none(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOPLINE_BUCKET", BUCKET)
+    settings.cache_clear()
+    out = dispatch(payload("render", {"template": {"t": "y" * 2000}}), Env())
+    assert is_ref(out["output"]) and out["output"]["preview"].startswith('{"t":"yyy')
+
+
+def test_references_are_resolved_before_every_action(s3: Any) -> None:
+    e = env({"when": "has 5000", "answer": "ok"})
+    big = dispatch(payload("render", {"template": "z" * 5000}), e)["output"]
+    assert is_ref(big)
+    steps = {"big": {"output": big}}
+    # tool, eval, render, llm and task all see the value itself
+    tool = payload(
+        "tool",
+        {"tool": "json_query", "args": {"data": "{{ steps.big.output }}", "query": "length(@)"}},
+        steps=steps,
+    )
+    assert dispatch(tool, e)["output"] == 5000
+    assert (
+        dispatch(payload("eval", {"expr": "len(steps.big.output)"}, steps=steps), e)["output"]
+        == 5000
+    )
+    small = dispatch(payload("render", {"template": "{{ len(steps.big.output) }}"}, steps=steps), e)
+    assert small["output"] == 5000
+    assert (
+        dispatch(payload("llm", {"prompt": "has {{ len(steps.big.output) }}"}, steps=steps), e)[
+            "output"
+        ]
+        == "ok"
+    )
+    seen: list[Any] = []
+    e.invoke = lambda fn, event: seen.append(event["args"]["text"]) or 1
+    dispatch(
+        payload("task", {"function": "f", "args": {"text": "{{ steps.big.output }}"}}, steps=steps),
+        e,
+    )
+    assert seen == ["z" * 5000]
+
+
+def test_vote_aggregate_results_are_resolved(s3: Any) -> None:
+    e = env()
+    items = dispatch(payload("render", {"template": ["item"] * 300}), e)["output"]
+    assert is_ref(items)
+    p = payload("vote_aggregate", {"voters": 1})
+    p["results"] = [{"item": items, "verdicts": [{"refuted": False}]}]
+    out = dispatch(p, e)["output"]
+    assert is_ref(out)  # the aggregate holds the item: large again
+    assert resolve(out, BUCKET)["survived"] == [["item"] * 300]
+
+
+def test_references_outside_the_bucket_or_workflow_are_left_alone(s3: Any) -> None:
+    foreign = {REF_KEY: "s3://someone-else/wf/secret.json", "size": 1, "preview": ""}
+    other_wf = {REF_KEY: f"s3://{BUCKET}/other/x.json", "size": 1, "preview": ""}
+    p = payload("eval", {"expr": "inputs"}, inputs={"a": foreign, "b": other_wf})
+    assert dispatch(p, env())["output"] == {"a": foreign, "b": other_wf}
+
+
+def test_resolve_walks_nested_values_and_reads_each_object_once(s3: Any) -> None:
+    e = env()
+    ref = dispatch(payload("render", {"template": list(range(500))}), e)["output"]
+    calls: list[str] = []
+    real = largevalues.get_object
+
+    def counting(uri: str) -> tuple[bytes, str]:
+        calls.append(uri)
+        return real(uri)
+
+    largevalues.get_object = counting  # type: ignore[assignment]
+    try:
+        out = resolve({"a": [ref, {"b": ref}], "n": 1}, BUCKET)
+    finally:
+        largevalues.get_object = real  # type: ignore[assignment]
+    assert out == {"a": [list(range(500)), {"b": list(range(500))}], "n": 1}
+    assert len(calls) == 1
+
+
+def test_offload_leaves_results_without_output_alone() -> None:
+    assert offload({}, payload("human", {}), BUCKET) == {}
+    assert offload({"output": "x"}, payload("eval", {}), None) == {"output": "x"}

@@ -1,0 +1,254 @@
+"""The tool registry and the built-in tools (S3 in moto, HTTP against a local server)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+from loopline.runtime import tools
+from loopline.runtime.actions import Env, dispatch
+from loopline.runtime.errors import StepError
+from loopline.runtime.tools import TOOLS, call_tool, get_tool, tool_specs
+from loopline.settings import settings
+from moto import mock_aws
+
+
+def run_tool(name: str, args: dict[str, Any], **values: Any) -> Any:
+    payload = {
+        "action": "tool",
+        "workflow": "wf",
+        "step": "s",
+        "execution": "arn:exec",
+        "attempt": 0,
+        "config": {"tool": name, "args": args},
+        "values": values,
+    }
+    return dispatch(payload, Env())["output"]
+
+
+def failure(name: str, args: dict[str, Any]) -> StepError:
+    with pytest.raises(StepError) as err:
+        run_tool(name, args)
+    return err.value
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    settings.cache_clear()
+    yield
+    settings.cache_clear()
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_the_built_in_tools_are_registered() -> None:
+    assert {"now", "render", "json_query", "http_get", "s3_get", "s3_put"} <= set(TOOLS)
+    specs = tool_specs(["json_query", "now"])
+    assert [t.name for t in specs] == ["json_query", "now"]
+    assert specs[0].schema["required"] == ["data", "query"] and specs[0].description
+
+
+def test_an_unknown_tool_suggests_the_closest_name() -> None:
+    with pytest.raises(StepError) as err:
+        get_tool("json_qeury")
+    assert err.value.name == "Loopline.Failed"
+    assert "unknown tool 'json_qeury' (did you mean 'json_query'?)" in err.value.message
+    assert "http_get" in err.value.message
+    with pytest.raises(StepError, match="unknown tool 'web_search'"):
+        tool_specs(["now", "web_search"])
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "says"),
+    [
+        ("now", {"format": "week"}, "tool now: invalid args: format: 'week' is not one of"),
+        ("now", {"zone": "UTC"}, "Additional properties are not allowed ('zone' was unexpected)"),
+        ("json_query", {"data": 1}, "'query' is a required property"),
+        ("json_query", {"data": 1, "query": "a", "language": "xpath"}, "language: 'xpath'"),
+        ("render", {}, "'template' is a required property"),
+        ("http_get", {"url": "ftp://example.com"}, "url: 'ftp://example.com' does not match"),
+        ("http_get", {"url": "http://x", "timeout": 0}, "timeout: 0 is less than or equal"),
+        ("s3_get", {"uri": "bucket/key"}, "uri: 'bucket/key' does not match"),
+        ("s3_put", {"uri": "s3://b/k"}, "'body' is a required property"),
+    ],
+)
+def test_args_are_validated_against_the_schema_before_the_call(
+    name: str, args: dict[str, Any], says: str
+) -> None:
+    err = failure(name, args)
+    assert err.name == "Loopline.Failed"
+    assert f"tool {name}: invalid args: " in err.message and says in err.message
+
+
+# --------------------------------------------------------------------------- now, render, json_query
+
+
+def test_now_in_each_format() -> None:
+    iso = run_tool("now", {})
+    assert iso.endswith("Z") and datetime.fromisoformat(iso.replace("Z", "+00:00")).tzinfo
+    assert isinstance(run_tool("now", {"format": "unix"}), int)
+    assert len(run_tool("now", {"format": "date", "timezone": "Asia/Tokyo"})) == 10
+    assert "+09:00" in run_tool("now", {"timezone": "Asia/Tokyo"})
+    assert "unknown timezone 'Mars/Base'" in failure("now", {"timezone": "Mars/Base"}).message
+
+
+def test_render_returns_the_rendered_template() -> None:
+    out = run_tool("render", {"template": {"t": "hi {{ inputs.n }}", "n": [1]}}, inputs={"n": "x"})
+    assert out == {"t": "hi x", "n": [1]}
+
+
+DATA = {"items": [{"n": 1, "tag": "a"}, {"n": 2, "tag": "b"}, {"n": 3, "tag": "b"}]}
+
+
+def test_json_query_uses_jmespath_by_default() -> None:
+    assert run_tool("json_query", {"data": DATA, "query": "items[?n > `1`].n"}) == [2, 3]
+    assert run_tool("json_query", {"data": DATA, "query": "length(items)"}) == 3
+
+
+def test_json_query_with_jsonpath_returns_the_matches() -> None:
+    args = {"data": DATA, "query": "$.items[?(@.tag == 'b')].n", "language": "jsonpath"}
+    assert run_tool("json_query", args) == [2, 3]
+    assert run_tool("json_query", {**args, "query": "$.items[0].tag"}) == ["a"]
+    assert run_tool("json_query", {**args, "query": "$.nothing"}) == []
+
+
+def test_json_query_reads_rendered_args() -> None:
+    out = run_tool(
+        "json_query",
+        {"data": "{{ steps.a.output }}", "query": "items[-1].n"},
+        steps={"a": {"output": DATA}},
+    )
+    assert out == 3
+
+
+def test_invalid_queries_are_clear_errors() -> None:
+    assert "invalid query 'a[?'" in failure("json_query", {"data": {}, "query": "a[?"}).message
+    err = failure("json_query", {"data": {}, "query": "$.[[", "language": "jsonpath"})
+    assert err.name == "Loopline.Failed" and "invalid JSONPath '$.[['" in err.message
+
+
+# --------------------------------------------------------------------------- http_get
+
+
+class _Hello(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = json.dumps({"path": self.path, "h": self.headers.get("X-Key")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_http_get_goes_through_the_safe_client(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    err = failure("http_get", {"url": server + "/x"})
+    assert err.name == "Loopline.HTTPError"
+    assert "refused to connect to 127.0.0.1 (loopback address)" in err.message
+    monkeypatch.setenv("LOOPLINE_HTTP_ALLOW_HOSTS", "127.0.0.1")
+    settings.cache_clear()
+    out = run_tool("http_get", {"url": server + "/x", "query": {"n": 2}, "headers": {"X-Key": "k"}})
+    assert out["status"] == 200 and out["body"] == {"path": "/x?n=2", "h": "k"}
+
+
+def test_http_get_cannot_reach_the_metadata_service() -> None:
+    err = failure("http_get", {"url": "http://169.254.169.254/latest/meta-data/iam/"})
+    assert "169.254.169.254 (link-local/metadata address)" in err.message
+
+
+# --------------------------------------------------------------------------- s3
+
+
+@pytest.fixture
+def bucket() -> Iterator[str]:
+    with mock_aws():
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="tool-bucket")
+        yield "tool-bucket"
+
+
+def test_s3_put_then_get_json_and_text(bucket: str) -> None:
+    out = run_tool("s3_put", {"uri": f"s3://{bucket}/a/data.json", "body": {"k": [1, 2]}})
+    assert out == {"uri": f"s3://{bucket}/a/data.json", "size": len('{"k": [1, 2]}')}
+    assert run_tool("s3_get", {"uri": f"s3://{bucket}/a/data.json"}) == {"k": [1, 2]}
+
+    run_tool("s3_put", {"uri": f"s3://{bucket}/notes.txt", "body": "héllo"})
+    assert run_tool("s3_get", {"uri": f"s3://{bucket}/notes.txt"}) == "héllo"
+    head = boto3.client("s3").head_object(Bucket=bucket, Key="notes.txt")
+    assert head["ContentType"].startswith("text/plain")
+
+
+def test_s3_put_takes_a_content_type_and_s3_get_parses_json_by_type(bucket: str) -> None:
+    uri = f"s3://{bucket}/report"
+    run_tool("s3_put", {"uri": uri, "body": '{"ok": true}', "content_type": "application/json"})
+    assert run_tool("s3_get", {"uri": uri}) == {"ok": True}
+
+
+def test_s3_get_of_a_missing_object_names_it(bucket: str) -> None:
+    err = failure("s3_get", {"uri": f"s3://{bucket}/nope.json"})
+    assert err.name == "Loopline.Failed"
+    assert f"could not read s3://{bucket}/nope.json: NoSuchKey" in err.message
+
+
+# --------------------------------------------------------------------------- user tool modules
+
+
+@pytest.fixture
+def tool_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    def use(modules: str) -> None:
+        monkeypatch.setenv("LOOPLINE_TOOL_MODULES", modules)
+        settings.cache_clear()
+
+    yield use
+    TOOLS.pop("word_count", None)
+    for name in ("tests.unit.user_tools", "tests.unit.broken_tools"):
+        tools._loaded_modules.discard(name)
+        sys.modules.pop(name, None)  # imported afresh (registering again) by the next test
+
+
+def test_a_user_tool_module_registers_its_tools_on_first_use(tool_modules: Any) -> None:
+    tool_modules("tests.unit.user_tools")
+    assert "word_count" not in TOOLS  # nothing imported before the registry is used
+    out = run_tool("word_count", {"text": "{{ inputs.t }}"}, inputs={"t": "a tidal bore"})
+    assert out == {"words": 3, "longest": "tidal"}
+    assert get_tool("word_count").description.startswith("Counts the words")
+    assert [t.name for t in tool_specs(["word_count"])] == ["word_count"]
+    assert call_tool("word_count", {"text": ""}) == {"words": 0, "longest": ""}
+    err = failure("word_count", {"text": "x", "max": -1})
+    assert "tool word_count: invalid args: max: -1 is less than the minimum of 0" in err.message
+    assert "more than 1" in failure("word_count", {"text": "a b", "max": 1}).message
+
+
+def test_a_tool_module_that_fails_to_import_is_named(tool_modules: Any) -> None:
+    tool_modules("tests.unit.user_tools, tests.unit.broken_tools")
+    err = failure("now", {})
+    assert err.name == "Loopline.Failed"
+    assert "the tool module 'tests.unit.broken_tools' (LOOPLINE_TOOL_MODULES)" in err.message
+    assert "RuntimeError: this tool module is broken on purpose" in err.message
+
+
+def test_a_missing_tool_module_is_named(tool_modules: Any) -> None:
+    tool_modules("tests.unit.no_such_tools")
+    err = failure("now", {})
+    assert "the tool module 'tests.unit.no_such_tools'" in err.message
+    assert "ModuleNotFoundError" in err.message
