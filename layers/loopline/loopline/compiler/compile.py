@@ -45,6 +45,8 @@ DEFAULT_RETRY = m.RetrySpec.model_construct(
     max_attempts=3, interval=2, backoff=2.0, jitter="full", max_delay=None, on=None
 )
 STATE_NAME_LIMIT = 80
+#: Step Functions' largest state machine definition, in bytes.
+DEFINITION_LIMIT = 1_048_576
 VOTE_ITEM_CONCURRENCY = 4
 
 
@@ -1232,6 +1234,12 @@ def compile_workflow(wf: m.Workflow) -> CompileResult:
     c = Compiler(wf)
     definition = c.compile()
     human = sum(1 for s in wf.all_steps() if s.kind in m.HUMAN_KINDS)
+    size = len(dumps(definition).encode())
+    if size > DEFINITION_LIMIT:
+        c.warnings.append(
+            f"the definition is {size / 1_048_576:.1f} MB; Step Functions accepts at most 1 MB: "
+            "split the workflow (a custom step type can start another state machine)"
+        )
     report = Report(
         name=wf.name,
         type="STANDARD",
