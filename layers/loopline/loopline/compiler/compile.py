@@ -91,10 +91,8 @@ class Report:
 class CompileResult:
     definition: dict[str, Any]
     report: Report
-
-    @property
-    def text(self) -> str:
-        return dumps(self.definition)
+    #: The canonical text of ``definition`` (``dumps``), made once.
+    text: str
 
 
 def dumps(definition: dict[str, Any]) -> str:
@@ -1234,7 +1232,8 @@ def compile_workflow(wf: m.Workflow) -> CompileResult:
     c = Compiler(wf)
     definition = c.compile()
     human = sum(1 for s in wf.all_steps() if s.kind in m.HUMAN_KINDS)
-    size = len(dumps(definition).encode())
+    text = dumps(definition)
+    size = len(text.encode())
     if size > DEFINITION_LIMIT:
         c.warnings.append(
             f"the definition is {size / 1_048_576:.1f} MB; Step Functions accepts at most 1 MB: "
@@ -1252,7 +1251,7 @@ def compile_workflow(wf: m.Workflow) -> CompileResult:
         seconds=time.perf_counter() - t0,
         warnings=c.warnings,
     )
-    return CompileResult(definition, report)
+    return CompileResult(definition, report, text)
 
 
 __all__ = ["CompileError", "CompileResult", "Report", "compile_workflow", "count_states", "dumps"]
