@@ -4,7 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format compile golden bench clean venv
+.PHONY: demo test lint format compile golden bench clean venv sam-venv validate build
+
+# AWS SAM CLI in a virtualenv of its own (its pins clash with the dev tools').
+SAM_VENV := .venv-sam
+SAM_STAMP := $(SAM_VENV)/.installed
+SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
 
 $(STAMP): pyproject.toml layers/loopline/requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,13 +19,23 @@ $(STAMP): pyproject.toml layers/loopline/requirements.txt
 
 venv: $(STAMP)
 
+$(SAM_STAMP):
+	test -x $(SAM_VENV)/bin/python || $(PY) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
+	touch $(SAM_STAMP)
+
+sam-venv: $(SAM_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python -m loopline.demo
 
-test: $(STAMP)
+test: $(STAMP) $(SAM_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(SAM) validate --lint
+	$(SAM) build
 	$(BIN)/pytest -n 2 -q
 
 lint: $(STAMP)
@@ -43,8 +58,16 @@ golden: $(STAMP)
 	  $(BIN)/loopline compile -q $$f -o $${f%.yaml}.asl.json || exit 1; \
 	done
 
+# template.yaml: the SAM transform and cfn-lint (ASL definitions included), offline.
+validate: $(SAM_STAMP)
+	$(SAM) validate --lint
+
+# Build the functions and the layer into .aws-sam/ (no docker needed for python3.11).
+build: $(SAM_STAMP)
+	$(SAM) build
+
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -16,7 +16,7 @@ from loopline.dsl import load_workflow, resolve_inputs
 from loopline.local.run import RunResult, parse_decision, run_workflow
 from loopline.settings import settings
 
-from tests.conftest import WORKFLOWS
+from tests.conftest import ROOT, WORKFLOWS
 
 
 class _Health(BaseHTTPRequestHandler):
@@ -55,11 +55,6 @@ def health_server() -> Iterator[str]:
         server.shutdown()
 
 
-def word_count(event: dict[str, Any], context: Any) -> int:
-    """The custom step type of release_gate.yaml, run as a local Lambda function."""
-    return len(str(event["args"]["text"]).split())
-
-
 def run_example(name: str, inputs: dict[str, Any], decisions: Sequence[str] = ()) -> RunResult:
     wf = load_workflow(WORKFLOWS / f"{name}.yaml")
     script = WORKFLOWS / "scripts" / f"{name}.yaml"
@@ -69,7 +64,9 @@ def run_example(name: str, inputs: dict[str, Any], decisions: Sequence[str] = ()
         resolve_inputs(wf, inputs),
         llm_script=str(script) if script.exists() else None,
         decisions=[parse_decision(d) for d in decisions],
-        functions={"WordCountFunction": word_count},
+        # The local stack from template.yaml, with its real handlers (WordCountFunction,
+        # the custom step type of release_gate.yaml, included).
+        template=ROOT / "template.yaml",
     )
 
 

@@ -219,11 +219,17 @@ def tool_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv("LOOPLINE_TOOL_MODULES", modules)
         settings.cache_clear()
 
+    forget_user_tools()  # another test in this process may have loaded them
     yield use
+    forget_user_tools()
+
+
+def forget_user_tools() -> None:
+    """Unregister the test tool modules, so the next import registers them again."""
     TOOLS.pop("word_count", None)
     for name in ("tests.unit.user_tools", "tests.unit.broken_tools"):
         tools._loaded_modules.discard(name)
-        sys.modules.pop(name, None)  # imported afresh (registering again) by the next test
+        sys.modules.pop(name, None)
 
 
 def test_a_user_tool_module_registers_its_tools_on_first_use(tool_modules: Any) -> None:

@@ -92,6 +92,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("--input: expected a JSON object of input values")
     inputs = resolve_inputs(wf, given)
     from loopline.local.executor import LocalStackError
+    from loopline.local.template import find_template
+
+    # The local stack is the SAM template's (the nearest template.yaml), else the
+    # Loopline functions alone.
+    template = find_template(Path.cwd(), Path(args.file).parent)
+    if not args.quiet:
+        _err(f"local stack: {template or 'built-in functions (no template.yaml found)'}")
 
     ask = local_run.terminal_ask if sys.stdin.isatty() and not args.json else None
     progress = None if args.quiet else local_run.print_progress
@@ -105,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             decisions=decisions,
             ask=ask,
             on_progress=progress,
+            template=template,
         )
     except (local_run.DecisionError, LocalStackError) as exc:
         raise UsageError(str(exc)) from None

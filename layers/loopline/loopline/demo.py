@@ -45,7 +45,7 @@ def run_showcase(root: Path) -> int:
     inputs = resolve_inputs(wf, {"topic": "ocean tides", "audience": "engineers"})
     interactive = sys.stdin.isatty()
     _say()
-    _say(f"== Running {path.name} on the local stack (moto) with the scripted model")
+    _say(f"== Running {path.name} on the local stack from template.yaml (moto), scripted model")
     _say(f"   inputs: {inputs}")
     if not interactive:
         _say("   no terminal: the demo will approve the brief itself")
@@ -58,6 +58,7 @@ def run_showcase(root: Path) -> int:
         decisions=[] if interactive else [parse_decision("review=approve")],
         ask=terminal_ask if interactive else None,
         on_progress=print_progress,
+        template=root / "template.yaml",
     )
     _say()
     if result.status == "SUCCEEDED":

@@ -51,6 +51,23 @@ class Settings(BaseSettings):
     #: reference.
     large_value_bytes: int = Field(64 * 1024, gt=0)
 
+    # -- the deployed stack (template.yaml) -------------------------------------------------
+    #: ``dev`` or ``prod``: the stack's ``Stage`` parameter.
+    stage: str = ""
+    #: DynamoDB table of tasks, step records, events and human waits (``TasksTable``).
+    table: str | None = None
+    #: SNS topic that approval requests are published to (``ApprovalTopic``).
+    approval_topic_arn: str | None = None
+    #: SQS queue of outgoing webhook notifications (``WebhookQueue``).
+    webhook_queue_url: str | None = None
+    #: Role of the state machines the API creates at run time (``StateMachineRole``).
+    state_machine_role_arn: str | None = None
+    #: Name prefix of the stack's state machines (``<stack name>-``).
+    state_machine_prefix: str = ""
+    #: Definition substitutions for workflows compiled at run time, as JSON
+    #: (``{"LlmFunctionArn": "arn:aws:lambda:...", ...}``).
+    function_arns: dict[str, str] = Field(default_factory=dict)
+
     @property
     def tool_module_list(self) -> list[str]:
         return [m.strip() for m in self.tool_modules.split(",") if m.strip()]

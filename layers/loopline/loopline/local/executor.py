@@ -18,10 +18,12 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import traceback
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,26 +67,43 @@ LOCAL_FUNCTION_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "Loopline",
 }
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
-_handlers: dict[str, Handler | None] = {}
-_handlers_lock = threading.Lock()
 
 
 def function_handler(kind: str) -> Handler | None:
-    """``handler`` of ``functions/<kind>/app.py``, imported once; None without the folder."""
-    with _handlers_lock:
-        if kind not in _handlers:
-            path = FUNCTIONS_DIR / kind / "app.py"
-            handler: Handler | None = None
-            if path.is_file():
-                for key, value in LOCAL_FUNCTION_ENV.items():
-                    os.environ.setdefault(key, value)
-                spec = importlib.util.spec_from_file_location(f"loopline_function_{kind}", path)
-                assert spec is not None and spec.loader is not None
-                module = importlib.util.module_from_spec(spec)
+    """``handler`` of ``functions/<kind>/app.py``; None without the repository around."""
+    if not (FUNCTIONS_DIR / kind / "app.py").is_file():
+        return None
+    for key, value in LOCAL_FUNCTION_ENV.items():
+        os.environ.setdefault(key, value)
+    return load_handler(FUNCTIONS_DIR / kind, "app.handler")
+
+
+_import_lock = threading.Lock()
+
+
+def load_handler(code_dir: Path, handler: str) -> Handler:
+    """Import ``<code_dir>/<module>.py`` and return its ``<function>`` (``app.handler``)."""
+    module_name, _, func_name = handler.rpartition(".")
+    path = code_dir / f"{module_name.replace('.', '/')}.py"
+    if not path.is_file():
+        raise LocalStackError(f"handler {handler!r}: {path} does not exist")
+    key = f"loopline_function_{abs(hash(str(path)))}"
+    with _import_lock:
+        module = sys.modules.get(key)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(key, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.path.insert(0, str(code_dir))
+            try:
                 spec.loader.exec_module(module)
-                handler = module.handler
-            _handlers[kind] = handler
-        return _handlers[kind]
+            finally:
+                sys.path.remove(str(code_dir))
+            sys.modules[key] = module
+    fn = getattr(module, func_name, None)
+    if not callable(fn):
+        raise LocalStackError(f"handler {handler!r}: {path} has no function {func_name!r}")
+    return fn
 
 
 LOOPLINE_FUNCTIONS = {
@@ -194,6 +213,9 @@ class LocalExecutor:
             # still log after the executor is gone.
             for name in _NOISY_LOGGERS:
                 logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+            # Many handlers share one process here (one per Lambda in AWS): Powertools then
+            # warns that concurrent invocations reset each other's metric dimensions.
+            warnings.filterwarnings("ignore", message="Dimension .* has already been added")
             self._mock = mock_aws(
                 config={
                     "stepfunctions": {"execute_state_machine": True},

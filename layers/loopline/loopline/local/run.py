@@ -14,6 +14,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path as FsPath
@@ -21,6 +22,7 @@ from typing import Any
 
 from loopline.dsl import models
 from loopline.local.executor import LocalExecutor
+from loopline.local.template import LocalStack
 from loopline.runtime import largevalues
 from loopline.runtime.actions import Env, HumanWait, schema_problem
 from loopline.runtime.errors import StepError
@@ -603,6 +605,7 @@ def run_workflow(
     functions: dict[str, Callable[[Any, Any], Any]] | None = None,
     max_asks: int = 3,
     expire_within: float = 5.0,
+    template: str | FsPath | None = None,
 ) -> RunResult:
     """Run ``definition`` on the local stack with ``inputs`` and report the outcome.
 
@@ -613,6 +616,10 @@ def run_workflow(
     registers extra local functions (custom step types) by name. A wait with no decision
     left whose ``timeout`` is at most ``expire_within`` seconds is neither asked about nor
     stopped at: it is left to time out, so its ``on_timeout`` applies.
+    With ``template`` (a SAM ``template.yaml``), the local stack is what it declares: its
+    tables, bucket, queues, topics, functions (the handlers its ``CodeUri``/``Handler``
+    name, with their environment) and state machines; without it, the six Loopline
+    functions of ``functions/``.
     Raise ``DecisionError`` when a decision cannot answer its step, before anything runs.
     """
     model = _load_model(llm_script)
@@ -627,7 +634,8 @@ def run_workflow(
     env = Env(model=model)
     name = workflow.name if workflow is not None else "loopline-local"
 
-    with LocalExecutor(env=env) as ex:
+    stack = LocalStack.load(template) if template is not None else None
+    with LocalExecutor(env=env, loopline_functions=stack is None) as ex, _provisioned(stack, ex):
         for fname, fn in (functions or {}).items():
             # A custom step type names its function by template logical id: ${<Id>Arn}.
             ex.register_function(fname, fn, placeholder=f"{fname}Arn")
@@ -654,6 +662,18 @@ def run_workflow(
                 if on_progress is not None:
                     on_progress(Progress(wait.step, "answered", what))
             env.inbox.wait_for_new(poll)
+
+
+@contextmanager
+def _provisioned(stack: LocalStack | None, ex: LocalExecutor) -> Iterator[None]:
+    if stack is None:
+        yield
+        return
+    try:
+        stack.provision(ex)
+        yield
+    finally:
+        stack.restore_environment()
 
 
 def _expires_soon(wait: HumanWait, within: float) -> bool:

@@ -9,6 +9,7 @@ error never carries a bare traceback.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Callable
@@ -126,7 +127,25 @@ class Env:
         """The model the settings name (``loopline.runtime.providers.provider_for``)."""
         from loopline.runtime.providers import provider_for
 
-        return cls(model=provider_for(settings()))
+        return cls(model=provider_for(settings()), invoke=invoke_lambda, bucket=settings().bucket)
+
+
+def invoke_lambda(function: str, event: dict[str, Any]) -> Any:
+    """Invoke a custom step type's Lambda function (name or ARN) and return its result;
+    its error becomes a ``StepError`` with the function's error type as the name."""
+    import boto3  # only task steps need it
+
+    resp = boto3.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event).encode())
+    body = resp["Payload"].read()
+    try:
+        result = json.loads(body) if body else None
+    except ValueError:
+        result = body.decode(errors="replace")
+    if resp.get("FunctionError"):
+        name = result.get("errorType") if isinstance(result, dict) else None
+        message = result.get("errorMessage") if isinstance(result, dict) else result
+        raise StepError(str(name or "Loopline.Failed"), f"function {function}: {message}")
+    return result
 
 
 _default_env: Env | None = None

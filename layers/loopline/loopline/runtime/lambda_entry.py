@@ -68,7 +68,15 @@ def lambda_handler() -> Handler:
     @logger.inject_lambda_context(clear_state=True)
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
-    def handler(event: Any, context: Any) -> Any:
+    def decorated(event: Any, context: Any) -> Any:
         return handle(event, context)
+
+    def handler(event: Any, context: Any) -> Any:
+        try:
+            return decorated(event, context)
+        finally:
+            # log_metrics has flushed them in AWS; with metrics disabled (the local stack)
+            # nothing flushes, so clear them here rather than let them pile up.
+            metrics.clear_metrics()
 
     return handler

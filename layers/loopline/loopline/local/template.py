@@ -1,0 +1,477 @@
+"""The local stack, made from ``template.yaml``: what the SAM template declares is what
+moto gets, so what is tested is what is deployed.
+
+``LocalStack.load(path)`` reads the template (CloudFormation short tags included) and
+resolves its parameters, conditions and intrinsic functions; ``provision(executor)``
+creates in moto the DynamoDB tables (keys, indexes, TTL), S3 buckets, SQS queues (with
+their redrive policies), SNS topics, Lambda functions (each dispatched in-process to the
+handler its ``CodeUri`` and ``Handler`` name, with its environment variables) and state
+machines (``DefinitionUri`` with ``DefinitionSubstitutions`` resolved). No resource is
+described a second time anywhere else: change the template and the local stack follows.
+
+Supported intrinsics: ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::If``, ``Fn::Equals``,
+``Fn::Not``, ``Fn::And``, ``Fn::Or``, ``Fn::Join``, ``Fn::Select``, ``Fn::Split``,
+``Condition`` and ``AWS::NoValue``. Resources of other types (roles, log groups, layers)
+need nothing locally and are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+from loopline.local.executor import (
+    ACCOUNT_ID,
+    LOCAL_FUNCTION_ENV,
+    LocalExecutor,
+    LocalStackError,
+    load_handler,
+)
+from loopline.settings import settings
+
+STACK_NAME = "loopline-local"
+_NO_VALUE = object()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags turned into their long forms."""
+
+
+def _tag(name: str) -> Any:
+    long = "Ref" if name == "Ref" else ("Condition" if name == "Condition" else f"Fn::{name}")
+
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if name == "GetAtt":
+                value = str(value).split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            assert isinstance(node, yaml.MappingNode)
+            value = loader.construct_mapping(node, deep=True)
+        return {long: value}
+
+    return construct
+
+
+for _name in (
+    "Ref", "GetAtt", "Sub", "If", "Equals", "Not", "And", "Or", "Join", "Select", "Split",
+    "Condition", "Base64", "GetAZs", "ImportValue", "FindInMap", "Cidr", "Transform",
+):  # fmt: skip
+    _CfnLoader.add_constructor(f"!{_name}", _tag(_name))
+
+
+def read_template(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader)
+    except FileNotFoundError:
+        raise LocalStackError(f"{path}: no such template") from None
+    except yaml.YAMLError as exc:
+        raise LocalStackError(f"{path}: not a valid template: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+        raise LocalStackError(f"{path}: a template needs a Resources mapping")
+    return data
+
+
+# --------------------------------------------------------------------------- resources
+
+
+@dataclass
+class Resource:
+    logical_id: str
+    type: str
+    properties: dict[str, Any]
+    #: The physical name (table, bucket, queue, topic, function or state machine name).
+    name: str = ""
+    #: What ``Ref`` gives.
+    ref: str = ""
+    #: What ``Fn::GetAtt`` gives, by attribute.
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class FunctionSpec:
+    logical_id: str
+    name: str
+    arn: str
+    code_uri: Path
+    handler: str
+    environment: dict[str, str]
+
+
+class LocalStack:
+    """A template, resolved: its resources with local names, ARNs and properties."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        parameters: dict[str, str] | None = None,
+        stack_name: str = STACK_NAME,
+        region: str = "us-east-1",
+    ) -> None:
+        self.path = path.resolve()
+        self.root = self.path.parent
+        self.data = read_template(self.path)
+        self.stack_name = stack_name
+        self.region = region
+        self.parameters = self._parameters(parameters or {})
+        self.conditions: dict[str, bool] = {}
+        for name, expr in (self.data.get("Conditions") or {}).items():
+            self.conditions[name] = bool(self._resolve(expr, f"Conditions.{name}"))
+        self.resources: dict[str, Resource] = {}
+        for logical_id, body in self.data["Resources"].items():
+            self.resources[logical_id] = self._declare(logical_id, body or {})
+        self.globals_function: dict[str, Any] = (self.data.get("Globals") or {}).get(
+            "Function"
+        ) or {}
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> LocalStack:
+        return cls(Path(path), **kwargs)
+
+    # ------------------------------------------------------------------ resolution
+
+    def _parameters(self, overrides: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, spec in (self.data.get("Parameters") or {}).items():
+            if name in overrides:
+                out[name] = str(overrides[name])
+            elif "Default" in (spec or {}):
+                out[name] = str(spec["Default"])
+            else:
+                raise LocalStackError(f"template parameter {name} has no Default: pass a value")
+        unknown = sorted(set(overrides) - set(out))
+        if unknown:
+            raise LocalStackError(f"unknown template parameters: {', '.join(unknown)}")
+        return out
+
+    def _declare(self, logical_id: str, body: dict[str, Any]) -> Resource:
+        rtype = str(body.get("Type", ""))
+        props = body.get("Properties") or {}
+        r = Resource(logical_id, rtype, props)
+        default = f"{self.stack_name}-{logical_id}"
+        arn = f"arn:aws:{{}}:{self.region}:{ACCOUNT_ID}:{{}}"
+        if rtype == "AWS::DynamoDB::Table":
+            r.name = self._name(props, "TableName", default)
+            r.ref = r.name
+            r.attributes["Arn"] = arn.format("dynamodb", f"table/{r.name}")
+        elif rtype == "AWS::S3::Bucket":
+            r.name = (self._name(props, "BucketName", default)).lower()
+            r.ref = r.name
+            r.attributes.update(
+                Arn=f"arn:aws:s3:::{r.name}", DomainName=f"{r.name}.s3.amazonaws.com"
+            )
+        elif rtype == "AWS::SQS::Queue":
+            r.name = self._name(props, "QueueName", default)
+            r.ref = f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{r.name}"
+            r.attributes.update(Arn=arn.format("sqs", r.name), QueueName=r.name, QueueUrl=r.ref)
+        elif rtype == "AWS::SNS::Topic":
+            r.name = self._name(props, "TopicName", default)
+            r.ref = arn.format("sns", r.name)
+            r.attributes.update(TopicArn=r.ref, TopicName=r.name)
+        elif rtype in ("AWS::Serverless::Function", "AWS::Lambda::Function"):
+            r.name = (
+                props.get("FunctionName") and self._str(props["FunctionName"], logical_id)
+            ) or default
+            r.ref = r.name
+            r.attributes["Arn"] = arn.format("lambda", f"function:{r.name}")
+        elif rtype in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
+            r.name = self._name(props, "Name", default)
+            r.ref = arn.format("states", f"stateMachine:{r.name}")
+            r.attributes.update(Arn=r.ref, Name=r.name)
+        else:
+            r.name = default
+            r.ref = default
+            r.attributes["Arn"] = arn.format("local", default)
+        return r
+
+    def _name(self, props: dict[str, Any], key: str, default: str) -> str:
+        """The physical name a resource's properties give it, else ``default``."""
+        return self._str(props[key], key) if props.get(key) else default
+
+    def _str(self, value: Any, where: str) -> str:
+        out = self._resolve(value, where)
+        if not isinstance(out, (str, int, float)):
+            raise LocalStackError(f"{where}: expected text, got {out!r}")
+        return str(out)
+
+    def _pseudo(self, name: str) -> str | None:
+        return {
+            "AWS::StackName": self.stack_name,
+            "AWS::Region": self.region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{self.stack_name}/local",
+        }.get(name)
+
+    def _ref(self, name: str, where: str) -> Any:
+        if name == "AWS::NoValue":
+            return _NO_VALUE
+        pseudo = self._pseudo(name)
+        if pseudo is not None:
+            return pseudo
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in getattr(self, "resources", {}):
+            return self.resources[name].ref
+        raise LocalStackError(f"{where}: Ref to unknown {name!r}")
+
+    def _getatt(self, logical_id: str, attribute: str, where: str) -> str:
+        r = getattr(self, "resources", {}).get(logical_id)
+        if r is None:
+            raise LocalStackError(f"{where}: GetAtt of unknown resource {logical_id!r}")
+        if attribute not in r.attributes:
+            raise LocalStackError(
+                f"{where}: {logical_id} ({r.type}) has no attribute {attribute!r} locally"
+            )
+        return r.attributes[attribute]
+
+    def _sub(self, template: str, variables: dict[str, Any], where: str) -> str:
+        out, i = [], 0
+        while i < len(template):
+            if template.startswith("${!", i):
+                out.append("${")
+                i += 3
+                continue
+            if template.startswith("${", i):
+                end = template.index("}", i)
+                name = template[i + 2 : end]
+                if name in variables:
+                    value: Any = self._resolve(variables[name], where)
+                elif "." in name and not name.startswith("AWS::"):
+                    res, attr = name.split(".", 1)
+                    value = self._getatt(res, attr, where)
+                else:
+                    value = self._ref(name, where)
+                out.append(str(value))
+                i = end + 1
+                continue
+            out.append(template[i])
+            i += 1
+        return "".join(out)
+
+    def _resolve(self, value: Any, where: str) -> Any:
+        """``value`` with every intrinsic function evaluated (``AWS::NoValue`` removed)."""
+        if isinstance(value, list):
+            items = [self._resolve(v, where) for v in value]
+            return [v for v in items if v is not _NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref":
+                return self._ref(str(arg), where)
+            if key == "Fn::GetAtt":
+                parts = arg if isinstance(arg, list) else str(arg).split(".", 1)
+                return self._getatt(str(parts[0]), str(parts[1]), where)
+            if key == "Fn::Sub":
+                if isinstance(arg, list):
+                    return self._sub(str(arg[0]), dict(arg[1]), where)
+                return self._sub(str(arg), {}, where)
+            if key == "Fn::If":
+                name, yes, no = arg
+                if name not in self.conditions:
+                    raise LocalStackError(f"{where}: unknown condition {name!r}")
+                return self._resolve(yes if self.conditions[name] else no, where)
+            if key == "Condition":
+                return self.conditions[str(arg)]
+            if key == "Fn::Equals":
+                a, b = (self._resolve(x, where) for x in arg)
+                return str(a) == str(b)
+            if key == "Fn::Not":
+                return not self._resolve(arg[0], where)
+            if key == "Fn::And":
+                return all(self._resolve(x, where) for x in arg)
+            if key == "Fn::Or":
+                return any(self._resolve(x, where) for x in arg)
+            if key == "Fn::Join":
+                sep, items = arg
+                return str(sep).join(str(x) for x in self._resolve(items, where))
+            if key == "Fn::Select":
+                index, items = arg
+                return self._resolve(items, where)[int(self._resolve(index, where))]
+            if key == "Fn::Split":
+                sep, text = arg
+                return str(self._resolve(text, where)).split(str(sep))
+            if key.startswith("Fn::"):
+                raise LocalStackError(f"{where}: {key} is not supported by the local stack")
+        out = {}
+        for k, v in value.items():
+            rv = self._resolve(v, f"{where}.{k}")
+            if rv is not _NO_VALUE:
+                out[k] = rv
+        return out
+
+    def properties(self, logical_id: str) -> dict[str, Any]:
+        r = self.resources[logical_id]
+        return self._resolve(r.properties, f"Resources.{logical_id}.Properties")
+
+    # ------------------------------------------------------------------ views
+
+    def of_type(self, *types: str) -> list[Resource]:
+        return [r for r in self.resources.values() if r.type in types]
+
+    def functions(self) -> list[FunctionSpec]:
+        out = []
+        global_env = self._resolve(
+            ((self.globals_function.get("Environment") or {}).get("Variables") or {}), "Globals"
+        )
+        for r in self.of_type("AWS::Serverless::Function"):
+            props = self.properties(r.logical_id)
+            env = {**global_env, **((props.get("Environment") or {}).get("Variables") or {})}
+            code_uri = props.get("CodeUri") or self.globals_function.get("CodeUri") or "."
+            handler = props.get("Handler") or self.globals_function.get("Handler")
+            if not handler:
+                raise LocalStackError(f"{r.logical_id}: a function needs a Handler")
+            out.append(
+                FunctionSpec(
+                    r.logical_id,
+                    r.name,
+                    r.attributes["Arn"],
+                    (self.root / str(code_uri)).resolve(),
+                    str(handler),
+                    {k: str(v) for k, v in env.items()},
+                )
+            )
+        return out
+
+    def function_environment(self) -> dict[str, str]:
+        """The variables every function sets, merged; a variable two functions set to
+        different values is an error (all handlers share this one process)."""
+        merged: dict[str, str] = {}
+        owner: dict[str, str] = {}
+        for fn in self.functions():
+            for key, value in fn.environment.items():
+                if key in merged and merged[key] != value:
+                    raise LocalStackError(
+                        f"{fn.logical_id} and {owner[key]} set {key} to different values "
+                        f"({value!r}, {merged[key]!r}); the local stack runs every function in "
+                        "one process, so give each its own variable"
+                    )
+                merged[key], owner[key] = value, fn.logical_id
+        return merged
+
+    # ------------------------------------------------------------------ provisioning
+
+    def provision(self, executor: LocalExecutor) -> None:
+        """Create every resource in moto (the executor must be active)."""
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region
+        )
+        for r in self.of_type("AWS::DynamoDB::Table"):
+            self._table(session, r)
+        for r in self.of_type("AWS::S3::Bucket"):
+            session.client("s3").create_bucket(Bucket=r.name)
+        for r in sorted(
+            self.of_type("AWS::SQS::Queue"), key=lambda q: "RedrivePolicy" in q.properties
+        ):
+            self._queue(session, r)
+        for r in self.of_type("AWS::SNS::Topic"):
+            session.client("sns").create_topic(Name=r.name)
+        env = self.function_environment()
+        # Locally: no X-Ray, no metrics output, quiet logs, whatever the template says.
+        self._apply_environment({**env, **LOCAL_FUNCTION_ENV})
+        for fn in self.functions():
+            executor.register_function(
+                fn.name, load_handler(fn.code_uri, fn.handler), placeholder=f"{fn.logical_id}Arn"
+            )
+        bucket = env.get("LOOPLINE_BUCKET")
+        if bucket:
+            executor.env.bucket = bucket
+        for r in self.of_type("AWS::Serverless::StateMachine"):
+            self._state_machine(executor, r)
+
+    def _apply_environment(self, env: dict[str, str]) -> None:
+        """Set the functions' variables in this process. The shell's own value wins (as a
+        local override of a deployed setting), and an empty value is left unset."""
+        self._saved_env: dict[str, str | None] = getattr(self, "_saved_env", {})
+        for key, value in env.items():
+            if value == "" or key in os.environ:
+                continue
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = value
+        settings.cache_clear()
+
+    def restore_environment(self) -> None:
+        """Undo what ``provision`` set in the process environment."""
+        for key, value in getattr(self, "_saved_env", {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env = {}
+        settings.cache_clear()
+
+    def _table(self, session: Any, r: Resource) -> None:
+        p = self.properties(r.logical_id)
+        args: dict[str, Any] = {
+            "TableName": r.name,
+            "KeySchema": p["KeySchema"],
+            "AttributeDefinitions": p["AttributeDefinitions"],
+            "BillingMode": p.get("BillingMode", "PROVISIONED"),
+        }
+        if args["BillingMode"] != "PAY_PER_REQUEST":
+            args["ProvisionedThroughput"] = p.get(
+                "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+            )
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
+            if p.get(key):
+                args[key] = p[key]
+        client = session.client("dynamodb")
+        client.create_table(**args)
+        ttl = p.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            client.update_time_to_live(
+                TableName=r.name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl["AttributeName"]},
+            )
+
+    def _queue(self, session: Any, r: Resource) -> None:
+        p = self.properties(r.logical_id)
+        attributes: dict[str, str] = {}
+        for key, value in p.items():
+            if key in ("QueueName", "Tags"):
+                continue
+            attributes[key] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        session.client("sqs").create_queue(QueueName=r.name, Attributes=attributes)
+
+    def _state_machine(self, executor: LocalExecutor, r: Resource) -> None:
+        p = self.properties(r.logical_id)
+        if "DefinitionUri" in p:
+            path = self.root / str(p["DefinitionUri"])
+            try:
+                definition: Any = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise LocalStackError(f"{r.logical_id}: {path} does not exist") from None
+        elif "Definition" in p:
+            definition = json.dumps(p["Definition"])
+        else:
+            raise LocalStackError(
+                f"{r.logical_id}: a state machine needs DefinitionUri or Definition"
+            )
+        subs = {k: str(v) for k, v in (p.get("DefinitionSubstitutions") or {}).items()}
+        executor.create_state_machine(
+            r.name, definition, substitutions=subs, type=str(p.get("Type", "STANDARD"))
+        )
+
+
+def find_template(*starts: Path) -> Path | None:
+    """``template.yaml`` in the first of ``starts`` (or a parent of it) that has one."""
+    for start in starts:
+        for d in [start.resolve(), *start.resolve().parents]:
+            candidate = d / "template.yaml"
+            if candidate.is_file():
+                return candidate
+    return None

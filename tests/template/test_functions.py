@@ -1,0 +1,85 @@
+"""The functions template.yaml adds beside the step functions: the example custom step
+type and the placeholders of later changes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from tests.template.cfn_yaml import load_template
+
+
+def _function_module(kind: str) -> ModuleType:
+    path = ROOT / "functions" / kind / "app.py"
+    spec = importlib.util.spec_from_file_location(f"functions_{kind}_app", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Context:
+    """The Lambda context attributes Powertools' Logger reads."""
+
+    function_name: str = "test"
+    memory_limit_in_mb: int = 128
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test"
+    aws_request_id: str = "req-1"
+
+
+#: Placeholders emit no metric; Powertools warns about that.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+
+@pytest.fixture(autouse=True)
+def _powertools_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+
+
+def test_word_count_returns_the_number_of_words_of_its_text() -> None:
+    handler = _function_module("word_count").handler
+    event: dict[str, Any] = {"workflow": "release-gate", "step": "notes_words"}
+    assert handler({**event, "args": {"text": "ship it\tnow\n"}}, None) == 3
+    assert handler({**event, "args": {"text": ""}}, None) == 0
+
+
+def test_the_api_answers_501_until_it_is_implemented() -> None:
+    response = _function_module("api").handler({"httpMethod": "GET", "path": "/"}, Context())
+    assert response["statusCode"] == 501
+    assert response["headers"]["Content-Type"] == "application/json"
+    assert json.loads(response["body"]) == {"message": "not implemented yet"}
+
+
+def test_status_events_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    event = {
+        "detail-type": "Step Functions Execution Status Change",
+        "detail": {"status": "SUCCEEDED", "executionArn": "arn:x", "stateMachineArn": "arn:y"},
+    }
+    with caplog.at_level("INFO", logger="loopline"):
+        assert _function_module("status_events").handler(event, Context()) is None
+    [record] = [r for r in caplog.records if r.getMessage() == "execution status changed"]
+    assert (record.status, record.execution) == ("SUCCEEDED", "arn:x")
+
+
+def test_the_template_loader_refuses_intrinsics_the_local_stack_cannot_resolve(
+    tmp_path: Any,
+) -> None:
+    bad = tmp_path / "t.yaml"
+    bad.write_text("Resources:\n  X:\n    Value: !Join [',', [a, b]]\n", encoding="utf-8")
+    with pytest.raises(yaml.constructor.ConstructorError, match="!Join"):
+        load_template(bad)
+    good = tmp_path / "g.yaml"
+    good.write_text("A: !GetAtt Q.QueueName\nB: !If [C, !Ref X, !Ref AWS::NoValue]\n")
+    assert load_template(good) == {
+        "A": {"Fn::GetAtt": ["Q", "QueueName"]},
+        "B": {"Fn::If": ["C", {"Ref": "X"}, {"Ref": "AWS::NoValue"}]},
+    }
