@@ -271,6 +271,19 @@ class Compiler:
             "Parameters": {"FunctionName": function or FUNCTIONS[action], "Payload": payload},
         }
 
+    def store_output(self, task: dict[str, Any], field: str, at: str, nxt: str) -> dict[str, Any]:
+        """A Loopline task that keeps its action's output as ``{field: output}`` at ``at``,
+        retried on transient errors like every action, then goes to ``nxt``."""
+        task.update(
+            {
+                "ResultSelector": {f"{field}.$": "$.Payload.output"},
+                "ResultPath": at,
+                "Retry": self.retry_block(DEFAULT_RETRY, action=True),
+                "Next": nxt,
+            }
+        )
+        return task
+
     # ------------------------------------------------------------------ conditions
 
     def condition(
@@ -295,15 +308,7 @@ class Compiler:
             task = self.lambda_task(
                 "eval", name.split(".")[0], {"expr": expr.source()}, paths(expr)
             )
-            task.update(
-                {
-                    "ResultSelector": {"value.$": "$.Payload.output"},
-                    "ResultPath": f"$.ctl.{key}",
-                    "Retry": self.retry_block(DEFAULT_RETRY, action=True),
-                    "Next": test,
-                }
-            )
-            scope.add(name, task)
+            scope.add(name, self.store_output(task, "value", f"$.ctl.{key}", test))
             scope.add(
                 test,
                 self._choice(ChoiceCompiler.truthy(f"$.ctl.{key}.value"), then, otherwise),
@@ -679,15 +684,7 @@ class Compiler:
             return self.jsonpath(expr), None
         name = f"{s.id}.items"
         task = self.lambda_task("eval", s.id, {"expr": expr.source()}, paths(expr))
-        task.update(
-            {
-                "ResultSelector": {"items.$": "$.Payload.output"},
-                "ResultPath": f"$.ctl.{s.id}",
-                "Retry": self.retry_block(DEFAULT_RETRY, action=True),
-                "Next": s.id,
-            }
-        )
-        scope.add(name, task)
+        scope.add(name, self.store_output(task, "items", f"$.ctl.{s.id}", s.id))
         return f"$.ctl.{s.id}.items", name
 
     def _guard(self, s: Any, items: str, main: str, after: str, scope: Scope) -> None:
@@ -912,15 +909,7 @@ class Compiler:
             [],
             extra={"results.$": f"$.steps.{s.id}.output"},
         )
-        agg.update(
-            {
-                "ResultSelector": {"output.$": "$.Payload.output"},
-                "ResultPath": f"$.steps.{s.id}",
-                "Retry": self.retry_block(DEFAULT_RETRY, action=True),
-                "Next": after,
-            }
-        )
-        scope.add(tally, agg)
+        scope.add(tally, self.store_output(agg, "output", f"$.steps.{s.id}", after))
         scope.add(s.id, state)
         if pre is not None:
             return pre

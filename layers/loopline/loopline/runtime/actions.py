@@ -34,6 +34,9 @@ from loopline.runtime.llm import parse_verdict as parse_verdict
 from loopline.runtime.llm import schema_problem as schema_problem
 from loopline.runtime.llm import voter_prompt as voter_prompt
 from loopline.runtime.model import Model
+from loopline.runtime.payload import Payload, Result
+from loopline.runtime.payload import config_of as _config
+from loopline.runtime.payload import step_of as _step
 from loopline.runtime.tools import (  # noqa: F401 - the tool registry, re-exported
     TOOLS,
     Tool,
@@ -45,8 +48,6 @@ from loopline.runtime.tools import (  # noqa: F401 - the tool registry, re-expor
 )
 from loopline.settings import settings
 
-Payload = dict[str, Any]
-Result = dict[str, Any]
 #: ``invoke(function, event) -> result``: runs a custom step type's function.
 Invoker = Callable[[str, dict[str, Any]], Any]
 
@@ -170,15 +171,6 @@ def set_default_env(env: Env | None) -> Env | None:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _config(payload: Payload) -> dict[str, Any]:
-    cfg = payload.get("config")
-    return cfg if isinstance(cfg, dict) else {}
-
-
-def _step(payload: Payload) -> str:
-    return str(payload.get("step") or "?")
 
 
 # --------------------------------------------------------------------------- vote

@@ -39,13 +39,14 @@ from loopline.runtime.model import (
     ToolCall,
     ToolSpec,
 )
+from loopline.runtime.payload import Payload, Result
+from loopline.runtime.payload import config_of as _config
+from loopline.runtime.payload import step_of as _step
 from loopline.settings import settings
 
 if TYPE_CHECKING:
     from loopline.runtime.actions import Env
 
-Payload = dict[str, Any]
-Result = dict[str, Any]
 
 DEFAULT_MAX_TURNS = 10
 #: A tool called with the same arguments this many times is a loop.
@@ -82,15 +83,6 @@ def remaining_seconds() -> float | None:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _config(payload: Payload) -> dict[str, Any]:
-    cfg = payload.get("config")
-    return cfg if isinstance(cfg, dict) else {}
-
-
-def _step(payload: Payload) -> str:
-    return str(payload.get("step") or "?")
 
 
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n(.*?)\n?```\s*$", re.S)
