@@ -647,7 +647,11 @@ def run_workflow(
             if desc["status"] != "RUNNING":
                 tracker.feed(ex.history(arn))
                 return _result(desc, tracker, arn, env.bucket)
-            for wait in env.inbox.pending():
+            pending = env.inbox.pending()
+            if pending:
+                # Report what happened before the wait (its history may lag the inbox).
+                tracker.feed(ex.history(arn))
+            for wait in pending:
                 if not tracker.is_live(wait.token):
                     env.inbox.take(wait.token)
                     continue
