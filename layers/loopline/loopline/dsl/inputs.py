@@ -85,6 +85,17 @@ def show(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+#: The message of each length rule; ``{bound}`` is the limit.
+_BOUNDS = {
+    "minLength": "must be at least {bound} characters long",
+    "maxLength": "must be at most {bound} characters long",
+    "minItems": "must have at least {bound} items",
+    "maxItems": "must have at most {bound} items",
+    "minProperties": "must have at least {bound} entries",
+    "maxProperties": "must have at most {bound} entries",
+}
+
+
 def _rule(spec: InputSpec, err: jsonschema.ValidationError) -> str:
     kind, bound = err.validator, err.validator_value
     if kind == "type":
@@ -95,18 +106,8 @@ def _rule(spec: InputSpec, err: jsonschema.ValidationError) -> str:
         if spec.type == "file":
             return "must be an S3 URI like s3://bucket/key"
         return f"must match the pattern {bound}"
-    if kind == "minLength":
-        return f"must be at least {bound} characters long"
-    if kind == "maxLength":
-        return f"must be at most {bound} characters long"
-    if kind == "minItems":
-        return f"must have at least {bound} items"
-    if kind == "maxItems":
-        return f"must have at most {bound} items"
-    if kind == "minProperties":
-        return f"must have at least {bound} entries"
-    if kind == "maxProperties":
-        return f"must have at most {bound} entries"
+    if kind in _BOUNDS:
+        return _BOUNDS[kind].format(bound=bound)
     return str(err.message)
 
 
