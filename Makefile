@@ -1,5 +1,8 @@
 # One target per daily action. `make demo` and `make test` set up .venv themselves.
-PY ?= python3
+# Python 3.13, the functions' runtime in Lambda: tests run on the version that runs there.
+# pyenv's 3.13 where pyenv provides it (its python3.13 shim needs a version chosen), else the
+# python3.13 on PATH.
+PY ?= $(shell PYENV_VERSION=3.13.0 python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || command -v python3.13)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -9,10 +12,12 @@ STAMP := $(VENV)/.installed
 # AWS SAM CLI in a virtualenv of its own (its pins clash with the dev tools').
 SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed
-SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+# `sam build` of python3.13 functions looks for python3.13 on PATH.
+SAM := SAM_CLI_TELEMETRY=0 PATH="$(dir $(PY)):$$PATH" $(SAM_VENV)/bin/sam
 
 $(STAMP): pyproject.toml layers/loopline/requirements.txt
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@test -n "$(PY)" || { echo "python3.13 not found: install it (pyenv install 3.13) or set PY=/path/to/python3.13"; exit 1; }
+	$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null || { rm -rf $(VENV); $(PY) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -20,6 +25,7 @@ $(STAMP): pyproject.toml layers/loopline/requirements.txt
 venv: $(STAMP)
 
 $(SAM_STAMP):
+	@test -n "$(PY)" || { echo "python3.13 not found: install it (pyenv install 3.13) or set PY=/path/to/python3.13"; exit 1; }
 	test -x $(SAM_VENV)/bin/python || $(PY) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli
@@ -62,7 +68,8 @@ golden: $(STAMP)
 validate: $(SAM_STAMP)
 	$(SAM) validate --lint
 
-# Build the functions and the layer into .aws-sam/ (no docker needed for python3.11).
+# Build the functions and the layer into .aws-sam/ (no docker needed: arm64 wheels come from
+# the registry, see BuildArchitecture in template.yaml).
 build: $(SAM_STAMP)
 	$(SAM) build
 

@@ -169,8 +169,20 @@ def test_the_layer_is_built_from_the_loopline_package() -> None:
     layer = RESOURCES["LooplineLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/loopline/"
-    assert layer["Metadata"] == {"BuildMethod": "python3.11"}
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert TEMPLATE["Globals"]["Function"]["Layers"] == [{"Ref": "LooplineLayer"}]
+
+
+def test_every_function_runs_python_3_13_on_arm64() -> None:
+    glob = TEMPLATE["Globals"]["Function"]
+    assert glob["Runtime"] == "python3.13"
+    assert glob["Architectures"] == ["arm64"]
+    for logical_id, fn in _of_type("AWS::Serverless::Function").items():
+        props = fn["Properties"]
+        assert props.get("Runtime", "python3.13") == "python3.13", logical_id
+        assert props.get("Architectures", ["arm64"]) == ["arm64"], logical_id
 
 
 def test_every_loopline_variable_the_template_sets_is_a_setting() -> None:

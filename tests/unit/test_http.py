@@ -265,7 +265,7 @@ REFUSED = [
     ("http://[fd00:ec2::254]/", "fd00:ec2::254 (metadata address)"),
     ("http://192.168.1.1/", "192.168.1.1 (private address)"),
     ("http://0.0.0.0:{port}/", "0.0.0.0 (unspecified address)"),
-    ("http://[::ffff:127.0.0.1]:{port}/", "::ffff:7f00:1 (loopback address embedded in IPv6)"),
+    ("http://[::ffff:127.0.0.1]:{port}/", "::ffff:127.0.0.1 (loopback address embedded in IPv6)"),
 ]
 
 

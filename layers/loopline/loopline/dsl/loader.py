@@ -186,12 +186,12 @@ def parse_text(text: str, filename: str = "<workflow>") -> Document:
 
 
 def _json_problem(text: str, exc: json.JSONDecodeError) -> Problem:
-    before = text[: exc.pos].rstrip()
-    if before.endswith(",") and text[exc.pos : exc.pos + 1] in ("]", "}"):
-        line, col = _offset_position(text, len(before) - 1)
-        return Problem(
-            line, col, "(file)", f"invalid JSON: trailing comma before {text[exc.pos]!r}"
-        )
+    # A trailing comma: the error points at the comma (Python 3.13) or at the bracket after.
+    comma = exc.pos if text[exc.pos : exc.pos + 1] == "," else len(text[: exc.pos].rstrip()) - 1
+    after = text[comma + 1 :].lstrip()[:1]
+    if text[comma : comma + 1] == "," and after in ("]", "}"):
+        line, col = _offset_position(text, comma)
+        return Problem(line, col, "(file)", f"invalid JSON: trailing comma before {after!r}")
     return Problem(exc.lineno, exc.colno, "(file)", f"invalid JSON: {exc.msg}")
 
 
