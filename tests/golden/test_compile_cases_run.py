@@ -28,6 +28,21 @@ CASES: dict[str, tuple[dict[str, Any], list[str], str, Any]] = {
         "SUCCEEDED",
         {},
     ),
+    # No decisions: review times out twice (retried) and is caught; gate times out and
+    # goes to each; every item passes the assert; stop is skipped.
+    "error_paths": (
+        {},
+        [],
+        "SUCCEEDED",
+        {
+            "ctx.$": "$$.Execution",
+            "review": {
+                "error": "Loopline.Rejected",
+                "cause": "rejected automatically: no decision on review within 1 s",
+            },
+            "cfg": {"ctx.$": "$$.Execution"},
+        },
+    ),
 }
 
 

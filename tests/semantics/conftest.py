@@ -3,7 +3,7 @@ with every Lambda invocation handled in-process by the step runtime."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class Runner:
         inputs: dict[str, Any] | None = None,
         script: list[dict[str, Any]] | None = None,
         decisions: Sequence[str] = (),
+        functions: dict[str, Callable[[Any, Any], Any]] | None = None,
     ) -> RunResult:
         wf = load_workflow_text(workflow, "test.yaml")
         definition = compile_workflow(wf).definition
@@ -38,6 +39,7 @@ class Runner:
             resolve_inputs(wf, inputs or {}),
             llm_script=str(script_path) if script_path else None,
             decisions=[parse_decision(d) for d in decisions],
+            functions=functions,
         )
 
 

@@ -47,7 +47,7 @@ steps:
     llm: hello
     retry: {max_attempts: 1}
     on_error: continue
-  - {id: after, tool: render, args: {template: "{{ steps.ask.output.Error }}"}}
+  - {id: after, tool: render, args: {template: "{{ steps.ask.output.error }}"}}
 """,
         script=[{"step": "ask", "answer": {"error": "Loopline.LLMError"}}],
     )

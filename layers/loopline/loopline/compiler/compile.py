@@ -22,6 +22,7 @@ from loopline.compiler.choice import ChoiceCompiler, NotNative, Rule
 from loopline.dsl import models as m
 from loopline.dsl.expr import Expr, Path, paths
 from loopline.dsl.template import Template, template_tree
+from loopline.runtime.payload import escape_keys, has_path_key
 
 FUNCTIONS = {
     "llm": "${LlmFunctionArn}",
@@ -48,6 +49,11 @@ STATE_NAME_LIMIT = 80
 #: Step Functions' largest state machine definition, in bytes.
 DEFINITION_LIMIT = 1_048_576
 VOTE_ITEM_CONCURRENCY = 4
+HUMAN_STEPS = (m.ApprovalStep, m.HumanTaskStep, m.PauseStep)
+#: Step Functions' ``Cause`` of a Lambda function error is JSON: ``{"errorType",
+#: "errorMessage", ...}`` (``{"errorMessage", "errorType", "requestId", "stackTrace"}`` in
+#: AWS). A cause that matches this pattern is read as such an object (docs/internals.md).
+FUNCTION_ERROR_CAUSE = '{"error*}'
 
 
 class CompileError(Exception):
@@ -185,27 +191,29 @@ class Compiler:
             return f"{s.id}.try"
         if isinstance(s, m.GroupStep):
             return self._entry_name(s.group[0])
-        if isinstance(s, (m.LoopStep, m.VoteStep)) and self._needs_guard(s):
-            return f"{s.id}.guard"
+        if isinstance(s, m.VoteStep) or (isinstance(s, m.LoopStep) and s.loop.for_each is not None):
+            return f"{s.id}.guard" if isinstance(self._items_expr(s), Path) else f"{s.id}.items"
         return s.id
 
     @staticmethod
     def _wrapped(s: Any) -> bool:
-        """Control steps without native Retry/Catch run inside a one-branch Parallel."""
+        """Steps whose errors Retry/Catch cannot reach natively run inside a one-branch
+        Parallel: control steps without Retry/Catch of their own, and human steps (a
+        timeout there is a Fail state of the step, so the wrapper retries and catches it
+        like a rejection)."""
         needs = s.retry is not None or s.on_error is not None
         natively = isinstance(s, (m.ParallelStep, m.VoteStep)) or (
             isinstance(s, m.LoopStep) and s.loop.for_each is not None
         )
-        return (
-            needs
-            and isinstance(s, (m.GroupStep, m.BranchStep, m.LoopStep, m.AssertStep))
-            and not natively
-        )
+        kinds = (m.GroupStep, m.BranchStep, m.LoopStep, m.AssertStep, *HUMAN_STEPS)
+        return needs and isinstance(s, kinds) and not natively
 
     @staticmethod
-    def _needs_guard(s: Any) -> bool:
+    def _items_expr(s: Any) -> Expr:
+        """What a for_each loop or a vote goes over."""
         items = s.loop.for_each if isinstance(s, m.LoopStep) else s.vote.input
-        return isinstance(items, Path)
+        assert items is not None
+        return items
 
     # ------------------------------------------------------------------ paths and values
 
@@ -258,7 +266,8 @@ class Compiler:
             "step": step_id,
             "execution.$": "$$.Execution.Id",
             "attempt.$": "$$.State.RetryCount",
-            "config": config,
+            # The workflow's own data: no key of it may be read as a path (payload.py).
+            "config": escape_keys(config),
             "values": self.values(refs),
         }
         if token:
@@ -440,7 +449,7 @@ class Compiler:
                     name,
                     {
                         "Type": "Pass",
-                        "Result": {"Error": "Loopline.Timeout", "Cause": cause},
+                        "Result": {"error": "Loopline.Timeout", "cause": cause},
                         "ResultPath": f"$.steps.{s.id}.output",
                         "Next": target,
                     },
@@ -456,12 +465,74 @@ class Compiler:
             catch.append(
                 {
                     "ErrorEquals": ["States.ALL"],
-                    "ResultPath": f"$.steps.{s.id}.output",
-                    "Next": target,
+                    "ResultPath": f"$.ctl.{s.id}_error",
+                    "Next": self.caught(s.id, target, scope),
                 }
             )
         if catch:
             state["Catch"] = catch
+
+    def caught(self, step_id: str, target: str, scope: Scope) -> str:
+        """States that turn the error a Catch put at ``$.ctl.<id>_error`` (``{Error,
+        Cause}``) into the step's output ``{"error": NAME, "cause": TEXT}``, then go to
+        ``target``. A Lambda function error's cause is JSON: its ``errorMessage`` is the
+        text. They run only on the error path. Returns the first state's name."""
+        err = f"$.ctl.{step_id}_error"
+        cause = f"{err}.Cause"
+        output = f"$.steps.{step_id}.output"
+        text: Rule = {
+            "And": [{"Variable": cause, "IsPresent": True}, {"Variable": cause, "IsString": True}]
+        }
+
+        def record(name: str, cause_value: str) -> str:
+            return scope.add(
+                name,
+                {
+                    "Type": "Pass",
+                    "Parameters": {"error.$": f"{err}.Error", "cause.$": cause_value},
+                    "ResultPath": output,
+                    "Next": target,
+                },
+            )
+
+        function = record(f"{step_id}.fnerror", f"{cause}.errorMessage")
+        parse = scope.add(
+            f"{step_id}.parse",
+            {
+                "Type": "Pass",
+                "Parameters": {
+                    "Error.$": f"{err}.Error",
+                    "Cause.$": f"States.StringToJson({cause})",
+                },
+                "ResultPath": err,
+                "Next": function,
+            },
+        )
+        plain = record(f"{step_id}.caught", cause)
+        none = record(
+            f"{step_id}.nocause",
+            f"States.Format('step {step_id} failed with {{}} (no cause given)', {err}.Error)",
+        )
+        return scope.add(
+            f"{step_id}.error",
+            {
+                "Type": "Choice",
+                "Choices": [
+                    {
+                        "And": [
+                            *text["And"],
+                            {"Variable": cause, "StringMatches": FUNCTION_ERROR_CAUSE},
+                        ],
+                        "Next": parse,
+                    },
+                    {
+                        "And": [*text["And"], {"Not": {"Variable": cause, "StringEquals": ""}}],
+                        "Next": plain,
+                    },
+                ],
+                "Default": none,
+            },
+        )
 
     # ------------------------------------------------------------------ sequences
 
@@ -490,26 +561,55 @@ class Compiler:
         if not self._wrapped(s):
             return self.core(s, after, scope)
         inner = Scope(scope.loop_vars)
-        export = f"{s.id}.export"
-        start = self.core(s, export, inner)
+        state: dict[str, Any] = {"Type": "Parallel"}
         ids = self.exported_ids([s])
-        inner.add(
-            export,
-            {"Type": "Pass", "Parameters": {f"{i}.$": f"$.steps.{i}" for i in ids}, "End": True},
-        )
-        branch = inner.finish(start, self.warnings)
-        merge = self.merge_state(f"{s.id}.merge", f"$.tmp_{s.id}", 1, after, scope)
-        state: dict[str, Any] = {
-            "Type": "Parallel",
-            "Branches": [branch],
-            "ResultPath": f"$.tmp_{s.id}",
-            "Next": merge,
-        }
+        if ids == [s.id]:
+            # Only the step's own record comes back: the branch ends with the step, and the
+            # Parallel picks the record out (no export or merge state on the way).
+            start = self.core(s, None, inner)
+            state["Branches"] = [inner.finish(start, self.warnings)]
+            state["ResultSelector"] = {"output.$": f"$[0].steps.{s.id}.output"}
+            state["ResultPath"] = f"$.steps.{s.id}"
+            state["Next"] = after
+        else:
+            export = f"{s.id}.export"
+            start = self.core(s, export, inner)
+            inner.add(
+                export,
+                {
+                    "Type": "Pass",
+                    "Parameters": {f"{i}.$": f"$.steps.{i}" for i in ids},
+                    "End": True,
+                },
+            )
+            state["Branches"] = [inner.finish(start, self.warnings)]
+            state["ResultPath"] = f"$.tmp_{s.id}"
+            state["Next"] = self.merge_state(f"{s.id}.merge", f"$.tmp_{s.id}", 1, after, scope)
         retry = self.step_retry(s)
+        rollback = self.rollback_catchers(s)
+        if rollback and any("States.ALL" in r["ErrorEquals"] for r in retry):
+            # A rollback is a decision, never an error to ask again about.
+            names = [n for c in rollback for n in c["ErrorEquals"]]
+            retry.insert(0, {"ErrorEquals": names, "MaxAttempts": 0})
         if retry:
             state["Retry"] = retry
+        if rollback:
+            state["Catch"] = rollback
         self.add_catch(state, s, after, scope, timeout=None)
         return scope.add(f"{s.id}.try", state)
+
+    def rollback_catchers(self, s: Any) -> list[dict[str, Any]]:
+        """An approval rejected with a rollback goes back to the target's first state."""
+        if not isinstance(s, m.ApprovalStep):
+            return []
+        return [
+            {
+                "ErrorEquals": [f"Loopline.Rollback.{t}"],
+                "ResultPath": f"$.ctl.{s.id}_decision",
+                "Next": self.entries[t],
+            }
+            for t in s.approval.rollback_to
+        ]
 
     def exported_ids(self, steps: list[Any]) -> list[str]:
         """Ids whose records a Parallel branch hands back: all but loop-body steps."""
@@ -542,7 +642,7 @@ class Compiler:
         )
 
     def record(
-        self, name: str, step_id: str, output_path: str | None, after: str, scope: Scope
+        self, name: str, step_id: str, output_path: str | None, after: str | None, scope: Scope
     ) -> str:
         """A Pass that sets ``steps.<id>.output`` from ``output_path`` (None → null)."""
         state: dict[str, Any] = {"Type": "Pass"}
@@ -551,12 +651,14 @@ class Compiler:
         else:
             state["Parameters"] = {"output.$": output_path}
         state["ResultPath"] = f"$.steps.{step_id}"
-        state["Next"] = after
-        return scope.add(name, state)
+        return scope.add(name, _then(state, after))
 
     # ------------------------------------------------------------------ step kinds
 
-    def core(self, s: Any, after: str, scope: Scope) -> str:
+    def core(self, s: Any, after: str | None, scope: Scope) -> str:
+        """The states of step ``s`` going to ``after``; ``after`` is None only for a step
+        alone in its wrapper's branch (``_core_or_wrapped``): it ends the branch, and the
+        wrapper holds its Retry and Catch."""
         method = getattr(self, f"_{s.kind}")
         return str(method(s, after, scope))
 
@@ -637,7 +739,7 @@ class Compiler:
         done = self.record(f"{s.id}.done", s.id, f"$.steps.{s.group[-1].id}.output", after, scope)
         return self.sequence(s.group, done, scope)
 
-    def _branch(self, s: m.BranchStep, after: str, scope: Scope) -> str:
+    def _branch(self, s: m.BranchStep, after: str | None, scope: Scope) -> str:
         arms = s.branch.arms()
         entries: list[str] = []
         for i, (_, arm) in enumerate(arms):
@@ -677,45 +779,91 @@ class Compiler:
             return self._for_each(s, after, scope)
         return self._while(s, after, scope)
 
-    def _items(self, s: Any, expr: Expr, scope: Scope, after: str) -> tuple[str, str | None]:
-        """Where the items of a for_each/vote come from: (ItemsPath, state that computes
-        them first or None)."""
+    def _items(self, s: Any, expr: Expr, scope: Scope) -> tuple[str, str]:
+        """Where the items of a for_each/vote come from: (ItemsPath, the step's first
+        state: the guard, or the helper Lambda that computes the items first)."""
         if isinstance(expr, Path):
-            return self.jsonpath(expr), None
+            return self.jsonpath(expr), f"{s.id}.guard"
         name = f"{s.id}.items"
         task = self.lambda_task("eval", s.id, {"expr": expr.source()}, paths(expr))
-        scope.add(name, self.store_output(task, "items", f"$.ctl.{s.id}", s.id))
+        scope.add(name, self.store_output(task, "items", f"$.ctl.{s.id}", f"{s.id}.guard"))
         return f"$.ctl.{s.id}.items", name
 
-    def _guard(self, s: Any, items: str, main: str, after: str, scope: Scope) -> None:
-        """No list to go over (a skipped step's null output): the output is an empty list."""
-        empty = scope.add(
+    def _guard(self, s: Any, items: str, empty: Any, after: str, scope: Scope) -> None:
+        """The Choice ``<id>.guard`` before the Map over ``items``: no value (a skipped
+        step's null output) makes the output ``empty``; text, a number, a boolean or an
+        object is an error of the step (``<id>.notlist``). A non-empty list goes straight
+        to the Map; an empty list or an object (which Choice rules cannot tell apart) is
+        told apart by its JSON text (``<id>.shape``, ``<id>.isempty``)."""
+        what = "for_each" if isinstance(s, m.LoopStep) else "vote input"
+        target = self.error_target(s, after)
+        cause = (
+            f"States.Format('step {s.id}: {what} needs a list, got {{}}', "
+            f"States.JsonToString({items}))"
+        )
+        if target is None:
+            notlist = scope.add(
+                f"{s.id}.notlist",
+                {"Type": "Fail", "Error": "Loopline.Failed", "CausePath": cause},
+            )
+        else:
+            notlist = scope.add(
+                f"{s.id}.notlist",
+                {
+                    "Type": "Pass",
+                    "Parameters": {"error": "Loopline.Failed", "cause.$": cause},
+                    "ResultPath": f"$.steps.{s.id}.output",
+                    "Next": target,
+                },
+            )
+        none = scope.add(
             f"{s.id}.empty",
             {
                 "Type": "Pass",
-                "Result": {"output": []},
+                "Result": {"output": empty},
                 "ResultPath": f"$.steps.{s.id}",
                 "Next": after,
             },
         )
+        shape = f"$.ctl.{s.id}_shape"
+        isempty = scope.add(
+            f"{s.id}.isempty",
+            self._choice({"Variable": f"{shape}.json", "StringEquals": "[]"}, s.id, notlist),
+        )
+        scope.add(
+            f"{s.id}.shape",
+            {
+                "Type": "Pass",
+                "Parameters": {"json.$": f"States.JsonToString({items})"},
+                "ResultPath": shape,
+                "Next": isempty,
+            },
+        )
         scope.add(
             f"{s.id}.guard",
-            self._choice(
-                {
-                    "And": [
-                        {"Variable": items, "IsPresent": True},
-                        {"Variable": items, "IsNull": False},
-                    ]
-                },
-                main,
-                empty,
-            ),
+            {
+                "Type": "Choice",
+                "Choices": [
+                    {"Not": {"Variable": items, "IsPresent": True}, "Next": none},
+                    {"Variable": items, "IsNull": True, "Next": none},
+                    {
+                        "Or": [
+                            {"Variable": items, "IsString": True},
+                            {"Variable": items, "IsNumeric": True},
+                            {"Variable": items, "IsBoolean": True},
+                        ],
+                        "Next": notlist,
+                    },
+                    {"Variable": f"{items}[0]", "IsPresent": True, "Next": s.id},
+                ],
+                "Default": f"{s.id}.shape",
+            },
         )
 
     def _for_each(self, s: m.LoopStep, after: str, scope: Scope) -> str:
         loop = s.loop
         assert loop.for_each is not None
-        items, pre = self._items(s, loop.for_each, scope, after)
+        items, first = self._items(s, loop.for_each, scope)
         inner_vars = tuple(dict.fromkeys([*scope.loop_vars, loop.as_, "index"]))
         inner = Scope(inner_vars)
         result = f"{s.id}.result"
@@ -750,10 +898,8 @@ class Compiler:
         self.add_catch(state, s, after, scope, timeout=None)
         state["Next"] = after
         scope.add(s.id, state)
-        if pre is not None:
-            return pre
-        self._guard(s, items, s.id, after, scope)
-        return f"{s.id}.guard"
+        self._guard(s, items, [], after, scope)
+        return first
 
     def _while(self, s: m.LoopStep, after: str, scope: Scope) -> str:
         loop = s.loop
@@ -848,7 +994,7 @@ class Compiler:
 
     def _vote(self, s: m.VoteStep, after: str, scope: Scope) -> str:
         v = s.vote
-        items, pre = self._items(s, v.input, scope, after)
+        items, first = self._items(s, v.input, scope)
         tally = f"{s.id}.tally"
         judge = self.lambda_task(
             "vote_voter",
@@ -857,10 +1003,10 @@ class Compiler:
                 "rules": v.rules,
                 "model": v.model or self.wf.defaults.model,
                 "voters": v.voters,
-                "voter.$": "$.voter",
             },
             [Path("item")],
         )
+        judge["Parameters"]["Payload"]["config"]["voter.$"] = "$.voter"
         judge.update(
             {
                 "Retry": self.retry_block(DEFAULT_RETRY, action=True),
@@ -911,32 +1057,78 @@ class Compiler:
         )
         scope.add(tally, self.store_output(agg, "output", f"$.steps.{s.id}", after))
         scope.add(s.id, state)
-        if pre is not None:
-            return pre
-        self._guard(s, items, s.id, after, scope)
-        return f"{s.id}.guard"
+        nothing = {"survived": [], "dropped": [], "total": 0, "kept": 0, "verdicts": []}
+        self._guard(s, items, nothing, after, scope)
+        return first
 
-    def _assert(self, s: m.AssertStep, after: str, scope: Scope) -> str:
+    def _assert(self, s: m.AssertStep, after: str | None, scope: Scope) -> str:
         ok = self.record(f"{s.id}.ok", s.id, None, after, scope)
         scope.states[ok]["Result"] = {"output": True}
-        failed = scope.add(
-            f"{s.id}.failed",
-            {
-                "Type": "Fail",
-                "Error": "Loopline.AssertionFailed",
-                "Cause": s.message or f"assertion failed: {s.assert_.source()}",
-            },
+        message = s.message or f"assertion failed: {s.assert_.source()}"
+        failed = self.fail_states(
+            s.id, f"{s.id}.failed", "Loopline.AssertionFailed", message, f"{s.id}.message", scope
         )
         return self.condition(s.id, s.assert_, ok, failed, scope, f"{s.id}_assert")
 
-    def _fail(self, s: m.FailStep, after: str, scope: Scope) -> str:
-        return scope.add(s.id, {"Type": "Fail", "Error": s.error, "Cause": s.fail})
+    def _fail(self, s: m.FailStep, after: str | None, scope: Scope) -> str:
+        return self.fail_states(s.id, s.id, s.error, s.fail, s.id, scope)
+
+    def fail_states(
+        self,
+        step_id: str,
+        name: str,
+        error: str,
+        message: Template | str,
+        render: str,
+        scope: Scope,
+    ) -> str:
+        """A Fail state ``name`` with ``error`` and ``message``; returns the first state.
+
+        A message with ``{{ }}`` is rendered first by the helper Lambda (state ``render``,
+        the Fail is then ``<id>.failed``), like any template; when it cannot be rendered
+        (a value it reads is missing), ``<id>.unrendered`` fails with the same error and
+        the message as written. A cause is plain text unless it could be read as a
+        function error's JSON (``FUNCTION_ERROR_CAUSE``): then it is such JSON itself,
+        ``{"errorMessage": TEXT}``, so whatever catches it reads TEXT."""
+        if isinstance(message, str) or message.is_literal:
+            text = message if isinstance(message, str) else message.source
+            return scope.add(name, {"Type": "Fail", "Error": error, "Cause": _cause_text(text)})
+        failed = name if name != render else f"{step_id}.failed"
+        at = f"$.ctl.{step_id}_message"
+        first, last = message.parts[0], message.parts[-1]
+        plain = (isinstance(first, str) and not first.startswith("{")) or (
+            isinstance(last, str) and not last.endswith("}")
+        )
+        scope.add(
+            failed,
+            {
+                "Type": "Fail",
+                "Error": error,
+                "CausePath": f"{at}.errorMessage" if plain else f"States.JsonToString({at})",
+            },
+        )
+        unrendered = scope.add(
+            f"{step_id}.unrendered",
+            {"Type": "Fail", "Error": error, "Cause": _cause_text(message.source)},
+        )
+        # A message that is exactly one {{ expr }} renders as text all the same.
+        source = message.source + ("{{ '' }}" if message.single is not None else "")
+        task = self.lambda_task("render", step_id, {"template": source}, message.paths())
+        task = self.store_output(task, "errorMessage", at, failed)
+        task["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": at, "Next": unrendered}]
+        return scope.add(render, task)
 
     def _succeed(self, s: m.SucceedStep, after: str, scope: Scope) -> str:
         end = scope.add(f"{s.id}.end", {"Type": "Succeed"})
         return self.output_state(s.id, s.succeed, end, scope)
 
-    def _human(self, s: Any, kind: str, spec: Any, after: str, scope: Scope) -> str:
+    def _human(self, s: Any, kind: str, spec: Any, after: str | None, scope: Scope) -> str:
+        """A wait on a task token. A timeout without an answer is decided by ``on_timeout``:
+        ``approve`` records an approval; ``fail`` and ``reject`` are errors of the step
+        (``Loopline.Timeout``, ``Loopline.Rejected``), raised by a Fail state; ``escalate``
+        asks ``escalate_to`` with the same timeout, and a second timeout is
+        ``Loopline.Timeout``. A step with ``retry`` or ``on_error`` runs inside its wrapper
+        (``after`` is None), which retries and catches those errors and a rejection alike."""
         refs: list[Path] = []
         if getattr(spec, "instruction", None) is not None:
             refs.extend(spec.instruction.paths())
@@ -954,9 +1146,10 @@ class Compiler:
             "timeout": timeout,
             "escalated": False,
         }
-        target = self.error_target(s, after)
+        # Unwrapped, the wait routes rollbacks itself (wrapped, the wrapper does).
+        rollback = self.rollback_catchers(s) if after is not None else []
 
-        def wait(name: str, cfg: dict[str, Any], on_timeout: str) -> dict[str, Any]:
+        def wait(cfg: dict[str, Any], on_timeout: str) -> dict[str, Any]:
             state = self.lambda_task("human", s.id, cfg, refs, token=True)
             state.update(
                 {
@@ -975,53 +1168,38 @@ class Compiler:
                         action=False,
                     ),
                     "Catch": [
-                        {
-                            "ErrorEquals": [f"Loopline.Rollback.{t}"],
-                            "ResultPath": f"$.ctl.{s.id}_decision",
-                            "Next": self.entries[t],
-                        }
-                        for t in config["rollback_to"]
-                    ]
-                    + [
+                        *rollback,
                         {
                             "ErrorEquals": ["States.Timeout"],
                             "ResultPath": f"$.ctl.{s.id}_decision",
                             "Next": on_timeout,
-                        }
+                        },
                     ],
-                    "Next": after,
                 }
             )
-            if target is not None:
-                state["Catch"].append(
-                    {
-                        "ErrorEquals": ["States.ALL"],
-                        "ResultPath": f"$.steps.{s.id}.output",
-                        "Next": target,
-                    }
-                )
-            return state
+            return _then(state, after)
 
         policy = spec.on_timeout
         expired = f"{s.id}.timeout"
         late = f"no decision on {s.id} within {timeout} s"
         if policy == "approve":
+            approved = {
+                "approved": True,
+                "by": None,
+                "comment": f"approved automatically: {late}",
+                "at": None,
+                "timed_out": True,
+            }
             scope.add(
                 expired,
-                {
-                    "Type": "Pass",
-                    "Result": {
-                        "output": {
-                            "approved": True,
-                            "by": None,
-                            "comment": f"approved automatically: {late}",
-                            "at": None,
-                            "timed_out": True,
-                        }
+                _then(
+                    {
+                        "Type": "Pass",
+                        "Result": {"output": approved},
+                        "ResultPath": f"$.steps.{s.id}",
                     },
-                    "ResultPath": f"$.steps.{s.id}",
-                    "Next": after,
-                },
+                    after,
+                ),
             )
         elif policy == "reject":
             scope.add(
@@ -1033,12 +1211,13 @@ class Compiler:
                 },
             )
         elif policy == "escalate":
+            assert spec.escalate_to is not None
             scope.add(
                 expired,
                 {
                     "Type": "Fail",
                     "Error": "Loopline.Timeout",
-                    "Cause": f"{late}, nor from {spec.escalate_to.model_dump(exclude_none=True)} after escalation",
+                    "Cause": f"{late}, nor from {_who(spec.escalate_to)} after escalation",
                 },
             )
             cfg = {
@@ -1046,19 +1225,19 @@ class Compiler:
                 "assignee": spec.escalate_to.model_dump(exclude_none=True),
                 "escalated": True,
             }
-            scope.add(f"{s.id}.escalate", wait(f"{s.id}.escalate", cfg, expired))
-            return scope.add(s.id, wait(s.id, config, f"{s.id}.escalate"))
+            scope.add(f"{s.id}.escalate", wait(cfg, expired))
+            return scope.add(s.id, wait(config, f"{s.id}.escalate"))
         else:
             scope.add(expired, {"Type": "Fail", "Error": "Loopline.Timeout", "Cause": late})
-        return scope.add(s.id, wait(s.id, config, expired))
+        return scope.add(s.id, wait(config, expired))
 
-    def _approval(self, s: m.ApprovalStep, after: str, scope: Scope) -> str:
+    def _approval(self, s: m.ApprovalStep, after: str | None, scope: Scope) -> str:
         return self._human(s, "approval", s.approval, after, scope)
 
-    def _human_task(self, s: m.HumanTaskStep, after: str, scope: Scope) -> str:
+    def _human_task(self, s: m.HumanTaskStep, after: str | None, scope: Scope) -> str:
         return self._human(s, "human_task", s.human_task, after, scope)
 
-    def _pause(self, s: m.PauseStep, after: str, scope: Scope) -> str:
+    def _pause(self, s: m.PauseStep, after: str | None, scope: Scope) -> str:
         assert s.timeout is not None
         spec = m.HumanSpec.model_construct(
             instruction=s.pause,
@@ -1075,16 +1254,20 @@ class Compiler:
 
     def output_state(self, name: str, value: Any, nxt: str | None, scope: Scope) -> str:
         """A state whose output is ``value`` (a JSON value whose strings are templates):
-        a Pass when every template is a literal or a path that always holds a value,
-        else the helper Lambda renders it."""
-        native = self._native_value(value)
+        a Pass with ``Result`` when it has no template at all; a Pass with ``Parameters``
+        when every template is a literal or a path that always holds a value and no key
+        of it ends in ``.$`` (Step Functions would read such a key as a path); else the
+        helper Lambda renders it."""
+        state: dict[str, Any]
+        if all(t.is_literal for t in template_tree(value)):
+            state = {"Type": "Pass", "Result": value}
+            return scope.add(name, _then(state, nxt))
+        native = _NOT_NATIVE if has_path_key(value) else self._native_value(value)
         if native is not _NOT_NATIVE:
-            if isinstance(native, str) and native.startswith("$"):
-                state: dict[str, Any] = {"Type": "Pass", "OutputPath": native}
-            elif isinstance(native, dict):
-                state = {"Type": "Pass", "Parameters": native}
+            if isinstance(native, str):
+                state = {"Type": "Pass", "OutputPath": native}
             else:
-                state = {"Type": "Pass", "Result": native}
+                state = {"Type": "Pass", "Parameters": native}
             return scope.add(name, _then(state, nxt))
         task = self.lambda_task(
             "render",
@@ -1124,8 +1307,6 @@ class Compiler:
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for k, v in value.items():
-                if k.endswith(".$"):
-                    return _NOT_NATIVE
                 nv = self._native_value(v)
                 if nv is _NOT_NATIVE:
                     return _NOT_NATIVE
@@ -1173,15 +1354,32 @@ class Compiler:
         start = "_init"
         if wf.inputs is not None:
             defaults = {k: v.default for k, v in wf.inputs.items()}
-            scope.add(
-                "_start",
-                {
-                    "Type": "Pass",
-                    "Parameters": {"defaults": defaults, "given.$": "$"},
-                    "Next": "_init",
-                },
-            )
             start = "_start"
+            if not has_path_key(defaults):
+                scope.add(
+                    start,
+                    {
+                        "Type": "Pass",
+                        "Parameters": {"defaults": defaults, "given.$": "$"},
+                        "Next": "_init",
+                    },
+                )
+            else:
+                # A default holds a key ending in ".$": Parameters would read it as a path,
+                # so the defaults go in as a Result, which is taken as it is.
+                scope.add(
+                    start,
+                    {"Type": "Pass", "Parameters": {"given.$": "$"}, "Next": "_defaults"},
+                )
+                scope.add(
+                    "_defaults",
+                    {
+                        "Type": "Pass",
+                        "Result": defaults,
+                        "ResultPath": "$.defaults",
+                        "Next": "_init",
+                    },
+                )
         body = scope.finish(start, self.warnings)
         comment = f"Loopline workflow {wf.name} {wf.version}"
         if wf.description:
@@ -1190,6 +1388,31 @@ class Compiler:
 
 
 _NOT_NATIVE = object()
+
+
+def _cause_text(text: str) -> str:
+    """A static Fail cause: the text, unless a Catch would read it as a function error's
+    JSON cause (``FUNCTION_ERROR_CAUSE``) that it is not; then ``{"errorMessage": text}``."""
+    if not (text.startswith('{"error') and text.endswith("}")):
+        return text
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("errorMessage"), str):
+        return text
+    return json.dumps({"errorMessage": text}, ensure_ascii=False)
+
+
+def _who(assignee: m.Assignee) -> str:
+    """``role lead``, ``user ana`` or ``role lead (user ana)``: whom a wait asked."""
+    if assignee.role and assignee.user:
+        return f"role {assignee.role} (user {assignee.user})"
+    if assignee.role:
+        return f"role {assignee.role}"
+    if assignee.user:
+        return f"user {assignee.user}"
+    return "the escalation assignee"
 
 
 def _no_len(p: Path) -> str:

@@ -413,6 +413,9 @@ def _uses(step: Any, loc: Loc) -> Iterator[_Use]:
         yield _Use((*loc, "vote", "input"), step.vote.input)
     elif isinstance(step, models.AssertStep):
         yield _Use((*loc, "assert"), step.assert_)
+        yield from tmpl(step.message, (*loc, "message"))
+    elif isinstance(step, models.FailStep):
+        yield from tmpl(step.fail, (*loc, "fail"))
     elif isinstance(step, models.SucceedStep):
         yield from tree(step.succeed, (*loc, "succeed"))
     elif isinstance(step, (models.ApprovalStep, models.HumanTaskStep)):

@@ -339,12 +339,12 @@ class VoteStep(StepCommon):
 class AssertStep(StepCommon):
     kind: Literal["assert"] = Field("assert", exclude=True)
     assert_: Expression = Field(alias="assert")
-    message: str | None = None
+    message: TemplateStr | None = None
 
 
 class FailStep(StepCommon):
     kind: Literal["fail"] = Field("fail", exclude=True)
-    fail: str
+    fail: TemplateStr
     error: ErrorName = "Loopline.Failed"
 
 

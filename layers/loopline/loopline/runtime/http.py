@@ -24,6 +24,7 @@ import httpx
 from loopline.runtime.errors import StepError
 from loopline.runtime.evaluate import context_from_payload, render_text, render_tree
 from loopline.runtime.netguard import Target, normalize_host, vet
+from loopline.runtime.payload import config_of
 from loopline.settings import settings
 
 MAX_REDIRECTS = 5
@@ -243,8 +244,7 @@ def fetch(
 
 def http(payload: dict[str, Any], env: Any = None) -> dict[str, Any]:
     """The ``http`` action (docs/internals.md, "Lambda payloads")."""
-    cfg = payload.get("config")
-    cfg = cfg if isinstance(cfg, dict) else {}
+    cfg = config_of(payload)
     ctx = context_from_payload(payload)
     url = render_text(cfg.get("url"), ctx) or ""
     headers = {k: render_text(v, ctx) or "" for k, v in (cfg.get("headers") or {}).items()}
