@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
 import boto3
 import pytest
-from loopline.runtime.actions import Env, dispatch
+from loopline.runtime.actions import Env, dispatch, set_default_env
 from loopline.runtime.errors import StepError
+from loopline.runtime.lambda_entry import handle
 from loopline.runtime.llm import lambda_context
 from loopline.runtime.providers import provider_for, provider_name
 from loopline.runtime.providers.openai import OpenAIModel, api_key_from, retry_after_seconds
@@ -22,7 +24,7 @@ from loopline.settings import Settings
 from moto import mock_aws
 
 from tests.providers.chat_server import ChatServer
-from tests.providers.conftest import SetEnv
+from tests.providers.conftest import LogCapture, SetEnv
 
 
 def payload(config: dict[str, Any], action: str = "llm", **values: Any) -> dict[str, Any]:
@@ -335,3 +337,50 @@ def test_env_from_environ_uses_the_settings(chat: ChatServer, set_env: SetEnv) -
     env = Env.from_environ()
     assert dispatch(payload({"prompt": "p"}), env)["output"] == "from env"
     assert chat.bodies[0]["model"] == "env-model"
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+@pytest.fixture
+def lambda_env() -> Iterator[None]:
+    """Handlers build their Env from the settings again (``default_env``)."""
+    previous = set_default_env(None)
+    try:
+        yield
+    finally:
+        set_default_env(previous)
+
+
+def test_an_api_key_the_provider_echoes_is_in_no_cause_and_no_log_line(
+    chat: ChatServer, set_env: SetEnv, lambda_env: None, log_lines: LogCapture
+) -> None:
+    key = "sk-live-5f1c9a77e2b04d18"
+    set_env(llm_base_url=chat.base_url, llm_model="m", llm_api_key=key)
+    chat.echo_headers(401)
+    with pytest.raises(Exception) as info:
+        handle(payload({"prompt": "p"}))
+    assert chat.requests[0].headers["authorization"] == f"Bearer {key}"  # it was sent
+    assert type(info.value).__name__ == "Loopline.LLMError"
+    cause = str(info.value)
+    assert "Incorrect API key provided: *** (Authorization: Bearer ***)" in cause
+    assert "step failed" in log_lines.text and "Incorrect API key" in log_lines.text
+    for text in (cause, log_lines.text):
+        assert key not in text
+        assert key[3:] not in text  # not even the key without its prefix
+
+
+def test_a_key_in_the_base_urls_userinfo_is_in_no_cause_and_no_log_line(
+    chat: ChatServer, set_env: SetEnv, lambda_env: None, log_lines: LogCapture
+) -> None:
+    secret = "uk-7d3e0b5a91c2"
+    base = chat.base_url.replace("http://", f"http://apikey:{secret}@")
+    set_env(llm_base_url=base, llm_model="m")
+    chat.error(500, "upstream exploded")
+    with pytest.raises(Exception) as info:
+        handle(payload({"prompt": "p"}))
+    assert type(info.value).__name__ == "Loopline.Transient"
+    cause = str(info.value)
+    assert "at http://***@127.0.0.1:" in cause and "upstream exploded" in cause
+    assert secret not in cause and secret not in log_lines.text
+    assert "step failed" in log_lines.text
