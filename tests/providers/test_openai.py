@@ -20,7 +20,7 @@ from loopline.runtime.llm import lambda_context
 from loopline.runtime.providers import provider_for, provider_name
 from loopline.runtime.providers.openai import OpenAIModel, api_key_from, retry_after_seconds
 from loopline.runtime.scripted import ScriptedModel
-from loopline.settings import Settings
+from loopline.settings import ConfigError, Settings
 from moto import mock_aws
 
 from tests.providers.chat_server import ChatServer
@@ -326,9 +326,36 @@ def test_a_script_setting_picks_the_scripted_model(tmp_path: Any) -> None:
     script.write_text("responses:\n  - answer: scripted\n")
     settings = Settings(llm_script=str(script), llm_base_url="http://x")
     assert isinstance(provider_for(settings), ScriptedModel)
-    missing = provider_for(Settings(llm_provider="scripted"))
-    err = fails(payload({"prompt": "p"}), Env(model=missing))
-    assert err.name == "Loopline.LLMError" and "LOOPLINE_LLM_SCRIPT" in err.message
+
+
+def test_settings_that_name_a_provider_that_cannot_work_are_a_config_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        provider_for(Settings(llm_provider="scripted"))
+    assert str(err.value) == (
+        "LOOPLINE_LLM_PROVIDER is scripted, but LOOPLINE_LLM_SCRIPT names no script"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("responses: 3\n")
+    with pytest.raises(ConfigError, match="LOOPLINE_LLM_SCRIPT names an invalid model script"):
+        provider_for(Settings(llm_script=str(bad)))
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    with pytest.raises(ConfigError) as err:
+        provider_for(Settings(llm_model="amazon.nova-lite-v1:0"))
+    assert str(err.value) == (
+        "LOOPLINE_LLM_MODEL is set without LOOPLINE_LLM_BASE_URL, which means Amazon Bedrock, "
+        "and Bedrock needs an AWS region: set LOOPLINE_BEDROCK_REGION (or AWS_REGION / "
+        "AWS_DEFAULT_REGION), or set LOOPLINE_LLM_BASE_URL to use an OpenAI-compatible API"
+    )
+    with pytest.raises(ConfigError, match=r"^LOOPLINE_LLM_PROVIDER is bedrock, and Bedrock needs"):
+        provider_for(Settings(llm_provider="bedrock"))
+    model = provider_for(Settings(llm_model="m", bedrock_region="eu-west-1"))
+    assert getattr(model, "region", None) == "eu-west-1"
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    assert getattr(provider_for(Settings(llm_model="m")), "region", None) == "ap-south-1"
 
 
 def test_env_from_environ_uses_the_settings(chat: ChatServer, set_env: SetEnv) -> None:

@@ -466,6 +466,30 @@ def test_a_custom_functions_error_keeps_only_a_chosen_name(
     assert (err.value.name, err.value.message) == (name, message)
 
 
+@pytest.mark.moto
+def test_a_custom_function_raising_in_the_local_stack_gives_a_readable_cause() -> None:
+    from loopline.local.executor import LocalExecutor
+
+    def broken(event: Any, context: Any) -> Any:
+        raise ValueError()
+
+    def missing_key(event: Any, context: Any) -> Any:
+        return event["args"]["text"]
+
+    with LocalExecutor(loopline_functions=False) as ex:
+        ex.register_function("broken", broken)
+        ex.register_function("missing-key", missing_key)
+        causes = []
+        for function in ("broken", "missing-key"):
+            with pytest.raises(StepError) as err:
+                dispatch(payload("task", {"function": function}), Env(invoke=ex.invoke))
+            causes.append((err.value.name, err.value.message))
+    assert causes == [
+        ("Loopline.Failed", "step s: function broken failed: no details were given"),
+        ("Loopline.Failed", 'step s: function missing-key failed: missing key "text"'),
+    ]
+
+
 def test_a_custom_function_returning_something_that_is_not_json_fails_readably() -> None:
     with pytest.raises(StepError) as err:
         dispatch(payload("task", {"function": "f"}), Env(invoke=lambda f, e: {1, 2}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -312,6 +313,24 @@ def test_s3_tools_need_a_running_step_and_the_artifacts_bucket(
     assert "no artifacts bucket is configured (LOOPLINE_BUCKET)" in err.message
 
 
+def test_a_bucket_name_s3_refuses_is_a_failure_not_worth_a_retry(s3: Any) -> None:
+    p = {
+        "action": "tool",
+        "workflow": "wf",
+        "step": "s",
+        "execution": "arn:exec",
+        "config": {"tool": "s3_put", "args": {"uri": "s3://Bad_Bucket!/wf/x.json", "body": 1}},
+        "values": {},
+    }
+    with pytest.raises(StepError) as err:
+        dispatch(p, Env(bucket="Bad_Bucket!"))
+    assert err.value.name == "Loopline.Failed"
+    assert err.value.message.startswith(
+        "could not write s3://Bad_Bucket!/wf/x.json: Parameter validation failed: "
+        'Invalid bucket name "Bad_Bucket!"'
+    )
+
+
 # A tool called by a model is confined too: tests/providers/test_tool_loop.py.
 
 
@@ -332,7 +351,8 @@ def tool_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def forget_user_tools() -> None:
     """Unregister the test tool modules, so the next import registers them again."""
     TOOLS.pop("word_count", None)
-    for name in ("tests.unit.user_tools", "tests.unit.broken_tools"):
+    TOOLS.pop("raise_it", None)
+    for name in ("tests.unit.user_tools", "tests.unit.broken_tools", "tests.unit.raising_tools"):
         tools._loaded_modules.discard(name)
         sys.modules.pop(name, None)
 
@@ -365,3 +385,34 @@ def test_a_missing_tool_module_is_named(tool_modules: Any) -> None:
     assert "the tool module 'tests.unit.no_such_tools'" in err.message
     assert "No module named 'tests.unit.no_such_tools'" in err.message
     assert "ModuleNotFoundError" not in err.message
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "message"),
+    [
+        ("key", "Loopline.Failed", 'tool raise_it failed: missing key "missing"'),
+        ("type", "Loopline.Failed", "tool raise_it failed: a null value has no len()"),
+        (
+            "attribute",
+            "Loopline.Failed",
+            "tool raise_it failed: a null value has no attribute 'strip'",
+        ),
+        ("zero", "Loopline.Failed", "tool raise_it failed: division by zero"),
+        ("custom", "Loopline.Failed", "tool raise_it failed: quota blown for an object"),
+        ("silent", "Loopline.Failed", "tool raise_it failed: no details were given"),
+        (
+            "os",
+            "Loopline.Failed",
+            "tool raise_it failed: no such file or directory (/nonexistent/loopline/file.txt)",
+        ),
+        ("timeout", "Loopline.Transient", "tool raise_it failed: the backend did not answer"),
+        ("other", "Loopline.Failed", "tool raise_it failed: unknown kind other"),
+    ],
+)
+def test_a_user_tool_raising_any_exception_gives_a_readable_cause(
+    tool_modules: Any, kind: str, name: str, message: str
+) -> None:
+    tool_modules("tests.unit.raising_tools")
+    err = failure("raise_it", {"kind": kind})
+    assert (err.name, err.message) == (name, message)
+    assert not re.search(r"\b[A-Z]\w*(Error|Exception)\b|QuotaBlown|NoneType|<|0x", err.message)

@@ -26,7 +26,10 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from loopline.config_error import ConfigError
 from loopline.redact import redact_url
+
+__all__ = ["ConfigError", "Settings", "settings"]
 
 #: The longest a Lambda function runs (seconds): no wait or timeout can be longer.
 LAMBDA_MAX_SECONDS = 900
@@ -42,14 +45,6 @@ _ARN = re.compile(r"^arn:[a-z0-9-]+:[A-Za-z0-9-]+:[a-z0-9-]*:\d*:[^\s]+$")
 _STAGE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 _TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _STATE_MACHINE_PREFIX = re.compile(r"^[A-Za-z0-9_-]{0,70}$")
-
-
-class ConfigError(Exception):
-    """One or more settings are wrong; ``problems`` says which and what they need."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 def env_name(field: str) -> str:
@@ -79,11 +74,15 @@ def _optional_text(value: Any) -> str | None:
     return text or None
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _number(
     value: Any, what: str, *, low: float, high: float, low_open: bool, integer: bool
 ) -> float | int:
-    low_words = f"greater than {low:g}" if low_open else f"at least {low:g}"
-    need = f"must be {what} {low_words} and at most {high:g}"
+    low_words = f"greater than {_num(low)}" if low_open else f"at least {_num(low)}"
+    need = f"must be {what} {low_words} and at most {_num(high)}"
     if isinstance(value, bool):
         raise ValueError(f"{need}, got {_shown(value)}")
     try:

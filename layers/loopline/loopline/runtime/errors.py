@@ -135,7 +135,10 @@ _OBJECT_REPR = re.compile(r"<(?:[\w.]+ )?(?:object|instance)?[^<>]* at 0x[0-9a-f
 _CLASS_REPR = re.compile(r"<class '(?:[\w]+\.)*(?P<name>\w+)'>")
 _BYTES_REPR = re.compile(r"\bb(?P<q>['\"])(?P<text>.*?)(?P=q)")
 _ERRNO = re.compile(r"\[Errno -?\d+\]\s*")
-_PY_OBJECT = re.compile(r"'(?P<type>NoneType|dict|list|tuple|str|int|float|bool|bytes)' object")
+_PY_OBJECT = re.compile(
+    r"(?:'(?P<type>NoneType|dict|list|tuple|str|int|float|bool|bytes)' object)"
+    r"|(?:object of type '(?P<type2>NoneType|dict|list|tuple|str|int|float|bool|bytes)')"
+)
 _PY_TYPE_WORDS = {
     "NoneType": "a null",
     "dict": "an object",
@@ -243,7 +246,9 @@ def clean(text: str, exc: BaseException | None = None) -> str:
         words = code_words(m.group("code"))
         text = text[: m.start()] + (f"{words}: {message}" if message else words)
     text = _ERRNO.sub("", text)
-    text = _PY_OBJECT.sub(lambda o: f"{_PY_TYPE_WORDS[o.group('type')]} value", text)
+    text = _PY_OBJECT.sub(
+        lambda o: f"{_PY_TYPE_WORDS[o.group('type') or o.group('type2')]} value", text
+    )
     text = _OBJECT_REPR.sub("an object", text)
     text = _CLASS_REPR.sub(lambda c: c.group("name"), text)
     text = _BYTES_REPR.sub(lambda b: f'"{b.group("text")}"', text)
@@ -259,6 +264,9 @@ def readable(exc: BaseException) -> str:
     """What ``exc`` says, in words: no class name, no repr, no credential."""
     if isinstance(exc, StepError):
         return exc.message
+    if "." in type(exc).__name__:
+        # A Loopline error raised by name (``lambda_entry.error_class``): already a cause.
+        return redact(str(exc))
     text = clean(_own_words(exc) or str(exc), exc)
     if not text:
         text = _SILENT.get(type(exc).__name__, "no details were given")

@@ -11,6 +11,8 @@ scripted model when ``LOOPLINE_LLM_SCRIPT`` is set, else openai when
 
 from __future__ import annotations
 
+import os
+
 from loopline.runtime.model import Model
 from loopline.settings import ConfigError, Settings
 
@@ -33,6 +35,8 @@ def bedrock_region(settings: Settings) -> str | None:
     (``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's config); None when none."""
     if settings.bedrock_region:
         return settings.bedrock_region
+    if os.environ.get("AWS_REGION"):  # Lambda's; boto3 itself reads AWS_DEFAULT_REGION
+        return os.environ["AWS_REGION"]
     import botocore.session
 
     region = botocore.session.Session().get_config_variable("region")
