@@ -5,8 +5,10 @@ A step's cause is read by the workflow's author, not by a Python programmer: it 
 carries an exception class name, a repr or a credential. ``unexpected(exc, what)`` turns
 an exception nobody planned for into a ``StepError`` whose name comes from ``classify``
 (is it worth retrying?) and whose message comes from ``readable`` (what happened, in
-words); the technical detail (the traceback) goes to the log, at debug level, redacted by
-the logger (``loopline.observability``).
+words). The technical detail stays out of the cause: the original exception is chained to
+the ``StepError`` (``raise unexpected(exc, ...) from exc``) and ``lambda_entry`` logs its
+traceback with the ``step failed`` warning; ``unexpected`` also logs it at debug level.
+Log lines are redacted by the logger (``loopline.observability``).
 """
 
 from __future__ import annotations
