@@ -1,10 +1,10 @@
 """A real HTTP server on 127.0.0.1 speaking the OpenAI Chat Completions wire format.
 
 Each test queues the responses it wants, in order (``answer``, ``answer_json``,
-``tool_calls``, ``rate_limited``, ``error``, ``hang``, ``malformed``), and reads back the
-requests the server got (``requests``, ``bodies``). A request with nothing queued gets a
-400 saying so. It runs in a thread; ``hang`` holds the connection open without answering
-until the server stops.
+``tool_calls``, ``rate_limited``, ``error``, ``echo_headers``, ``hang``, ``malformed``), and
+reads back the requests the server got (``requests``, ``bodies``). A request with nothing
+queued gets a 400 saying so. It runs in a thread; ``hang`` holds the connection open
+without answering until the server stops.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ class Reply:
     raw: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    #: Answer an error whose body echoes the request's headers, as some providers do.
+    echo_headers: bool = False
 
 
 @dataclass
@@ -100,6 +102,19 @@ class ChatServer:
                     server._stop.wait(30)
                     self.close_connection = True
                     return
+                if reply.echo_headers:
+                    auth = self.headers.get("Authorization") or ""
+                    key = auth.removeprefix("Bearer ")
+                    reply = Reply(
+                        reply.status,
+                        {
+                            "error": {
+                                "message": f"Incorrect API key provided: {key} "
+                                f"(Authorization: {auth})",
+                                "request_headers": dict(self.headers.items()),
+                            }
+                        },
+                    )
                 data = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
@@ -187,6 +202,10 @@ class ChatServer:
 
     def error(self, status: int, message: str) -> ChatServer:
         return self.queue(Reply(status, {"error": {"message": message, "type": "x"}}))
+
+    def echo_headers(self, status: int) -> ChatServer:
+        """An error of ``status`` whose body repeats the request's headers (the API key)."""
+        return self.queue(Reply(status, echo_headers=True))
 
     def hang(self) -> ChatServer:
         return self.queue(Reply(hang=True))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,3 +48,33 @@ def set_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[SetEnv]:
     settings.cache_clear()
     yield SetEnv(monkeypatch)
     settings.cache_clear()
+
+
+class LogCapture:
+    """Every line the Loopline logger writes, through its real handler and formatter, at
+    every level (``loopline.*`` loggers propagate to it)."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogCapture]:
+    from loopline.observability import logger
+
+    capture = LogCapture()
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    old_stream = handler.setStream(capture.stream)
+    old_level = logger.log_level
+    logger.setLevel("DEBUG")
+    try:
+        yield capture
+    finally:
+        logger.setLevel(old_level)
+        if old_stream is not None:
+            handler.setStream(old_stream)

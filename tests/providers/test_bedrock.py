@@ -11,7 +11,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 from loopline.runtime.actions import Env, dispatch
-from loopline.runtime.errors import StepError
+from loopline.runtime.errors import StepError, code_words
 from loopline.runtime.providers.bedrock import ANSWER_TOOL, BedrockModel
 from loopline.runtime.tools import get_tool
 
@@ -215,7 +215,8 @@ def test_errors_are_classified(
     with pytest.raises(StepError) as err:
         dispatch(payload({"prompt": "p"}), env)
     assert err.value.name == name
-    assert code in err.value.message and "it went wrong" in err.value.message
+    assert code_words(code) in err.value.message and "it went wrong" in err.value.message
+    assert code not in err.value.message  # a botocore class name; the cause says it in words
 
 
 def test_no_model_is_an_llm_error() -> None:

@@ -141,3 +141,72 @@ def test_loopline_run_reports_a_provider_failure_without_a_traceback(
     assert out["error"] == "Loopline.LLMError"
     assert "Incorrect API key provided" in out["cause"]
     assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _no_region(tmp_path: Path) -> dict[str, str]:
+    env = {"AWS_CONFIG_FILE": str(tmp_path / "no-aws-config")}
+    return env
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "says"),
+    [
+        (
+            {"LOOPLINE_LLM_MODEL": "amazon.nova-lite-v1:0"},
+            (),
+            "error: LOOPLINE_LLM_MODEL is set without LOOPLINE_LLM_BASE_URL, which means Amazon "
+            "Bedrock, and Bedrock needs an AWS region: set LOOPLINE_BEDROCK_REGION (or "
+            "AWS_REGION / AWS_DEFAULT_REGION), or set LOOPLINE_LLM_BASE_URL to use an "
+            "OpenAI-compatible API",
+        ),
+        (
+            {"LOOPLINE_LLM_BASE_URL": "api.example.com/v1", "LOOPLINE_LLM_TIMEOUT": "soon"},
+            (),
+            "error: LOOPLINE_LLM_BASE_URL must be an http:// or https:// URL with a host, got "
+            '"api.example.com/v1"; LOOPLINE_LLM_TIMEOUT must be a number of seconds greater '
+            'than 0 and at most 900, got "soon"',
+        ),
+        (
+            {"LOOPLINE_LARGE_VALUE_BYTES": "-1"},
+            ("--llm-script", "SCRIPT"),
+            "error: LOOPLINE_LARGE_VALUE_BYTES must be a whole number of bytes at least 1 and "
+            'at most 262144, got "-1"',
+        ),
+    ],
+)
+def test_loopline_run_reports_a_configuration_mistake_as_an_error_not_a_traceback(
+    tmp_path: Path, env: dict[str, str], args: tuple[str, ...], says: str
+) -> None:
+    workflow = tmp_path / "summarize.yaml"
+    workflow.write_text(WORKFLOW)
+    script = tmp_path / "script.yaml"
+    script.write_text("responses:\n  - answer: '{\"letters\": 1}'\n")
+    clean = {k: v for k, v in os.environ.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loopline.cli",
+            "run",
+            str(workflow),
+            "--input",
+            '{"topic": "tides"}',
+            "-q",
+            *(str(script) if a == "SCRIPT" else a for a in args),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # no template.yaml: the built-in functions
+        timeout=120,
+        env={
+            **{k: v for k, v in clean.items() if not k.startswith("LOOPLINE_")},
+            **_no_region(tmp_path),
+            **env,
+        },
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == says
+    assert proc.stdout == ""

@@ -6,23 +6,25 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
 import boto3
 import pytest
-from loopline.runtime.actions import Env, dispatch
+from loopline.runtime.actions import Env, dispatch, set_default_env
 from loopline.runtime.errors import StepError
+from loopline.runtime.lambda_entry import handle
 from loopline.runtime.llm import lambda_context
 from loopline.runtime.providers import provider_for, provider_name
 from loopline.runtime.providers.openai import OpenAIModel, api_key_from, retry_after_seconds
 from loopline.runtime.scripted import ScriptedModel
-from loopline.settings import Settings
+from loopline.settings import ConfigError, Settings
 from moto import mock_aws
 
 from tests.providers.chat_server import ChatServer
-from tests.providers.conftest import SetEnv
+from tests.providers.conftest import LogCapture, SetEnv
 
 
 def payload(config: dict[str, Any], action: str = "llm", **values: Any) -> dict[str, Any]:
@@ -324,9 +326,36 @@ def test_a_script_setting_picks_the_scripted_model(tmp_path: Any) -> None:
     script.write_text("responses:\n  - answer: scripted\n")
     settings = Settings(llm_script=str(script), llm_base_url="http://x")
     assert isinstance(provider_for(settings), ScriptedModel)
-    missing = provider_for(Settings(llm_provider="scripted"))
-    err = fails(payload({"prompt": "p"}), Env(model=missing))
-    assert err.name == "Loopline.LLMError" and "LOOPLINE_LLM_SCRIPT" in err.message
+
+
+def test_settings_that_name_a_provider_that_cannot_work_are_a_config_error(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        provider_for(Settings(llm_provider="scripted"))
+    assert str(err.value) == (
+        "LOOPLINE_LLM_PROVIDER is scripted, but LOOPLINE_LLM_SCRIPT names no script"
+    )
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("responses: 3\n")
+    with pytest.raises(ConfigError, match="LOOPLINE_LLM_SCRIPT names an invalid model script"):
+        provider_for(Settings(llm_script=str(bad)))
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    with pytest.raises(ConfigError) as err:
+        provider_for(Settings(llm_model="amazon.nova-lite-v1:0"))
+    assert str(err.value) == (
+        "LOOPLINE_LLM_MODEL is set without LOOPLINE_LLM_BASE_URL, which means Amazon Bedrock, "
+        "and Bedrock needs an AWS region: set LOOPLINE_BEDROCK_REGION (or AWS_REGION / "
+        "AWS_DEFAULT_REGION), or set LOOPLINE_LLM_BASE_URL to use an OpenAI-compatible API"
+    )
+    with pytest.raises(ConfigError, match=r"^LOOPLINE_LLM_PROVIDER is bedrock, and Bedrock needs"):
+        provider_for(Settings(llm_provider="bedrock"))
+    model = provider_for(Settings(llm_model="m", bedrock_region="eu-west-1"))
+    assert getattr(model, "region", None) == "eu-west-1"
+    monkeypatch.setenv("AWS_REGION", "ap-south-1")
+    assert getattr(provider_for(Settings(llm_model="m")), "region", None) == "ap-south-1"
 
 
 def test_env_from_environ_uses_the_settings(chat: ChatServer, set_env: SetEnv) -> None:
@@ -335,3 +364,50 @@ def test_env_from_environ_uses_the_settings(chat: ChatServer, set_env: SetEnv) -
     env = Env.from_environ()
     assert dispatch(payload({"prompt": "p"}), env)["output"] == "from env"
     assert chat.bodies[0]["model"] == "env-model"
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+@pytest.fixture
+def lambda_env() -> Iterator[None]:
+    """Handlers build their Env from the settings again (``default_env``)."""
+    previous = set_default_env(None)
+    try:
+        yield
+    finally:
+        set_default_env(previous)
+
+
+def test_an_api_key_the_provider_echoes_is_in_no_cause_and_no_log_line(
+    chat: ChatServer, set_env: SetEnv, lambda_env: None, log_lines: LogCapture
+) -> None:
+    key = "sk-live-5f1c9a77e2b04d18"
+    set_env(llm_base_url=chat.base_url, llm_model="m", llm_api_key=key)
+    chat.echo_headers(401)
+    with pytest.raises(Exception) as info:
+        handle(payload({"prompt": "p"}))
+    assert chat.requests[0].headers["authorization"] == f"Bearer {key}"  # it was sent
+    assert type(info.value).__name__ == "Loopline.LLMError"
+    cause = str(info.value)
+    assert "Incorrect API key provided: *** (Authorization: Bearer ***)" in cause
+    assert "step failed" in log_lines.text and "Incorrect API key" in log_lines.text
+    for text in (cause, log_lines.text):
+        assert key not in text
+        assert key[3:] not in text  # not even the key without its prefix
+
+
+def test_a_key_in_the_base_urls_userinfo_is_in_no_cause_and_no_log_line(
+    chat: ChatServer, set_env: SetEnv, lambda_env: None, log_lines: LogCapture
+) -> None:
+    secret = "uk-7d3e0b5a91c2"
+    base = chat.base_url.replace("http://", f"http://apikey:{secret}@")
+    set_env(llm_base_url=base, llm_model="m")
+    chat.error(500, "upstream exploded")
+    with pytest.raises(Exception) as info:
+        handle(payload({"prompt": "p"}))
+    assert type(info.value).__name__ == "Loopline.Transient"
+    cause = str(info.value)
+    assert "at http://***@127.0.0.1:" in cause and "upstream exploded" in cause
+    assert secret not in cause and secret not in log_lines.text
+    assert "step failed" in log_lines.text

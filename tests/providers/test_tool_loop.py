@@ -210,3 +210,40 @@ def test_bad_tool_call_answers_are_script_problems(answer: Any) -> None:
 
     with pytest.raises(ScriptInvalid):
         ScriptedModel.from_data({"responses": [{"answer": answer}]})
+
+
+# --------------------------------------------------------------------------- S3 scope
+
+
+def test_s3_tools_called_by_a_model_are_confined_to_the_workflows_prefix(
+    chat: ChatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from loopline.settings import settings
+    from moto import mock_aws
+
+    monkeypatch.setenv("LOOPLINE_BUCKET", "artifacts")
+    settings.cache_clear()
+    try:
+        with mock_aws():
+            s3 = boto3.client("s3", region_name="us-east-1")
+            s3.create_bucket(Bucket="artifacts")
+            s3.put_object(Bucket="artifacts", Key="other/secret.json", Body=b"secret")
+            chat.tool_calls(("s3_get", {"uri": "s3://artifacts/other/secret.json"}))
+            chat.tool_calls(("s3_put", {"uri": "s3://artifacts/other/secret.json", "body": "x"}))
+            chat.tool_calls(("s3_put", {"uri": "notes/mine.txt", "body": "mine"}))
+            chat.answer("done")
+            out = dispatch(payload({"tools": ["s3_get", "s3_put"]}), chat_env(chat))
+            assert out["output"] == "done"
+            assert s3.get_object(Bucket="artifacts", Key="other/secret.json")["Body"].read() == (
+                b"secret"
+            )
+            assert s3.get_object(Bucket="artifacts", Key="wf/notes/mine.txt")["Body"].read() == (
+                b"mine"
+            )
+    finally:
+        settings.cache_clear()
+    results = [b["messages"][-1]["content"] for b in chat.bodies[1:]]
+    assert "outside what this workflow may reach" in results[0]
+    assert "outside what this workflow may reach" in results[1]
+    assert json.loads(results[2]) == {"uri": "s3://artifacts/wf/notes/mine.txt", "size": 4}

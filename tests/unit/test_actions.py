@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -250,14 +251,265 @@ def test_an_unknown_action_is_a_step_error() -> None:
         dispatch(payload("dance", {}), Env())
 
 
-def test_an_unexpected_exception_becomes_a_readable_step_error(
-    monkeypatch: pytest.MonkeyPatch,
+def _client_error(code: str, status: int) -> Exception:
+    import botocore.exceptions
+
+    return botocore.exceptions.ClientError(
+        {
+            "Error": {"Code": code, "Message": "said the service"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "GetObject",
+    )
+
+
+class _Opaque:
+    pass
+
+
+class ToolBroke(Exception):
+    pass
+
+
+def _causes() -> list[tuple[str, Any, str, str]]:
+    import botocore.exceptions
+    import httpx
+
+    return [
+        ("key error", KeyError("config"), "Loopline.Failed", 'missing key "config"'),
+        ("value error", ValueError("bad value"), "Loopline.Failed", "bad value"),
+        (
+            "regex",
+            re.error("missing ), unterminated subpattern", "(", 0),
+            "Loopline.Failed",
+            "missing ), unterminated subpattern at position 0",
+        ),
+        ("no message", RuntimeError(), "Loopline.Failed", "no details were given"),
+        (
+            "repr in message",
+            ToolBroke(f"cannot use {_Opaque()}"),
+            "Loopline.Failed",
+            "cannot use an object",
+        ),
+        ("class name in message", ValueError("TypeError: nested"), "Loopline.Failed", "nested"),
+        (
+            "nonetype",
+            AttributeError("'NoneType' object has no attribute 'get'"),
+            "Loopline.Failed",
+            "a null value has no attribute 'get'",
+        ),
+        ("timeout", TimeoutError(), "Loopline.Transient", "timed out"),
+        (
+            "refused",
+            ConnectionRefusedError(111, "Connection refused"),
+            "Loopline.Transient",
+            "connection refused",
+        ),
+        (
+            "httpx connect",
+            httpx.ConnectError("[Errno 111] Connection refused"),
+            "Loopline.Transient",
+            "Connection refused",
+        ),
+        (
+            "httpx read timeout",
+            httpx.ReadTimeout("The read operation timed out"),
+            "Loopline.Transient",
+            "timed out",
+        ),
+        (
+            "crlf header",
+            httpx.LocalProtocolError("Illegal header value b'a\\r\\nb'"),
+            "Loopline.Failed",
+            'Illegal header value "a\\r\\nb"',
+        ),
+        (
+            "invalid url",
+            httpx.InvalidURL("Invalid non-printable ASCII character in URL"),
+            "Loopline.Failed",
+            "Invalid non-printable ASCII character in URL",
+        ),
+        (
+            "bad bucket name",
+            botocore.exceptions.ParamValidationError(report='Invalid bucket name "a_b!"'),
+            "Loopline.Failed",
+            'Parameter validation failed: Invalid bucket name "a_b!"',
+        ),
+        (
+            "no region",
+            botocore.exceptions.NoRegionError(),
+            "Loopline.Failed",
+            "You must specify a region.",
+        ),
+        (
+            "no credentials",
+            botocore.exceptions.NoCredentialsError(),
+            "Loopline.Failed",
+            "Unable to locate credentials",
+        ),
+        (
+            "endpoint down",
+            botocore.exceptions.EndpointConnectionError(endpoint_url="https://s3"),
+            "Loopline.Transient",
+            'Could not connect to the endpoint URL: "https://s3"',
+        ),
+        (
+            "s3 throttled",
+            _client_error("SlowDown", 503),
+            "Loopline.Transient",
+            "slow down: said the service",
+        ),
+        (
+            "s3 5xx",
+            _client_error("InternalError", 500),
+            "Loopline.Transient",
+            "internal: said the service",
+        ),
+        (
+            "s3 missing",
+            _client_error("NoSuchBucket", 404),
+            "Loopline.Failed",
+            "no such bucket: said the service",
+        ),
+        (
+            "access denied",
+            _client_error("AccessDenied", 403),
+            "Loopline.Failed",
+            "access denied: said the service",
+        ),
+        (
+            "aws text",
+            Exception(
+                "An error occurred (ResourceNotFoundException) when calling the GetSecretValue "
+                "operation: Secrets Manager can't find the specified secret."
+            ),
+            "Loopline.Failed",
+            "resource not found: Secrets Manager can't find the specified secret.",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("exc", "name", "says"),
+    [c[1:] for c in _causes()],
+    ids=[c[0] for c in _causes()],
+)
+def test_an_unexpected_exception_becomes_a_readable_cause_named_by_its_cause(
+    monkeypatch: pytest.MonkeyPatch, exc: Exception, name: str, says: str
 ) -> None:
     def explode(p: Any, env: Env) -> Any:
-        raise KeyError("config")
+        raise exc
 
     monkeypatch.setitem(actions.ACTIONS, "eval", explode)
     with pytest.raises(StepError) as err:
         dispatch(payload("eval", {}), Env())
+    assert err.value.name == name
+    assert err.value.message == f"step s: eval failed unexpectedly: {says}"
+    assert_readable(err.value.message)
+    assert err.value.__cause__ is exc  # kept for the operator's log
+
+
+def assert_readable(message: str) -> None:
+    """No Python class name, repr or traceback in a cause."""
+    assert not re.search(r"\b[A-Z]\w*(Error|Exception|Warning)\b", message), message
+    assert not re.search(r"<[^>]* at 0x[0-9a-f]+>|\bb'|Traceback|^error:", message), message
+
+
+def test_an_invalid_expression_in_eval_is_a_readable_failure() -> None:
+    with pytest.raises(StepError) as err:
+        dispatch(payload("eval", {"expr": "inputs.a =="}), Env())
     assert err.value.name == "Loopline.Failed"
-    assert err.value.message == "step s: eval failed unexpectedly: KeyError: 'config'"
+    assert err.value.message.startswith('step s: invalid expression "inputs.a ==": ')
+    assert_readable(err.value.message)
+
+
+def test_an_output_schema_the_validator_cannot_apply_is_a_readable_failure() -> None:
+    env = scripted({"answer": '"x"'})
+    p = payload("llm", {"prompt": "p", "output_schema": {"type": "string", "pattern": "("}})
+    with pytest.raises(StepError) as err:
+        dispatch(p, env)
+    assert err.value.name == "Loopline.Failed"
+    assert err.value.message.startswith("step s: output_schema cannot be checked: ")
+    assert "missing )" in err.value.message
+    assert_readable(err.value.message)
+
+
+@pytest.mark.parametrize(
+    ("raised", "name", "message"),
+    [
+        (
+            StepError("ValueError", "bad text"),
+            "Loopline.Failed",
+            "step s: function f failed: bad text",
+        ),
+        (StepError("KeyError", "'text'"), "Loopline.Failed", "step s: function f failed: 'text'"),
+        (
+            StepError("WordCount.TooLong", "too long"),
+            "WordCount.TooLong",
+            "step s: function f failed: too long",
+        ),
+        (
+            StepError("Loopline.Transient", "busy"),
+            "Loopline.Transient",
+            "step s: function f failed: busy",
+        ),
+    ],
+)
+def test_a_custom_functions_error_keeps_only_a_chosen_name(
+    raised: StepError, name: str, message: str
+) -> None:
+    def invoke(function: str, event: dict[str, Any]) -> Any:
+        raise raised
+
+    with pytest.raises(StepError) as err:
+        dispatch(payload("task", {"function": "f"}), Env(invoke=invoke))
+    assert (err.value.name, err.value.message) == (name, message)
+
+
+@pytest.mark.moto
+def test_a_custom_function_raising_in_the_local_stack_gives_a_readable_cause() -> None:
+    from loopline.local.executor import LocalExecutor
+
+    def broken(event: Any, context: Any) -> Any:
+        raise ValueError()
+
+    def missing_key(event: Any, context: Any) -> Any:
+        return event["args"]["text"]
+
+    with LocalExecutor(loopline_functions=False) as ex:
+        ex.register_function("broken", broken)
+        ex.register_function("missing-key", missing_key)
+        causes = []
+        for function in ("broken", "missing-key"):
+            with pytest.raises(StepError) as err:
+                dispatch(payload("task", {"function": function}), Env(invoke=ex.invoke))
+            causes.append((err.value.name, err.value.message))
+    assert causes == [
+        ("Loopline.Failed", "step s: function broken failed: no details were given"),
+        ("Loopline.Failed", 'step s: function missing-key failed: missing key "text"'),
+    ]
+
+
+def test_a_custom_function_returning_something_that_is_not_json_fails_readably() -> None:
+    with pytest.raises(StepError) as err:
+        dispatch(payload("task", {"function": "f"}), Env(invoke=lambda f, e: {1, 2}))
+    assert err.value.message == "step s: function f returned a value that is not JSON"
+
+
+def test_an_invalid_setting_fails_the_step_with_the_settings_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loopline.settings import settings
+
+    monkeypatch.setenv("LOOPLINE_LARGE_VALUE_BYTES", "lots")
+    settings.cache_clear()
+    try:
+        with pytest.raises(StepError) as err:
+            dispatch(payload("eval", {"expr": "1"}), Env())
+    finally:
+        settings.cache_clear()
+    assert err.value.name == "Loopline.Failed"
+    assert err.value.message == (
+        "step s: the configuration is invalid: LOOPLINE_LARGE_VALUE_BYTES must be a whole "
+        'number of bytes at least 1 and at most 262144, got "lots"'
+    )

@@ -50,6 +50,10 @@ def error_of(url: str, **kwargs: Any) -> StepError:
     return err.value
 
 
+#: The paths the test server was asked for.
+SEEN: list[str] = []
+
+
 class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass
@@ -73,11 +77,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self) -> None:
+        SEEN.append(self.path)
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         parts = url.path.strip("/").split("/")
         if url.path == "/json":
             self._send(200, {"q": parse_qs(url.query), "auth": self.headers.get("Authorization")})
+        elif url.path == "/echo":  # a 401 that repeats what it was sent, as some APIs do
+            self._send(
+                401,
+                {
+                    "error": f"bad credentials for {self.path}",
+                    "authorization": self.headers.get("Authorization"),
+                    "headers": dict(self.headers.items()),
+                },
+            )
         elif url.path == "/host":
             self._send(200, {"host": self.headers.get("Host")})
         elif url.path == "/text":
@@ -384,3 +398,66 @@ def test_an_endless_response_stops_at_the_cap(server: str) -> None:
         err.message
     )
     assert time.monotonic() - started < 5
+
+
+# --------------------------------------------------------------------------- requests the step got wrong
+
+
+@pytest.mark.parametrize(
+    ("headers", "says"),
+    [
+        ({"X-Note": "a\r\nX-Injected: 1"}, 'header "X-Note": the value contains a line break'),
+        ({"X-Note": "a\nb"}, 'header "X-Note": the value contains a line break'),
+        ({"X-Note": "a\x00b"}, 'header "X-Note": the value contains a control character'),
+        ({"X-Note": "café"}, 'header "X-Note": the value contains characters outside ASCII'),
+        ({"X Note": "a"}, 'header "X Note": not a header name'),
+        ({"X-Note:": "a"}, 'header "X-Note:": not a header name'),
+    ],
+)
+def test_a_header_that_cannot_be_sent_fails_without_a_retry_before_sending(
+    server: str, headers: dict[str, str], says: str
+) -> None:
+    SEEN.clear()
+    err = error_of(server + "/json", allow=LOCAL, headers=headers)
+    assert err.name == "Loopline.Failed"  # a mistake in the step: retrying cannot help
+    assert says in err.message
+    assert SEEN == []
+
+
+def test_a_header_rendered_from_an_input_with_a_line_break_is_refused(server: str) -> None:
+    SEEN.clear()
+    p = payload(
+        {"url": server + "/json", "headers": {"X-User": "{{ inputs.user }}"}, "allow_hosts": LOCAL},
+        inputs={"user": "bob\r\nX-Admin: true"},
+    )
+    with pytest.raises(StepError) as err:
+        dispatch(p, Env())
+    assert err.value.name == "Loopline.Failed"
+    assert "line break" in err.value.message and "X-Admin" not in err.value.message
+    assert SEEN == []
+
+
+def test_credentials_in_the_url_query_and_headers_never_reach_the_cause(server: str) -> None:
+    host = server.removeprefix("http://")
+    p = payload(
+        {
+            "url": f"http://user:pw-4a9e1c77@{host}/echo?api_key=qk-51d0e3aa&page=2",
+            "query": {"access_token": "tq-0c6b2f94", "lang": "en"},
+            "headers": {"Authorization": "Bearer hk-93e1b7d2", "X-Api-Key": "xk-1f7a3c55"},
+            "allow_hosts": LOCAL,
+        }
+    )
+    with pytest.raises(StepError) as err:
+        dispatch(p, Env())
+    message = err.value.message
+    assert err.value.name == "Loopline.HTTPError" and "returned status 401" in message
+    for secret in ("pw-4a9e1c77", "qk-51d0e3aa", "tq-0c6b2f94", "hk-93e1b7d2", "xk-1f7a3c55"):
+        assert secret not in message
+    assert message.startswith(f"GET http://***@{host}/echo?api_key=***&page=2 returned")
+    assert " from " not in message  # no redirect happened
+    assert SEEN[-1] == "/echo?api_key=qk-51d0e3aa&page=2&access_token=tq-0c6b2f94&lang=en"
+
+
+def test_the_query_adds_to_the_urls_own_query(server: str) -> None:
+    out = call(server + "/json?a=1", allow=LOCAL, query={"b": "2"})
+    assert out["body"]["q"] == {"a": ["1"], "b": ["2"]}

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from loopline.runtime import largevalues
 from loopline.runtime.actions import Env, dispatch
+from loopline.runtime.errors import StepError
 from loopline.runtime.largevalues import REF_KEY, is_ref, offload, resolve
 from loopline.runtime.scripted import ScriptedModel
 from loopline.settings import settings
@@ -155,3 +156,30 @@ def test_resolve_walks_nested_values_and_reads_each_object_once(s3: Any) -> None
 def test_offload_leaves_results_without_output_alone() -> None:
     assert offload({}, payload("human", {}), BUCKET) == {}
     assert offload({"output": "x"}, payload("eval", {}), None) == {"output": "x"}
+
+
+def test_references_that_climb_out_of_the_workflows_prefix_are_left_alone(s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="other/secret.json", Body=b'"secret"')
+    s3.put_object(Bucket=BUCKET, Key="wf/../other/secret.json", Body=b'"secret"')
+    refs = [
+        {REF_KEY: f"s3://{BUCKET}/wf/../other/secret.json", "size": 1, "preview": ""},
+        {REF_KEY: f"s3://{BUCKET}/wf/%2e%2e/other/secret.json", "size": 1, "preview": ""},
+        {REF_KEY: f"s3://{BUCKET}/wf//other/secret.json", "size": 1, "preview": ""},
+        {REF_KEY: f"s3://{BUCKET}/wfx/secret.json", "size": 1, "preview": ""},
+        {REF_KEY: "s3://", "size": 1, "preview": ""},
+        {REF_KEY: f"s3://{BUCKET}/wf/x.json?versionId=1", "size": 1, "preview": ""},
+    ]
+    p = payload("eval", {"expr": "inputs.refs"}, inputs={"refs": refs})
+    assert dispatch(p, env())["output"] == refs
+
+
+def test_a_bucket_s3_refuses_fails_the_step_without_a_retry(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    e = Env(bucket="Not_A_Bucket!")
+    with pytest.raises(StepError) as err:
+        dispatch(payload("render", {"template": "z" * 5000}), e)
+    assert err.value.name == "Loopline.Failed"  # retrying cannot make the name valid
+    assert err.value.message.startswith("could not write s3://Not_A_Bucket!/wf/run-1/s/")
+    assert 'Invalid bucket name "Not_A_Bucket!"' in err.value.message
+    assert "ParamValidationError" not in err.value.message

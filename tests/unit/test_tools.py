@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -76,8 +77,8 @@ def test_an_unknown_tool_suggests_the_closest_name() -> None:
         ("render", {}, "'template' is a required property"),
         ("http_get", {"url": "ftp://example.com"}, "url: 'ftp://example.com' does not match"),
         ("http_get", {"url": "http://x", "timeout": 0}, "timeout: 0 is less than or equal"),
-        ("s3_get", {"uri": "bucket/key"}, "uri: 'bucket/key' does not match"),
-        ("s3_put", {"uri": "s3://b/k"}, "'body' is a required property"),
+        ("s3_get", {"uri": ""}, "uri: '' should be non-empty"),
+        ("s3_put", {"uri": "k"}, "'body' is a required property"),
     ],
 )
 def test_args_are_validated_against_the_schema_before_the_call(
@@ -179,35 +180,158 @@ def test_http_get_cannot_reach_the_metadata_service() -> None:
 
 # --------------------------------------------------------------------------- s3
 
+BUCKET = "tool-bucket"
+
 
 @pytest.fixture
-def bucket() -> Iterator[str]:
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The artifacts bucket (LOOPLINE_BUCKET) and a second bucket, in moto."""
+    monkeypatch.setenv("LOOPLINE_BUCKET", BUCKET)
+    settings.cache_clear()
     with mock_aws():
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="tool-bucket")
-        yield "tool-bucket"
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        client.create_bucket(Bucket="shared-bucket")
+        yield client
 
 
-def test_s3_put_then_get_json_and_text(bucket: str) -> None:
-    out = run_tool("s3_put", {"uri": f"s3://{bucket}/a/data.json", "body": {"k": [1, 2]}})
-    assert out == {"uri": f"s3://{bucket}/a/data.json", "size": len('{"k": [1, 2]}')}
-    assert run_tool("s3_get", {"uri": f"s3://{bucket}/a/data.json"}) == {"k": [1, 2]}
+def stored(client: Any, key: str, bucket: str = BUCKET) -> Any:
+    return client.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
 
-    run_tool("s3_put", {"uri": f"s3://{bucket}/notes.txt", "body": "héllo"})
-    assert run_tool("s3_get", {"uri": f"s3://{bucket}/notes.txt"}) == "héllo"
-    head = boto3.client("s3").head_object(Bucket=bucket, Key="notes.txt")
+
+def test_s3_put_then_get_json_and_text_under_the_workflows_prefix(s3: Any) -> None:
+    out = run_tool("s3_put", {"uri": "a/data.json", "body": {"k": [1, 2]}})
+    assert out == {"uri": f"s3://{BUCKET}/wf/a/data.json", "size": len('{"k": [1, 2]}')}
+    assert json.loads(stored(s3, "wf/a/data.json")) == {"k": [1, 2]}
+    assert run_tool("s3_get", {"uri": "a/data.json"}) == {"k": [1, 2]}
+    assert run_tool("s3_get", {"uri": out["uri"]}) == {"k": [1, 2]}  # the full URI too
+
+    run_tool("s3_put", {"uri": "notes.txt", "body": "héllo"})
+    assert run_tool("s3_get", {"uri": "notes.txt"}) == "héllo"
+    head = s3.head_object(Bucket=BUCKET, Key="wf/notes.txt")
     assert head["ContentType"].startswith("text/plain")
 
 
-def test_s3_put_takes_a_content_type_and_s3_get_parses_json_by_type(bucket: str) -> None:
-    uri = f"s3://{bucket}/report"
-    run_tool("s3_put", {"uri": uri, "body": '{"ok": true}', "content_type": "application/json"})
-    assert run_tool("s3_get", {"uri": uri}) == {"ok": True}
+def test_s3_put_takes_a_content_type_and_s3_get_parses_json_by_type(s3: Any) -> None:
+    run_tool(
+        "s3_put", {"uri": "report", "body": '{"ok": true}', "content_type": "application/json"}
+    )
+    assert run_tool("s3_get", {"uri": "report"}) == {"ok": True}
 
 
-def test_s3_get_of_a_missing_object_names_it(bucket: str) -> None:
-    err = failure("s3_get", {"uri": f"s3://{bucket}/nope.json"})
+def test_s3_get_of_a_missing_object_names_it_in_words(s3: Any) -> None:
+    err = failure("s3_get", {"uri": "nope.json"})
     assert err.name == "Loopline.Failed"
-    assert f"could not read s3://{bucket}/nope.json: NoSuchKey" in err.message
+    assert f"could not read s3://{BUCKET}/wf/nope.json: no such key" in err.message
+    assert "NoSuchKey" not in err.message and "ClientError" not in err.message
+
+
+def test_s3_tools_cannot_read_or_overwrite_another_workflows_objects(s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="other/secret.json", Body=b'{"secret": 1}')
+    for name, args in [
+        ("s3_get", {"uri": f"s3://{BUCKET}/other/secret.json"}),
+        ("s3_put", {"uri": f"s3://{BUCKET}/other/secret.json", "body": "overwritten"}),
+    ]:
+        err = failure(name, args)
+        assert err.name == "Loopline.Failed"
+        assert f"s3://{BUCKET}/other/secret.json is outside what this workflow may reach" in (
+            err.message
+        )
+        assert f"its own prefix (s3://{BUCKET}/wf/)" in err.message
+    assert stored(s3, "other/secret.json") == '{"secret": 1}'
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "../other/secret.json",
+        "a/../../other/secret.json",
+        "./x.json",
+        "a//b.json",
+        "a/",
+        "/other/secret.json",
+        "a\\..\\..\\other\\secret.json",
+        "%2e%2e/other/secret.json",
+        "..%2fother%2fsecret.json",
+        "a\nb",
+        f"s3://{BUCKET}/wf/../other/secret.json",
+        f"s3://{BUCKET}/wf/%2E%2E/other/secret.json",
+        f"s3://{BUCKET}//other/secret.json",
+        f"s3://{BUCKET}/wfx/y.json",  # a prefix of the name is not the prefix
+        f"s3://{BUCKET}/wf",
+        f"s3://{BUCKET}/wf/x.json?versionId=1",
+        f"s3://{BUCKET}/wf/x.json#frag",
+        "s3://shared-bucket/reports/x.json",  # not listed in LOOPLINE_S3_ALLOW
+        "s3:///wf/x.json",
+        "https://example.com/wf/x.json",
+    ],
+)
+def test_s3_keys_may_not_climb_out_of_their_prefix(s3: Any, ref: str) -> None:
+    s3.put_object(Bucket=BUCKET, Key="other/secret.json", Body=b"secret")
+    for name, args in [("s3_get", {"uri": ref}), ("s3_put", {"uri": ref, "body": "x"})]:
+        err = failure(name, args)
+        assert err.name == "Loopline.Failed", err.message
+        assert err.message.startswith(f"tool {name}: ")
+    assert stored(s3, "other/secret.json") == "secret"
+    listed = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    assert [o["Key"] for o in listed] == ["other/secret.json"]
+    assert s3.list_objects_v2(Bucket="shared-bucket").get("KeyCount") == 0
+
+
+def test_s3_allow_lists_other_buckets_and_prefixes(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOPLINE_S3_ALLOW", "shared-bucket/reports, s3://another-bucket")
+    settings.cache_clear()
+    s3.create_bucket(Bucket="another-bucket")
+    out = run_tool("s3_put", {"uri": "s3://shared-bucket/reports/q1.json", "body": [1]})
+    assert out["uri"] == "s3://shared-bucket/reports/q1.json"
+    assert run_tool("s3_get", {"uri": "s3://shared-bucket/reports/q1.json"}) == [1]
+    run_tool("s3_put", {"uri": "s3://another-bucket/any/key.txt", "body": "ok"})
+    assert stored(s3, "any/key.txt", "another-bucket") == "ok"
+    for ref in [
+        "s3://shared-bucket/reports-old/x",
+        "s3://shared-bucket/x",
+        "s3://shared-bucket/reports",
+    ]:
+        err = failure("s3_get", {"uri": ref})
+        assert "outside what this workflow may reach" in err.message
+        assert "shared-bucket/reports, s3://another-bucket" in err.message
+    # the allowed prefix is no way around the key rules
+    err = failure("s3_get", {"uri": "s3://shared-bucket/reports/../secret"})
+    assert "'..' segment" in err.message
+
+
+def test_s3_tools_need_a_running_step_and_the_artifacts_bucket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(StepError, match="only be reached from a running step"):
+        call_tool("s3_get", {"uri": "x.json"})
+    monkeypatch.delenv("LOOPLINE_BUCKET", raising=False)
+    settings.cache_clear()
+    err = failure("s3_put", {"uri": "x.json", "body": 1})
+    assert "no artifacts bucket is configured (LOOPLINE_BUCKET)" in err.message
+
+
+def test_a_bucket_name_s3_refuses_is_a_failure_not_worth_a_retry(s3: Any) -> None:
+    p = {
+        "action": "tool",
+        "workflow": "wf",
+        "step": "s",
+        "execution": "arn:exec",
+        "config": {"tool": "s3_put", "args": {"uri": "s3://Bad_Bucket!/wf/x.json", "body": 1}},
+        "values": {},
+    }
+    with pytest.raises(StepError) as err:
+        dispatch(p, Env(bucket="Bad_Bucket!"))
+    assert err.value.name == "Loopline.Failed"
+    assert err.value.message.startswith(
+        "could not write s3://Bad_Bucket!/wf/x.json: Parameter validation failed: "
+        'Invalid bucket name "Bad_Bucket!"'
+    )
+
+
+# A tool called by a model is confined too: tests/providers/test_tool_loop.py.
 
 
 # --------------------------------------------------------------------------- user tool modules
@@ -227,7 +351,8 @@ def tool_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def forget_user_tools() -> None:
     """Unregister the test tool modules, so the next import registers them again."""
     TOOLS.pop("word_count", None)
-    for name in ("tests.unit.user_tools", "tests.unit.broken_tools"):
+    TOOLS.pop("raise_it", None)
+    for name in ("tests.unit.user_tools", "tests.unit.broken_tools", "tests.unit.raising_tools"):
         tools._loaded_modules.discard(name)
         sys.modules.pop(name, None)
 
@@ -250,11 +375,44 @@ def test_a_tool_module_that_fails_to_import_is_named(tool_modules: Any) -> None:
     err = failure("now", {})
     assert err.name == "Loopline.Failed"
     assert "the tool module 'tests.unit.broken_tools' (LOOPLINE_TOOL_MODULES)" in err.message
-    assert "RuntimeError: this tool module is broken on purpose" in err.message
+    assert err.message.endswith("could not be imported: this tool module is broken on purpose")
+    assert "RuntimeError" not in err.message
 
 
 def test_a_missing_tool_module_is_named(tool_modules: Any) -> None:
     tool_modules("tests.unit.no_such_tools")
     err = failure("now", {})
     assert "the tool module 'tests.unit.no_such_tools'" in err.message
-    assert "ModuleNotFoundError" in err.message
+    assert "No module named 'tests.unit.no_such_tools'" in err.message
+    assert "ModuleNotFoundError" not in err.message
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "message"),
+    [
+        ("key", "Loopline.Failed", 'tool raise_it failed: missing key "missing"'),
+        ("type", "Loopline.Failed", "tool raise_it failed: a null value has no len()"),
+        (
+            "attribute",
+            "Loopline.Failed",
+            "tool raise_it failed: a null value has no attribute 'strip'",
+        ),
+        ("zero", "Loopline.Failed", "tool raise_it failed: division by zero"),
+        ("custom", "Loopline.Failed", "tool raise_it failed: quota blown for an object"),
+        ("silent", "Loopline.Failed", "tool raise_it failed: no details were given"),
+        (
+            "os",
+            "Loopline.Failed",
+            "tool raise_it failed: no such file or directory (/nonexistent/loopline/file.txt)",
+        ),
+        ("timeout", "Loopline.Transient", "tool raise_it failed: the backend did not answer"),
+        ("other", "Loopline.Failed", "tool raise_it failed: unknown kind other"),
+    ],
+)
+def test_a_user_tool_raising_any_exception_gives_a_readable_cause(
+    tool_modules: Any, kind: str, name: str, message: str
+) -> None:
+    tool_modules("tests.unit.raising_tools")
+    err = failure("raise_it", {"kind": kind})
+    assert (err.name, err.message) == (name, message)
+    assert not re.search(r"\b[A-Z]\w*(Error|Exception)\b|QuotaBlown|NoneType|<|0x", err.message)

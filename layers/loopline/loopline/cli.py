@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 
 from loopline.compiler import CompileResult, compile_workflow
 from loopline.compiler.compile import CompileError
+from loopline.config_error import ConfigError
 from loopline.dsl import InputsInvalid, Workflow, WorkflowInvalid, load_workflow, resolve_inputs
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
@@ -185,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             _err(line)
         _err("the inputs do not match the workflow's inputs; nothing ran")
         code = EXIT_INVALID
-    except (UsageError, CompileError) as exc:
+    except (UsageError, CompileError, ConfigError) as exc:
         _err(f"error: {exc}")
         code = EXIT_INVALID
     except KeyboardInterrupt:

@@ -1,19 +1,66 @@
 """Logger, Tracer and Metrics shared by every Lambda function (Powertools for AWS Lambda).
 
 They are configured by ``POWERTOOLS_*`` variables in the template's Globals. The local
-stack turns tracing and metrics off and keeps logs to warnings, so a terminal shows
+stack turns tracing and metrics off and keeps logs to errors, so a terminal shows
 progress, not JSON.
+
+No log line carries a credential: the logger's formatter (``RedactingFormatter``) passes
+every field of every record, the message, extra keys, exception and stack trace included,
+through ``loopline.redact`` before writing it. It formats the records of the ``loopline.*``
+loggers too (``loopline.runtime``, ``loopline.local``), which propagate to this one. The
+records of other libraries reach the root logger's handlers, which get a
+``RedactingFilter`` when this module is imported.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+from loopline.redact import redact, redact_value
+
+
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON formatter, with credentials removed from everything it writes."""
+
+    def serialize(self, log: Any) -> str:
+        text = super().serialize(redact_value(log))
+        return redact(text)  # what the JSON encoder made of other objects, too
+
+
+class RedactingFilter(logging.Filter):
+    """Removes credentials from a record of any logger (``httpx``, ``botocore``, ...) before
+    a handler writes it: the message is rendered and redacted, the traceback too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the format: leave it to the handler
+            return True
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+# The handlers the runtime gave the root logger (in Lambda, the one writing to CloudWatch)
+# write the records of other libraries: redacted too.
+for _handler in logging.root.handlers:
+    if not any(isinstance(f, RedactingFilter) for f in _handler.filters):
+        _handler.addFilter(RedactingFilter())
 
 # Logs go to stderr: in Lambda both streams reach CloudWatch, and locally stdout stays
 # free for what a command prints (``loopline run --json``).
-logger = Logger(service="loopline", logger_handler=logging.StreamHandler(sys.stderr))
+logger = Logger(
+    service="loopline",
+    logger_handler=logging.StreamHandler(sys.stderr),
+    logger_formatter=RedactingFormatter(),
+)
 tracer = Tracer(service="loopline")
 metrics = Metrics(namespace="Loopline", service="loopline")

@@ -3,15 +3,156 @@
 Every variable is ``LOOPLINE_<FIELD>``; in AWS the SAM template sets them on each
 function, locally the shell or the local stack does. Domain code reads this model, never
 ``os.environ``.
+
+Every value is checked where it is parsed: a mistake is a ``ConfigError`` whose message
+names the variable and what it needs (``LOOPLINE_LLM_TIMEOUT must be a number of seconds
+greater than 0 and at most 900, got "soon"``), every mistake at once. An empty variable
+counts as unset (the template passes empty parameters through). Combinations are checked
+where they are used: the model provider's in ``loopline.runtime.providers.provider_for``.
+``loopline run`` prints a ``ConfigError`` as ``error: …`` and exits 2; a Lambda function
+fails the step with ``Loopline.Failed`` and the same message.
 """
 
 from __future__ import annotations
 
+import json
+import keyword
+import math
+import re
 from functools import cache
-from typing import Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from loopline.config_error import ConfigError
+from loopline.redact import redact_url
+
+__all__ = ["ConfigError", "Settings", "settings"]
+
+#: The longest a Lambda function runs (seconds): no wait or timeout can be longer.
+LAMBDA_MAX_SECONDS = 900
+#: Step Functions' limit on a state's data (bytes): a larger value is never kept inline.
+STATE_DATA_LIMIT = 256 * 1024
+#: The largest HTTP response body a step may read (bytes).
+HTTP_MAX_BYTES_LIMIT = 1024 * 1024 * 1024
+
+_BUCKET = re.compile(r"^(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d{1,2}$")
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_ARN = re.compile(r"^arn:[a-z0-9-]+:[A-Za-z0-9-]+:[a-z0-9-]*:\d*:[^\s]+$")
+_STAGE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
+_TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_STATE_MACHINE_PREFIX = re.compile(r"^[A-Za-z0-9_-]{0,70}$")
+
+
+def env_name(field: str) -> str:
+    """The variable of a setting: ``llm_timeout`` → ``LOOPLINE_LLM_TIMEOUT``."""
+    return f"LOOPLINE_{field.upper()}"
+
+
+def _shown(value: Any) -> str:
+    """A wrong value as a message quotes it (URLs without their credentials)."""
+    text = str(value)
+    if "://" in text:
+        text = redact_url(text)
+    if len(text) > 80:
+        text = text[:80] + "…"
+    return json.dumps(text, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- checks
+# Each takes the raw value (a string from the environment, or a Python value given to
+# ``Settings(...)``) and returns the parsed one or raises ValueError with what is needed.
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _number(
+    value: Any, what: str, *, low: float, high: float, low_open: bool, integer: bool
+) -> float | int:
+    low_words = f"greater than {_num(low)}" if low_open else f"at least {_num(low)}"
+    need = f"must be {what} {low_words} and at most {_num(high)}"
+    if isinstance(value, bool):
+        raise ValueError(f"{need}, got {_shown(value)}")
+    try:
+        if isinstance(value, str):
+            text = value.strip()
+            number: float | int = int(text) if integer else float(text)
+        elif integer and isinstance(value, float) and value.is_integer():
+            number = int(value)
+        elif isinstance(value, (int, float)) and not (integer and isinstance(value, float)):
+            number = value
+        else:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{need}, got {_shown(value)}") from None
+    if math.isnan(number) or (number <= low if low_open else number < low) or number > high:
+        raise ValueError(f"{need}, got {_shown(value)}")
+    return number
+
+
+def check_http_url(value: Any) -> str | None:
+    """An http(s) URL with a host (or None when unset)."""
+    text = _optional_text(value)
+    if text is None:
+        return None
+    need = "must be an http:// or https:// URL with a host"
+    if any(c.isspace() for c in text):
+        raise ValueError(f"{need} (no spaces), got {_shown(text)}")
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError(f"{need}, got {_shown(text)}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{need}, got {_shown(text)}")
+    return text
+
+
+def check_bucket(value: Any) -> str | None:
+    """An S3 bucket name (or None when unset)."""
+    text = _optional_text(value)
+    if text is None:
+        return None
+    if not _BUCKET.match(text) or ".." in text:
+        raise ValueError(
+            "must be an S3 bucket name (3 to 63 lower-case letters, digits, dots and "
+            f"hyphens, starting and ending with a letter or digit), got {_shown(text)}"
+        )
+    return text
+
+
+def check_host(entry: str) -> str | None:
+    """Why ``entry`` is not a host, an address or ``*.domain`` (None when it is one)."""
+    host = entry.lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if ":" in host:  # an IPv6 address
+        import ipaddress
+
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "not a host name or address (no scheme, port or path)"
+        return None
+    labels = host[2:].split(".") if host.startswith("*.") else host.split(".")
+    if not host or not all(_HOST_LABEL.match(label) for label in labels):
+        return "not a host name, an address or *.domain (no scheme, port or path)"
+    return None
+
+
+# --------------------------------------------------------------------------- the model
 
 
 class Settings(BaseSettings):
@@ -30,10 +171,11 @@ class Settings(BaseSettings):
     llm_api_key_secret: str | None = None
     llm_api_key_parameter: str | None = None
     #: Seconds a model call may take before it counts as a transient failure.
-    llm_timeout: float = Field(60.0, gt=0)
+    llm_timeout: float = 60.0
     #: Longest Retry-After (seconds) a handler waits out itself before retrying a 429.
-    llm_max_retry_after: float = Field(20.0, ge=0)
+    llm_max_retry_after: float = 20.0
     llm_script: str | None = None
+    #: Bedrock's region; unset: the AWS region of the environment (``AWS_REGION``, ...).
     bedrock_region: str | None = None
 
     # -- tools and HTTP ----------------------------------------------------------------
@@ -42,14 +184,17 @@ class Settings(BaseSettings):
     #: Hosts every http step and http_get call may reach even when they resolve to
     #: private, loopback or link-local addresses (comma-separated).
     http_allow_hosts: str = ""
-    http_max_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    http_max_bytes: int = 10 * 1024 * 1024
+    #: S3 locations the s3_get/s3_put tools may reach besides the workflow's own prefix
+    #: in ``bucket`` (comma-separated ``bucket`` or ``bucket/prefix``).
+    s3_allow: str = ""
 
     # -- large values ----------------------------------------------------------------------
     #: Bucket for large step outputs and artifacts.
     bucket: str | None = None
     #: A step output larger than this (bytes of JSON) is stored in S3 and replaced by a
     #: reference.
-    large_value_bytes: int = Field(64 * 1024, gt=0)
+    large_value_bytes: int = 64 * 1024
 
     # -- the deployed stack (template.yaml) -------------------------------------------------
     #: ``dev`` or ``prod``: the stack's ``Stage`` parameter.
@@ -66,7 +211,221 @@ class Settings(BaseSettings):
     state_machine_prefix: str = ""
     #: Definition substitutions for workflows compiled at run time, as JSON
     #: (``{"LlmFunctionArn": "arn:aws:lambda:...", ...}``).
-    function_arns: dict[str, str] = Field(default_factory=dict)
+    function_arns: Annotated[dict[str, str], NoDecode] = {}
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise config_error(exc) from None
+
+    # -- checks ------------------------------------------------------------------------
+
+    @field_validator("llm_provider", mode="before")
+    @classmethod
+    def _provider(cls, value: Any) -> str:
+        text = (_optional_text(value) or "").lower()
+        if text not in ("", "openai", "bedrock", "scripted"):
+            raise ValueError(f"must be openai, bedrock or scripted (or unset), got {_shown(value)}")
+        return text
+
+    @field_validator("llm_base_url", "webhook_queue_url", mode="before")
+    @classmethod
+    def _url(cls, value: Any) -> str | None:
+        return check_http_url(value)
+
+    @field_validator(
+        "llm_model", "llm_script", "llm_api_key_secret", "llm_api_key_parameter", mode="before"
+    )
+    @classmethod
+    def _name(cls, value: Any) -> str | None:
+        text = _optional_text(value)
+        if text is not None and any(c.isspace() or ord(c) < 32 for c in text):
+            raise ValueError(f"must be one name without spaces, got {_shown(text)}")
+        return text
+
+    @field_validator("llm_api_key", mode="before")
+    @classmethod
+    def _key(cls, value: Any) -> str | None:
+        text = _optional_text(value)
+        if text is not None and any(c.isspace() or ord(c) < 32 or ord(c) > 126 for c in text):
+            # The value is a secret: never quoted back.
+            raise ValueError(
+                "must be the API key alone: printable ASCII without spaces or line breaks"
+            )
+        if text is not None:
+            from loopline.redact import remember_secret
+
+            remember_secret(text)
+        return text
+
+    @field_validator("llm_timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float:
+        return _number(
+            value,
+            "a number of seconds",
+            low=0,
+            high=LAMBDA_MAX_SECONDS,
+            low_open=True,
+            integer=False,
+        )
+
+    @field_validator("llm_max_retry_after", mode="before")
+    @classmethod
+    def _retry_after(cls, value: Any) -> float:
+        return _number(
+            value,
+            "a number of seconds",
+            low=0,
+            high=LAMBDA_MAX_SECONDS,
+            low_open=False,
+            integer=False,
+        )
+
+    @field_validator("bedrock_region", mode="before")
+    @classmethod
+    def _region(cls, value: Any) -> str | None:
+        text = _optional_text(value)
+        if text is not None and not _REGION.match(text):
+            raise ValueError(f"must be an AWS region such as us-east-1, got {_shown(text)}")
+        return text
+
+    @field_validator("tool_modules", mode="before")
+    @classmethod
+    def _modules(cls, value: Any) -> str:
+        text = _optional_text(value) or ""
+        for name in (m.strip() for m in text.split(",")):
+            parts = name.split(".")
+            if name and not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+                raise ValueError(
+                    "must be Python module names separated by commas "
+                    f"(my_tools, pkg.tools), got {_shown(name)}"
+                )
+        return text
+
+    @field_validator("http_allow_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> str:
+        text = _optional_text(value) or ""
+        for entry in (h.strip() for h in text.split(",")):
+            problem = check_host(entry) if entry else None
+            if problem:
+                raise ValueError(
+                    "must be host names, addresses or *.domain entries separated by commas, "
+                    f"got {_shown(entry)}: {problem}"
+                )
+        return text
+
+    @field_validator("http_max_bytes", mode="before")
+    @classmethod
+    def _max_bytes(cls, value: Any) -> int:
+        return int(
+            _number(
+                value,
+                "a whole number of bytes",
+                low=1,
+                high=HTTP_MAX_BYTES_LIMIT,
+                low_open=False,
+                integer=True,
+            )
+        )
+
+    @field_validator("large_value_bytes", mode="before")
+    @classmethod
+    def _large_value_bytes(cls, value: Any) -> int:
+        return int(
+            _number(
+                value,
+                "a whole number of bytes",
+                low=1,
+                high=STATE_DATA_LIMIT,
+                low_open=False,
+                integer=True,
+            )
+        )
+
+    @field_validator("s3_allow", mode="before")
+    @classmethod
+    def _s3_allow(cls, value: Any) -> str:
+        text = _optional_text(value) or ""
+        if text:
+            from loopline.runtime.s3scope import parse_allow_entry
+
+            for entry in text.split(","):
+                parse_allow_entry(entry)  # raises ValueError saying what is wrong
+        return text
+
+    @field_validator("bucket", mode="before")
+    @classmethod
+    def _bucket(cls, value: Any) -> str | None:
+        return check_bucket(value)
+
+    @field_validator("stage", mode="before")
+    @classmethod
+    def _stage(cls, value: Any) -> str:
+        text = _optional_text(value) or ""
+        if text and not _STAGE.match(text):
+            raise ValueError(
+                f"must be a stage name (letters, digits and hyphens, such as dev), got {_shown(text)}"
+            )
+        return text
+
+    @field_validator("table", mode="before")
+    @classmethod
+    def _table(cls, value: Any) -> str | None:
+        text = _optional_text(value)
+        if text is not None and not _TABLE.match(text):
+            raise ValueError(
+                "must be a DynamoDB table name (3 to 255 letters, digits, _ . -), "
+                f"got {_shown(text)}"
+            )
+        return text
+
+    @field_validator("approval_topic_arn", "state_machine_role_arn", mode="before")
+    @classmethod
+    def _arn(cls, value: Any) -> str | None:
+        text = _optional_text(value)
+        if text is not None and not _ARN.match(text):
+            raise ValueError(
+                f"must be an ARN (arn:partition:service:region:account:resource), got {_shown(text)}"
+            )
+        return text
+
+    @field_validator("state_machine_prefix", mode="before")
+    @classmethod
+    def _prefix(cls, value: Any) -> str:
+        text = _optional_text(value) or ""
+        if not _STATE_MACHINE_PREFIX.match(text):
+            raise ValueError(
+                "must be at most 70 letters, digits, _ and - (a state machine name prefix), "
+                f"got {_shown(text)}"
+            )
+        return text
+
+    @field_validator("function_arns", mode="before")
+    @classmethod
+    def _function_arns(cls, value: Any) -> dict[str, str]:
+        need = (
+            'must be a JSON object of placeholder names to function ARNs ({"LlmFunctionArn": '
+            '"arn:aws:lambda:…"})'
+        )
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"{need}, but it is not JSON ({exc.msg} at column {exc.colno})"
+                ) from None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v.strip() for k, v in value.items()
+        ):
+            raise ValueError(f"{need}, got {_shown(json.dumps(value))}")
+        return {k: v.strip() for k, v in value.items()}
+
+    # -- derived ------------------------------------------------------------------------
 
     @property
     def tool_module_list(self) -> list[str]:
@@ -76,8 +435,26 @@ class Settings(BaseSettings):
     def http_allow_host_list(self) -> list[str]:
         return [h.strip().lower() for h in self.http_allow_hosts.split(",") if h.strip()]
 
+    @property
+    def s3_allow_list(self) -> list[str]:
+        return [e.strip() for e in self.s3_allow.split(",") if e.strip()]
+
+
+def config_error(exc: ValidationError) -> ConfigError:
+    """The ``ConfigError`` of pydantic's errors: one line per variable."""
+    problems = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err.get("loc") else ""
+        ctx_error = (err.get("ctx") or {}).get("error")
+        text = str(ctx_error) if ctx_error is not None else str(err.get("msg", "is invalid"))
+        problems.append(f"{env_name(field)} {text}" if field else text)
+    return ConfigError(problems)
+
 
 @cache
 def settings() -> Settings:
-    """The process's settings (read once; ``settings.cache_clear()`` in tests)."""
+    """The process's settings (read once; ``settings.cache_clear()`` in tests).
+
+    Raise ``ConfigError`` naming every variable that is wrong.
+    """
     return Settings()

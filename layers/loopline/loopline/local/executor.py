@@ -36,7 +36,7 @@ from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
 from loopline.runtime import actions
-from loopline.runtime.errors import StepError
+from loopline.runtime.errors import StepError, readable
 from loopline.settings import settings
 
 log = logging.getLogger("loopline.local")
@@ -360,7 +360,7 @@ class LocalExecutor:
             raise
         except Exception as exc:
             log.debug("function %s failed", name, exc_info=True)
-            raise StepError(type(exc).__name__, str(exc) or type(exc).__name__) from exc
+            raise StepError(type(exc).__name__, readable(exc)) from exc
 
     def _lambda_invoke(self, function_name: str, body: Any, response_headers: Any) -> bytes:
         """What moto's Lambda invoke returns: the handler's JSON result or a function error."""

@@ -3,8 +3,9 @@
 Every action takes the Lambda payload and an ``Env`` (the model, the way to invoke custom
 step functions, the inbox of human waits) and returns ``{"output": VALUE}`` (``llm`` adds
 ``usage``; ``human`` returns ``{}`` because the output comes with the task token). A
-failure is a ``StepError``; ``dispatch`` turns any other exception into one, so a Lambda
-error never carries a bare traceback.
+failure is a ``StepError``; ``dispatch`` turns any other exception into a readable one
+(``loopline.runtime.errors``), so a Lambda error never carries a traceback, a class name or
+a credential.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from loopline.dsl.expr import ExpressionError, parse_expression
 from loopline.runtime import largevalues
-from loopline.runtime.errors import StepError
+from loopline.runtime.errors import StepError, clean, json_type, quote, unexpected
 from loopline.runtime.evaluate import (
     context_from_payload,
     evaluate_value,
@@ -37,6 +39,7 @@ from loopline.runtime.model import Model
 from loopline.runtime.payload import Payload, Result
 from loopline.runtime.payload import config_of as _config
 from loopline.runtime.payload import step_of as _step
+from loopline.runtime.s3scope import CallContext, calling
 from loopline.runtime.tools import (  # noqa: F401 - the tool registry, re-exported
     TOOLS,
     Tool,
@@ -46,7 +49,7 @@ from loopline.runtime.tools import (  # noqa: F401 - the tool registry, re-expor
     register_tool,
     tool_specs,
 )
-from loopline.settings import settings
+from loopline.settings import ConfigError, settings
 
 #: ``invoke(function, event) -> result``: runs a custom step type's function.
 Invoker = Callable[[str, dict[str, Any]], Any]
@@ -136,8 +139,13 @@ def invoke_lambda(function: str, event: dict[str, Any]) -> Any:
     its error becomes a ``StepError`` with the function's error type as the name."""
     import boto3  # only task steps need it
 
-    resp = boto3.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event).encode())
-    body = resp["Payload"].read()
+    try:
+        resp = boto3.client("lambda").invoke(
+            FunctionName=function, Payload=json.dumps(event).encode()
+        )
+        body = resp["Payload"].read()
+    except Exception as exc:  # throttling is worth a retry, a missing function is not
+        raise unexpected(exc, "it could not be invoked") from exc
     try:
         result = json.loads(body) if body else None
     except ValueError:
@@ -145,7 +153,7 @@ def invoke_lambda(function: str, event: dict[str, Any]) -> Any:
     if resp.get("FunctionError"):
         name = result.get("errorType") if isinstance(result, dict) else None
         message = result.get("errorMessage") if isinstance(result, dict) else result
-        raise StepError(str(name or "Loopline.Failed"), f"function {function}: {message}")
+        raise StepError(str(name or "Loopline.Failed"), clean(str(message or "")) or "no message")
     return result
 
 
@@ -181,7 +189,8 @@ def _verdict(v: Any) -> dict[str, Any]:
     if isinstance(v, dict) and isinstance(v.get("output"), dict) and "refuted" not in v:
         v = v["output"]
     if not isinstance(v, dict):
-        return {"refuted": None, "reason": f"not a verdict: {v!r}", "voter": None}
+        shown = json.dumps(v, ensure_ascii=False, default=str)
+        return {"refuted": None, "reason": f"not a verdict: {shown[:200]}", "voter": None}
     refuted = v.get("refuted")
     return {
         "refuted": refuted if isinstance(refuted, bool) else None,
@@ -196,7 +205,7 @@ def vote_aggregate(payload: Payload, env: Env) -> Result:
     if not isinstance(results, list):
         raise StepError(
             "Loopline.Failed",
-            f"step {_step(payload)}: the vote has no results list to count (got {type(results).__name__})",
+            f"step {_step(payload)}: the vote has no results list to count (got {json_type(results)})",
         )
     voters = int(cfg.get("voters") or 0)
     threshold = cfg.get("threshold")
@@ -258,7 +267,30 @@ def task(payload: Payload, env: Env) -> Result:
         "execution": payload.get("execution"),
         "args": args,
     }
-    return {"output": env.invoke(function, event)}
+    try:
+        result = env.invoke(function, event)
+    except StepError as exc:
+        raise function_error(exc, function, _step(payload)) from None
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError):
+        raise StepError(
+            "Loopline.Failed",
+            f"step {_step(payload)}: function {function} returned a value that is not JSON",
+        ) from None
+    return {"output": result}
+
+
+def function_error(exc: StepError, function: str, step: str) -> StepError:
+    """The error of a custom step type's function as the step's error.
+
+    A dotted error type is a name the function chose (``WordCount.TooLong``, a
+    ``Loopline.*`` name, Lambda's ``Sandbox.Timedout``) and is kept; any other is an
+    unhandled exception named after its Python class by Lambda (``ValueError``), which
+    becomes ``Loopline.Failed``: a workflow routes on error names, not on class names.
+    """
+    name = exc.name if "." in exc.name else "Loopline.Failed"
+    return StepError(name, f"step {step}: function {function} failed: {exc.message}")
 
 
 def eval_(payload: Payload, env: Env) -> Result:
@@ -266,7 +298,13 @@ def eval_(payload: Payload, env: Env) -> Result:
     expr = cfg.get("expr")
     if not isinstance(expr, str):
         raise StepError("Loopline.Failed", f"step {_step(payload)}: eval needs an expr")
-    return {"output": evaluate_value(expr, context_from_payload(payload))}
+    try:
+        parsed = parse_expression(expr)
+    except ExpressionError as exc:
+        raise StepError(
+            "Loopline.Failed", f"step {_step(payload)}: invalid expression {quote(expr)}: {exc}"
+        ) from None
+    return {"output": evaluate_value(parsed, context_from_payload(payload))}
 
 
 def render(payload: Payload, env: Env) -> Result:
@@ -321,29 +359,36 @@ ACTIONS: dict[str, Callable[[Payload, Env], Result]] = {
 
 
 def dispatch(payload: Payload, env: Env | None = None) -> Result:
-    """Run the action a Lambda payload names; every failure is a ``StepError``."""
+    """Run the action a Lambda payload names; every failure is a ``StepError``.
+
+    An invalid configuration (``ConfigError``) is ``Loopline.Failed`` with its message;
+    any other unexpected exception becomes a readable ``StepError`` named by its cause
+    (``loopline.runtime.errors.unexpected``), chained to the original for the log.
+    """
     if not isinstance(payload, dict):
-        raise StepError(
-            "Loopline.Failed", f"a step payload is an object, got {type(payload).__name__}"
-        )
+        raise StepError("Loopline.Failed", f"a step payload is an object, got {json_type(payload)}")
     action = payload.get("action")
     fn = ACTIONS.get(str(action))
     if fn is None:
         raise StepError(
             "Loopline.Failed",
-            f"step {_step(payload)}: unknown action {action!r} (expected one of {', '.join(ACTIONS)})",
+            f"step {_step(payload)}: unknown action {str(action)!r} "
+            f"(expected one of {', '.join(ACTIONS)})",
         )
-    env = env or default_env()
-    bucket = env.bucket or settings().bucket
     try:
+        env = env or default_env()
+        bucket = env.bucket or settings().bucket
         # Large values (loopline.runtime.largevalues): references in the payload are
-        # resolved before the action runs, a large output is stored after it.
-        result = fn(largevalues.resolve_payload(payload, bucket), env)
-        return largevalues.offload(result, payload, bucket)
+        # resolved before the action runs, a large output is stored after it. Tools see
+        # the step they run for through the call context (loopline.runtime.s3scope).
+        with calling(CallContext.of(payload, bucket)):
+            result = fn(largevalues.resolve_payload(payload, bucket), env)
+            return largevalues.offload(result, payload, bucket)
     except StepError:
         raise
-    except Exception as exc:
+    except ConfigError as exc:
         raise StepError(
-            "Loopline.Failed",
-            f"step {_step(payload)}: {action} failed unexpectedly: {type(exc).__name__}: {exc}",
+            "Loopline.Failed", f"step {_step(payload)}: the configuration is invalid: {exc}"
         ) from exc
+    except Exception as exc:
+        raise unexpected(exc, f"step {_step(payload)}: {action} failed unexpectedly") from exc

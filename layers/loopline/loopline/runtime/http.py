@@ -11,6 +11,7 @@ bounded by ``timeout`` seconds; the body read as a stream and abandoned past
 from __future__ import annotations
 
 import json
+import re
 import ssl
 import time
 import typing
@@ -21,7 +22,8 @@ from typing import Any
 import httpcore
 import httpx
 
-from loopline.runtime.errors import StepError
+from loopline.redact import is_sensitive, remember_secret, remember_secrets
+from loopline.runtime.errors import StepError, json_type, quote, readable, unexpected
 from loopline.runtime.evaluate import context_from_payload, render_text, render_tree
 from loopline.runtime.netguard import Target, normalize_host, vet
 from loopline.runtime.payload import config_of
@@ -106,6 +108,27 @@ class Response:
         return {"status": self.status, "headers": self.headers, "body": self.body}
 
 
+_METHOD = re.compile(r"^[A-Z][A-Z-]{0,19}$")
+#: RFC 9110 ``token``: what a header name may be.
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+def header_problem(name: Any, value: Any) -> str | None:
+    """Why a header cannot be sent as given (None when it can). The value is never
+    quoted back: it may be a credential."""
+    if not isinstance(name, str) or not _TOKEN.match(name):
+        return "not a header name (letters, digits and !#$%&'*+.^_`|~-)"
+    if not isinstance(value, str):
+        return f"the value is {json_type(value)}, not text"
+    if "\r" in value or "\n" in value:
+        return "the value contains a line break"
+    if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
+        return "the value contains a control character"
+    if not value.isascii():
+        return "the value contains characters outside ASCII"
+    return None
+
+
 def _expected(expect: list[int] | None) -> str:
     return "2xx" if not expect else ", ".join(str(s) for s in expect)
 
@@ -168,21 +191,36 @@ def fetch(
     max_bytes = settings().http_max_bytes
     expect = expect_status or None
     follow = not any(300 <= s < 400 for s in expect or [])
+    # Credentials sent are masked in every message and log line from here on.
+    remember_secrets(headers, url)
+    for name, value in (query or {}).items():
+        if is_sensitive(name):
+            remember_secret(value)
     what = f"{method} {url}"
+    if not _METHOD.match(method):
+        raise StepError("Loopline.Failed", f"{what}: {quote(method)} is not an HTTP method")
     if not url.lower().startswith(("http://", "https://")):
         raise StepError(
-            "Loopline.Failed", f"{method} {url!r}: the url must start with http:// or https://"
+            "Loopline.Failed", f"{method} {quote(url)}: the url must start with http:// or https://"
         )
+    for name, value in (headers or {}).items():
+        problem = header_problem(name, value)
+        if problem:
+            raise StepError("Loopline.Failed", f"{what}: header {quote(name)}: {problem}")
     content: dict[str, Any] = {}
     if isinstance(body, str):
         content["content"] = body.encode()
     elif body is not None:
         content["json"] = body
     try:
-        request = httpx.Request(method, url, headers=headers, params=query or None, **content)
+        target_url = httpx.URL(url)
+        if query:  # added to the URL's own query (httpx's params= would replace it)
+            target_url = target_url.copy_merge_params(query)
+        request = httpx.Request(method, target_url, headers=headers, **content)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
-        raise StepError("Loopline.Failed", f"{what}: invalid url: {exc}") from None
+        raise StepError("Loopline.Failed", f"{what}: invalid url: {readable(exc)}") from None
     deadline = time.monotonic() + timeout
+    first = str(request.url)
     redirects = 0
     while True:
         current = str(request.url)
@@ -216,15 +254,15 @@ def fetch(
         except httpx.TimeoutException:
             raise StepError("Loopline.Transient", f"{what} timed out after {timeout:g}s") from None
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-            raise StepError("Loopline.HTTPError", f"{what}: invalid url {current}: {exc}") from None
-        except httpx.TransportError as exc:
             raise StepError(
-                "Loopline.Transient", f"{what} failed: {exc or type(exc).__name__}"
+                "Loopline.HTTPError", f"{what}: invalid url {current}: {readable(exc)}"
             ) from None
         except ssl.SSLError as exc:  # pragma: no cover - mapped by httpx in practice
-            raise StepError("Loopline.Transient", f"{what} failed: {exc}") from None
+            raise StepError("Loopline.Transient", f"{what} failed: {readable(exc)}") from None
         except httpx.HTTPError as exc:
-            raise StepError("Loopline.Failed", f"{what} failed: {exc}") from None
+            # A connection refused or broken is worth a retry; a request the server or
+            # the protocol refuses is not (``loopline.runtime.errors.is_transient``).
+            raise unexpected(exc, f"{what} failed", "Loopline.HTTPError") from None
         break
     parsed = _parse(resp, data)
     ok = resp.status_code in expect if expect else 200 <= resp.status_code < 300
@@ -233,7 +271,7 @@ def fetch(
         raise StepError(
             "Loopline.HTTPError",
             f"{what} returned status {resp.status_code} (expected {_expected(expect)})"
-            + (f" from {current}" if current != url else "")
+            + (f" from {current}" if current != first else "")
             + (f": {snippet}" if snippet else ""),
         )
     return Response(resp.status_code, dict(resp.headers), parsed, current)

@@ -4,7 +4,9 @@ measure it, and turn a ``StepError`` into the Lambda error Step Functions routes
 AWS Lambda reports a Python exception's class name as the error type, and Step Functions'
 Retry and Catch match that name. So a ``StepError("Loopline.Transient", ...)`` is re-raised
 as an exception whose class is named ``Loopline.Transient``, with the readable message as
-its text: the state machine sees ``Error: Loopline.Transient`` and a plain cause.
+its text: the state machine sees ``Error: Loopline.Transient`` and a plain cause. The
+cause is redacted (``StepError``); so is the ``step failed`` log line (the logger's
+formatter, ``loopline.observability``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,12 @@ def handle(event: Any, context: Any = None) -> Any:
             result = dispatch(event)
     except StepError as exc:
         metrics.add_metric(name="StepErrors", unit=MetricUnit.Count, value=1)
-        logger.warning("step failed", extra={"error": exc.name, "cause": exc.message})
+        # An unexpected exception stays chained to the StepError made of it: its
+        # traceback is for the operator's log (redacted by the logger), not the cause.
+        detail = exc.__cause__ if isinstance(exc.__cause__, Exception) else None
+        logger.warning(
+            "step failed", extra={"error": exc.name, "cause": exc.message}, exc_info=detail
+        )
         raise error_class(exc.name)(exc.message) from None
     finally:
         elapsed = (time.perf_counter() - started) * 1000

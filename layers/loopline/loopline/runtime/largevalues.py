@@ -12,8 +12,12 @@ and, before any action runs, ``resolve_payload`` replaces every reference found 
 payload's ``values`` (and a vote's ``results``) by the stored value, so templates,
 expressions, tools and custom functions never see one. With no bucket configured a large
 output stays inline. Only references into the configured bucket, under the payload's
-workflow, are resolved: anything else that looks like one (say, in an input) is left as
-it is.
+workflow's prefix (``loopline.runtime.s3scope.object_prefix``) and with a key in normal
+form, are resolved: anything else that looks like one (say, in an input, or
+``wf/../other/x.json``) is left as it is.
+
+``get_object`` and ``put_object`` are the bare S3 calls: they check nothing. What a tool
+may reach is decided before, by ``loopline.runtime.s3scope.locate``.
 """
 
 from __future__ import annotations
@@ -26,21 +30,14 @@ from urllib.parse import urlsplit
 import boto3
 import botocore.exceptions
 
-from loopline.runtime.errors import StepError
+from loopline.runtime.errors import StepError, unexpected
+from loopline.runtime.s3scope import object_prefix, within
 from loopline.settings import settings
 
 #: The key that marks a reference object.
 REF_KEY = "$loopline_ref"
 PREVIEW_CHARS = 200
 _REF_KEYS = {REF_KEY, "size", "preview"}
-_TRANSIENT_CODES = {
-    "SlowDown",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestTimeout",
-    "Throttling",
-    "ThrottlingException",
-}
 
 
 # --------------------------------------------------------------------------- S3
@@ -49,9 +46,9 @@ _TRANSIENT_CODES = {
 def parse_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key`` → ``(bucket, key)``; raise ``StepError`` for anything else."""
     parts = urlsplit(uri)
-    key = parts.path.lstrip("/")
-    if parts.scheme != "s3" or not parts.netloc or not key:
-        raise StepError("Loopline.Failed", f"not an S3 object URI (s3://bucket/key): {uri!r}")
+    key = parts.path[1:]
+    if parts.scheme != "s3" or not parts.netloc or not key or "?" in uri or "#" in uri:
+        raise StepError("Loopline.Failed", f"not an S3 object URI (s3://bucket/key): {uri}")
     return parts.netloc, key
 
 
@@ -60,12 +57,9 @@ def s3_client() -> Any:
 
 
 def _s3_error(what: str, exc: Exception) -> StepError:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code") or "")
-        name = "Loopline.Transient" if code in _TRANSIENT_CODES else "Loopline.Failed"
-        return StepError(name, f"{what}: {code or 'error'}: {err.get('Message') or exc}")
-    return StepError("Loopline.Transient", f"{what}: {exc}")
+    """Throttling, 5xx, timeouts and lost connections are ``Loopline.Transient``; a
+    missing object, a refused access or an invalid bucket name ``Loopline.Failed``."""
+    return unexpected(exc, what)
 
 
 def get_object(uri: str) -> tuple[bytes, str]:
@@ -115,9 +109,8 @@ def offload(result: Any, payload: dict[str, Any], bucket: str | None) -> Any:
     data = text.encode()
     if len(data) <= settings().large_value_bytes:
         return result
-    key = "/".join(
+    key = object_prefix("", str(payload.get("workflow") or "workflow")) + "/".join(
         [
-            str(payload.get("workflow") or "workflow"),
             _execution_name(payload.get("execution")),
             str(payload.get("step") or "step"),
             f"{uuid.uuid4().hex}.json",
@@ -145,6 +138,7 @@ def resolve(value: Any, bucket: str | None, workflow: str | None = None) -> Any:
     replaced by the stored value. Returns ``value`` itself when it holds no reference."""
     if not bucket or not _contains_ref(value):
         return value
+    prefix = object_prefix("", workflow) if workflow is not None else ""
     cache: dict[str, Any] = {}
 
     def load(uri: str) -> Any:
@@ -160,8 +154,11 @@ def resolve(value: Any, bucket: str | None, workflow: str | None = None) -> Any:
 
     def walk(v: Any) -> Any:
         if is_ref(v):
-            ref_bucket, key = parse_s3_uri(v[REF_KEY])
-            if ref_bucket == bucket and (workflow is None or key.startswith(f"{workflow}/")):
+            try:
+                ref_bucket, key = parse_s3_uri(v[REF_KEY])
+            except StepError:
+                return v  # not a reference of ours
+            if within(ref_bucket, key, bucket, prefix):
                 return load(v[REF_KEY])
             return v
         if isinstance(v, dict):

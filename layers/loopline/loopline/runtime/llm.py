@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from loopline.runtime.errors import StepError
+from loopline.runtime.errors import StepError, quote, unexpected
 from loopline.runtime.evaluate import context_from_payload, render_text
 from loopline.runtime.model import (
     Message,
@@ -119,9 +119,12 @@ def parse_output(text: str, schema: dict[str, Any], step: str) -> Any:
         raise StepError(
             "Loopline.InvalidOutput",
             f"step {step}: the answer is not JSON ({exc.msg} at line {exc.lineno} "
-            f"column {exc.colno}), but output_schema asks for JSON: {body[:200]!r}",
+            f"column {exc.colno}), but output_schema asks for JSON: {quote(body)}",
         ) from None
-    problem = schema_problem(value, schema)
+    try:
+        problem = schema_problem(value, schema)
+    except Exception as exc:  # a schema the validator cannot apply (a bad pattern)
+        raise unexpected(exc, f"step {step}: output_schema cannot be checked") from exc
     if problem:
         raise StepError(
             "Loopline.InvalidOutput",
@@ -196,16 +199,17 @@ def _run_tool(call: ToolCall, offered: dict[str, ToolSpec], call_tool: Any) -> t
         names = ", ".join(offered) or "none"
         return f"error: there is no tool {call.name!r} here (the tools are: {names})", True
     if not isinstance(call.args, dict):
+        shown = call.args if isinstance(call.args, str) else json.dumps(call.args, default=str)
         return (
-            f"error: the arguments of {call.name} must be a JSON object, got {call.args!r:.200}",
+            f"error: the arguments of {call.name} must be a JSON object, got {quote(shown)}",
             True,
         )
     try:
         return _result_text(call_tool(call.name, call.args)), False
     except StepError as exc:
         return f"error {exc.name}: {exc.message}", True
-    except Exception as exc:
-        return f"error: tool {call.name} failed: {type(exc).__name__}: {exc}", True
+    except Exception as exc:  # call_tool makes StepErrors; this is a safety net
+        return f"error {unexpected(exc, f'tool {call.name} failed').message}", True
 
 
 def _call_key(call: ToolCall) -> tuple[str, str]:

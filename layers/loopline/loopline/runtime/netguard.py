@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from loopline.runtime.errors import StepError
+from loopline.runtime.errors import StepError, readable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -154,7 +154,7 @@ def vet(url: str, allow_hosts: Iterable[str] = (), *, what: str = "") -> Target:
             addresses = resolve(host, port)
         except (OSError, UnicodeError) as exc:
             raise StepError(
-                "Loopline.Transient", f"{prefix}could not resolve host {host}: {exc}"
+                "Loopline.Transient", f"{prefix}could not resolve host {host}: {readable(exc)}"
             ) from None
         if not addresses:  # pragma: no cover - getaddrinfo raises instead
             raise StepError("Loopline.Transient", f"{prefix}host {host} has no address")

@@ -24,8 +24,8 @@ import jmespath.exceptions
 import jsonschema
 from jsonpath_ng.ext import parse as jsonpath_parse
 
-from loopline.runtime import http, largevalues
-from loopline.runtime.errors import StepError
+from loopline.runtime import http, largevalues, s3scope
+from loopline.runtime.errors import FAILED, StepError, readable, unexpected
 from loopline.settings import settings
 
 
@@ -65,9 +65,9 @@ def load_tool_modules() -> None:
                 importlib.import_module(name)
             except Exception as exc:
                 raise StepError(
-                    "Loopline.Failed",
+                    FAILED,
                     f"the tool module {name!r} (LOOPLINE_TOOL_MODULES) could not be imported: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"{readable(exc)}",
                 ) from exc
             _loaded_modules.add(name)
 
@@ -108,12 +108,26 @@ def args_problem(args: Any, schema: dict[str, Any]) -> str | None:
 
 
 def call_tool(name: str, args: dict[str, Any]) -> Any:
-    """Validate ``args`` against the tool's schema, then call it."""
+    """Validate ``args`` against the tool's schema, then call it.
+
+    A ``StepError`` the tool raises fails the step as it is; any other exception is a
+    readable ``Loopline.Failed`` (``Loopline.Transient`` when it is worth retrying, see
+    ``loopline.runtime.errors``) naming the tool. A tool reads the step it runs for
+    (workflow, execution, artifacts bucket) with ``loopline.runtime.s3scope.current()``.
+    """
     tool = get_tool(name)
-    problem = args_problem(args, tool.schema)
+    try:
+        problem = args_problem(args, tool.schema)
+    except Exception as exc:  # a schema the validator cannot apply (a bad pattern)
+        raise unexpected(exc, f"tool {name}: its args schema cannot be checked") from exc
     if problem:
-        raise StepError("Loopline.Failed", f"tool {name}: invalid args: {problem}")
-    return tool.fn(args)
+        raise StepError(FAILED, f"tool {name}: invalid args: {problem}")
+    try:
+        return tool.fn(args)
+    except StepError:
+        raise
+    except Exception as exc:
+        raise unexpected(exc, f"tool {name} failed") from exc
 
 
 # --------------------------------------------------------------------------- built-ins
@@ -124,7 +138,7 @@ def _now(args: dict[str, Any]) -> Any:
     if args.get("timezone"):
         try:
             tz = ZoneInfo(args["timezone"])
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise StepError(
                 "Loopline.Failed", f"tool now: unknown timezone {args['timezone']!r}"
             ) from None
@@ -168,8 +182,17 @@ def _http_get(args: dict[str, Any]) -> Any:
     ).to_output()
 
 
+def _s3_uri(args: dict[str, Any], tool: str) -> str:
+    """The ``s3://`` URI of the object ``args["uri"]`` addresses, within what the workflow
+    may reach (``loopline.runtime.s3scope``)."""
+    bucket, key = s3scope.locate(
+        args["uri"], s3scope.current(), settings().s3_allow_list, f"tool {tool}"
+    )
+    return f"s3://{bucket}/{key}"
+
+
 def _s3_get(args: dict[str, Any]) -> Any:
-    uri = args["uri"]
+    uri = _s3_uri(args, "s3_get")
     data, content_type = largevalues.get_object(uri)
     text = data.decode("utf-8", errors="replace")
     if "json" in content_type.lower() or uri.lower().endswith(".json"):
@@ -181,16 +204,18 @@ def _s3_get(args: dict[str, Any]) -> Any:
 
 
 def _s3_put(args: dict[str, Any]) -> Any:
+    uri = _s3_uri(args, "s3_put")
     body = args["body"]
     if isinstance(body, str):
         data, default_type = body.encode(), "text/plain; charset=utf-8"
     else:
         data, default_type = json.dumps(body, ensure_ascii=False).encode(), "application/json"
-    largevalues.put_object(args["uri"], data, args.get("content_type") or default_type)
-    return {"uri": args["uri"], "size": len(data)}
+    largevalues.put_object(uri, data, args.get("content_type") or default_type)
+    return {"uri": uri, "size": len(data)}
 
 
-_S3_URI = {"type": "string", "pattern": "^s3://[^/]+/.+"}
+#: A key under the workflow's prefix (``reports/x.json``) or an ``s3://bucket/key`` URI.
+_S3_URI = {"type": "string", "minLength": 1, "maxLength": 2048}
 
 BUILTINS = [
     Tool(
@@ -259,7 +284,8 @@ BUILTINS = [
     ),
     Tool(
         "s3_get",
-        "Reads the S3 object `uri` (s3://bucket/key): parsed JSON when it is JSON, else text.",
+        "Reads the S3 object `uri` (a key such as reports/x.json under this workflow's "
+        "prefix, or an s3://bucket/key URI): parsed JSON when it is JSON, else text.",
         {
             "type": "object",
             "properties": {"uri": _S3_URI},
@@ -270,8 +296,9 @@ BUILTINS = [
     ),
     Tool(
         "s3_put",
-        "Writes `body` to the S3 object `uri` (a string as is, anything else as JSON); "
-        "returns {uri, size}.",
+        "Writes `body` to the S3 object `uri` (a key such as reports/x.json under this "
+        "workflow's prefix, or an s3://bucket/key URI; a string as is, anything else as "
+        "JSON); returns {uri, size} with the full s3:// URI.",
         {
             "type": "object",
             "properties": {

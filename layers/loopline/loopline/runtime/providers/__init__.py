@@ -11,22 +11,10 @@ scripted model when ``LOOPLINE_LLM_SCRIPT`` is set, else openai when
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 
-from loopline.runtime.errors import StepError
-from loopline.runtime.model import Model, ModelReply, ModelRequest
-from loopline.settings import Settings
-
-
-@dataclass(frozen=True)
-class Unconfigured:
-    """A provider the settings name but cannot set up: every call fails saying why (other
-    actions, which need no model, keep working)."""
-
-    reason: str
-
-    def complete(self, request: ModelRequest) -> ModelReply:
-        raise StepError("Loopline.LLMError", f"step {request.step}: {self.reason}")
+from loopline.runtime.model import Model
+from loopline.settings import ConfigError, Settings
 
 
 def provider_name(settings: Settings) -> str:
@@ -42,8 +30,25 @@ def provider_name(settings: Settings) -> str:
     return ""
 
 
+def bedrock_region(settings: Settings) -> str | None:
+    """Bedrock's region: ``LOOPLINE_BEDROCK_REGION``, else the AWS region boto3 finds
+    (``AWS_REGION``, ``AWS_DEFAULT_REGION``, the profile's config); None when none."""
+    if settings.bedrock_region:
+        return settings.bedrock_region
+    if os.environ.get("AWS_REGION"):  # Lambda's; boto3 itself reads AWS_DEFAULT_REGION
+        return os.environ["AWS_REGION"]
+    import botocore.session
+
+    region = botocore.session.Session().get_config_variable("region")
+    return str(region) if region else None
+
+
 def provider_for(settings: Settings) -> Model | None:
-    """The model the settings name, or None when they name none."""
+    """The model the settings name, or None when they name none.
+
+    Raise ``ConfigError`` when the combination of settings names a provider that cannot
+    work: Bedrock without a region, the scripted model without a (valid) script.
+    """
     name = provider_name(settings)
     if name == "openai":
         from loopline.runtime.providers.openai import OpenAIModel
@@ -52,16 +57,35 @@ def provider_for(settings: Settings) -> Model | None:
     if name == "bedrock":
         from loopline.runtime.providers.bedrock import BedrockModel
 
-        return BedrockModel.from_settings(settings)
+        region = bedrock_region(settings)
+        if region is None:
+            why = (
+                "LOOPLINE_LLM_PROVIDER is bedrock"
+                if settings.llm_provider
+                else "LOOPLINE_LLM_MODEL is set without LOOPLINE_LLM_BASE_URL, which means "
+                "Amazon Bedrock"
+            )
+            raise ConfigError(
+                [
+                    f"{why}, and Bedrock needs an AWS region: set LOOPLINE_BEDROCK_REGION "
+                    "(or AWS_REGION / AWS_DEFAULT_REGION), or set LOOPLINE_LLM_BASE_URL to "
+                    "use an OpenAI-compatible API"
+                ]
+            )
+        model = BedrockModel.from_settings(settings)
+        model.region = region
+        return model
     if name == "scripted":
         from loopline.runtime.scripted import ScriptedModel, ScriptInvalid
 
         if not settings.llm_script:
-            return Unconfigured(
-                "LOOPLINE_LLM_PROVIDER is scripted but LOOPLINE_LLM_SCRIPT names no script"
+            raise ConfigError(
+                ["LOOPLINE_LLM_PROVIDER is scripted, but LOOPLINE_LLM_SCRIPT names no script"]
             )
         try:
             return ScriptedModel.from_file(settings.llm_script)
         except ScriptInvalid as exc:
-            return Unconfigured(f"the model script LOOPLINE_LLM_SCRIPT is invalid: {exc}")
+            raise ConfigError(
+                [f"LOOPLINE_LLM_SCRIPT names an invalid model script: {exc.render()}"]
+            ) from None
     return None

@@ -29,7 +29,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from loopline.runtime.errors import StepError
+from loopline.runtime.errors import StepError, readable
 from loopline.runtime.model import (
     Message,
     ModelReply,
@@ -212,25 +212,31 @@ class BedrockModel:
             response = self._client().converse(**converse_args(request, model))
         except ClientError as exc:
             err = exc.response.get("Error", {})
-            code = str(err.get("Code") or "ClientError")
-            message = str(err.get("Message") or exc)
+            code = str(err.get("Code") or "")
             if code in THROTTLED_CODES:
                 raise RateLimited(
-                    f"{where} is throttling ({code}: {message}); Bedrock names no wait"
+                    f"{where} is throttling ({readable(exc)}); Bedrock names no wait"
                 ) from None
             name = "Loopline.Transient" if code in TRANSIENT_CODES else "Loopline.LLMError"
-            raise StepError(name, f"{where} failed: {code}: {message}") from None
+            raise StepError(name, f"{where} failed: {readable(exc)}") from None
         except ReadTimeoutError:
             raise StepError(
                 "Loopline.Transient", f"{where} did not answer within {self.timeout:g}s"
             ) from None
         except (BotoConnectionError, HTTPClientError) as exc:
-            raise StepError("Loopline.Transient", f"{where} could not be reached: {exc}") from None
-        except BotoCoreError as exc:
-            raise StepError("Loopline.LLMError", f"{where} failed: {exc}") from None
+            raise StepError(
+                "Loopline.Transient", f"{where} could not be reached: {readable(exc)}"
+            ) from None
+        except BotoCoreError as exc:  # no credentials, an invalid parameter, ...
+            raise StepError("Loopline.LLMError", f"{where} failed: {readable(exc)}") from None
         try:
             return parse_converse(response, request)
-        except (ValueError, TypeError, AttributeError) as exc:
+        except ValueError as exc:
             raise StepError(
-                "Loopline.Transient", f"{where} sent a malformed response: {exc}"
+                "Loopline.Transient", f"{where} sent a malformed response: {readable(exc)}"
+            ) from None
+        except (TypeError, AttributeError):
+            raise StepError(
+                "Loopline.Transient",
+                f"{where} sent a malformed response: not the shape of a Converse answer",
             ) from None

@@ -29,7 +29,8 @@ from typing import Any
 
 import httpx
 
-from loopline.runtime.errors import StepError
+from loopline.redact import redact_url, remember_secret, remember_secrets
+from loopline.runtime.errors import StepError, classify, json_type, quote, readable, unexpected
 from loopline.runtime.model import (
     Message,
     ModelReply,
@@ -129,7 +130,7 @@ def _text_of(content: Any) -> str:
         return "".join(
             str(p.get("text") or "") for p in content if isinstance(p, dict) and "text" in p
         )
-    raise ValueError(f"message.content is a {type(content).__name__}")
+    raise ValueError(f"message.content is {json_type(content)}")
 
 
 def _tool_call(raw: Any, n: int) -> ToolCall:
@@ -213,8 +214,8 @@ def api_key_from(settings: Settings) -> str | None:
                 str(settings.llm_api_key_parameter), decrypt=True, max_age=KEY_MAX_AGE
             )
     except Exception as exc:
-        raise StepError(
-            "Loopline.LLMError", f"cannot read the model API key from the {where}: {exc}"
+        raise unexpected(
+            exc, f"cannot read the model API key from the {where}", "Loopline.LLMError"
         ) from None
     if isinstance(value, bytes):
         value = value.decode()
@@ -228,6 +229,7 @@ def api_key_from(settings: Settings) -> str | None:
             "Loopline.LLMError",
             f"the {where} holds no API key (a string, or JSON with an api_key field)",
         )
+    remember_secret(value)
     return value.strip()
 
 
@@ -287,8 +289,10 @@ class OpenAIModel:
         headers = {"Content-Type": "application/json"}
         key = self._key()
         if key:
+            remember_secret(key)  # masked wherever a provider echoes it
             headers["Authorization"] = f"Bearer {key}"
-        where = f"step {request.step}: {model} at {self.url}"
+        remember_secrets(url=self.base_url)
+        where = f"step {request.step}: {model} at {redact_url(self.url)}"
         try:
             resp = self.client().post(self.url, json=body, headers=headers)
         except httpx.TimeoutException:
@@ -296,9 +300,11 @@ class OpenAIModel:
                 "Loopline.Transient", f"{where} did not answer within {self.timeout:g}s"
             ) from None
         except httpx.HTTPError as exc:
-            raise StepError(
-                "Loopline.Transient", f"{where} could not be reached: {exc or type(exc).__name__}"
-            ) from None
+            # Connection refused or broken: transient. An invalid URL or header (a key
+            # with a line break): a configuration mistake, not worth a retry.
+            name = classify(exc, "Loopline.LLMError")
+            verb = "could not be reached" if name == "Loopline.Transient" else "cannot be called"
+            raise StepError(name, f"{where} {verb}: {readable(exc)}") from None
         status = resp.status_code
         if status == 429:
             wait = retry_after_seconds(resp.headers.get("retry-after"))
@@ -326,5 +332,6 @@ class OpenAIModel:
             snippet = " ".join(resp.text[:200].split())
             raise StepError(
                 "Loopline.Transient",
-                f"{where} sent a malformed response (status {status}, {exc}): {snippet!r}",
+                f"{where} sent a malformed response (status {status}, {readable(exc)}): "
+                f"{quote(snippet)}",
             ) from None
