@@ -461,7 +461,8 @@ def test_given_goto_out_of_a_for_each_body_then_it_is_reported() -> None:
     ) == [
         'steps[1].loop.steps[0].on_error.goto: cannot go to "done": it is in the top level and '
         'this step is in the body of for_each loop "each"; goto stays inside the top level, one '
-        "parallel entry or one loop body"
+        "parallel entry, one loop body, or one group, branch or while loop that has retry or "
+        "on_error"
     ]
 
 
