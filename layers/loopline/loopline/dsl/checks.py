@@ -32,7 +32,6 @@ encloses it, or of the branch arm it is in. ``group`` and ``parallel`` are trans
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,10 +40,13 @@ from loopline.dsl import models
 from loopline.dsl.expr import Call, Expr, Not, Or, Path, guarded_steps, walk
 from loopline.dsl.inputs import check_value
 from loopline.dsl.loader import Document, Gaps
-from loopline.dsl.problems import Loc, Problem, format_loc
+from loopline.dsl.problems import Loc, Problem, did_you_mean, format_loc
 from loopline.dsl.template import Template, parse_template
 
 RESERVED_LOOP_NAMES = ("inputs", "steps", "index")
+#: In a site's guards: every step counts as guarded (an invalid ``if`` was left out, and
+#: which steps it checks is unknown).
+ANY_STEP = "*"
 
 
 class CheckContext:
@@ -115,6 +117,9 @@ class _Ctx:
     seen: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, loc: Loc, message: str, *, key: bool = False) -> None:
+        if self.gaps is not None and self.gaps.removed:
+            if any(loc[:i] in self.gaps.removed for i in range(1, len(loc) + 1)):
+                return  # an invalid field, already reported
         path = format_loc(loc)
         if (path, message) in self.seen:
             return
@@ -186,7 +191,7 @@ def _collect(
     for i, (sloc, step) in enumerate(items):
         schain = (*chain, (seq, i))
         ctx.sites.append(Site(step, sloc, schain, loop_vars, guards))
-        inner = guards | _guards(step.if_)
+        inner = guards | _step_guards(ctx, step, sloc)
         sid = step.id
         if isinstance(step, models.GroupStep):
             body = _numbered(step.group, (*sloc, "group"))
@@ -221,6 +226,13 @@ def _collect(
                 _collect(ctx, items, schain, Seq(sid, "invalid", k), body_vars, inner)
 
 
+def _step_guards(ctx: _Ctx, step: Any, loc: Loc) -> set[str]:
+    """The step ids the ``if`` of ``step`` (at ``loc``) guards."""
+    if ctx.gaps is not None and (*loc, "if") in ctx.gaps.removed:
+        return {ANY_STEP}
+    return _guards(step.if_)
+
+
 def _numbered(steps: list[Any], loc: Loc) -> list[tuple[Loc, Any]]:
     return [((*loc, i), s) for i, s in enumerate(steps)]
 
@@ -244,9 +256,6 @@ def _a(kind: str) -> str:
     return "an" if kind in ("llm", "http", "assert", "approval") else "a"
 
 
-def _hint(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
 
 
 def _lost(ctx: _Ctx, target_id: str) -> bool:
@@ -260,7 +269,7 @@ def _unknown_step(ctx: _Ctx, target_id: str) -> str | None:
     """The problem of naming step ``target_id`` when no step has that id."""
     if _lost(ctx, target_id):
         return None
-    return f'no step has id "{target_id}"{_hint(target_id, ctx.by_id)}'
+    return f'no step has id "{target_id}"{did_you_mean(target_id, ctx.by_id)}'
 
 
 def _invalid_in(chain: Chain) -> bool:
@@ -295,7 +304,7 @@ def _describe_scope(ctx: _Ctx, scope: tuple[str | None, str, int]) -> str:
         step = ctx.by_id[owner].step
         what = "while loop" if isinstance(step, models.LoopStep) else step.kind
         has = " and ".join(n for n in ("retry", "on_error") if getattr(step, n) is not None)
-        return f'{what} "{owner}", which runs as a unit of its own because it has {has}'
+        return f'{what} "{owner}" (a unit of its own: it has {has})'
     return "the top level"
 
 
@@ -354,8 +363,8 @@ def _check_step(ctx: _Ctx, site: Site) -> None:
         broken = ctx.gaps.step_types if ctx.gaps is not None else set()
         if step.task not in types and broken is not None and step.task not in broken:
             if types:
-                msg = f'unknown step type "{step.task}"{_hint(step.task, types)}'
-                if not _hint(step.task, types):
+                msg = f'unknown step type "{step.task}"{did_you_mean(step.task, types)}'
+                if not did_you_mean(step.task, types):
                     msg += f"; step_types declares {', '.join(sorted(types))}"
             else:
                 msg = f'unknown step type "{step.task}": declare it under step_types'
@@ -369,29 +378,11 @@ def _check_step(ctx: _Ctx, site: Site) -> None:
                 f'"{name}" is reserved; choose another name for the loop variable',
             )
 
-    if step.retry is not None:
-        _check_retry(ctx, step.retry, (*loc, "retry"))
-    if isinstance(step, models.FailStep):
-        _check_error_name(ctx, step.error, (*loc, "error"))
-
     if isinstance(step.on_error, models.Goto):
         _check_goto(ctx, site, step.on_error.goto)
 
     if isinstance(step, models.ApprovalStep):
         _check_rollback(ctx, site, step.approval.rollback_to)
-
-
-def _check_error_name(ctx: _Ctx, name: str, loc: Loc) -> None:
-    if name.startswith("Loopline.") and name not in models.ERROR_NAMES:
-        hint = _hint(name, models.ERROR_NAMES) or (
-            "; Loopline errors are " + ", ".join(models.ERROR_NAMES)
-        )
-        ctx.add(loc, f'unknown error "{name}"{hint}')
-
-
-def _check_retry(ctx: _Ctx, retry: models.RetrySpec, loc: Loc) -> None:
-    for i, name in enumerate(retry.on or []):
-        _check_error_name(ctx, name, (*loc, "on", i))
 
 
 def _check_goto(ctx: _Ctx, site: Site, target: str) -> None:
@@ -531,7 +522,7 @@ def _paths_with_exists(e: Expr) -> Iterator[tuple[Path, bool]]:
 
 
 def _check_references(ctx: _Ctx, site: Site) -> None:
-    step_guards = site.guards | _guards(site.step.if_)
+    step_guards = site.guards | _step_guards(ctx, site.step, site.loc)
     for use in _uses(site.step, site.loc):
         guards = step_guards | _guards(use.expr)
         for p, in_exists in _paths_with_exists(use.expr):
@@ -582,7 +573,7 @@ def _check_path(
     if in_scope:
         names = ", ".join(["inputs", "steps", *in_scope])
         return (
-            f'{src}: unknown name "{p.root}"{_hint(p.root, in_scope)}; a path starts with {names}'
+            f'{src}: unknown name "{p.root}"{did_you_mean(p.root, in_scope)}; a path starts with {names}'
         )
     extra = ""
     if p.root in ("item", "index"):
@@ -601,7 +592,7 @@ def _check_input_path(ctx: _Ctx, p: Path) -> str | None:
         return None
     if not declared:
         return f'{p.source()}: unknown input "{name}"; this workflow declares no inputs'
-    hint = _hint(name, declared) or f"; declared inputs: {', '.join(declared)}"
+    hint = did_you_mean(name, declared) or f"; declared inputs: {', '.join(declared)}"
     return f'{p.source()}: unknown input "{name}"{hint}'
 
 
@@ -617,7 +608,7 @@ def _visibility(
     if _invalid_in(here[d:]) or _invalid_in(there[d:]):
         return None  # how an invalid step runs the steps inside it is unknown
     guard_hint = f"guard it with exists(steps.{tid})"
-    guarded = in_exists or tid in guards
+    guarded = in_exists or tid in guards or ANY_STEP in guards
 
     if d == len(here) and d == len(there):  # the step itself
         in_while = _in_while_body(here, d - 1)
@@ -703,8 +694,6 @@ def _in_while_body(chain: Chain, depth: int) -> bool | None:
 
 def _check_top_level(ctx: _Ctx) -> None:
     wf = ctx.wf
-    if wf.defaults.retry is not None:
-        _check_retry(ctx, wf.defaults.retry, ("defaults", "retry"))
     for name, spec in (wf.inputs or {}).items():
         if "default" in spec.model_fields_set and spec.default is not None:
             for rule in check_value(spec, spec.default):
@@ -730,7 +719,7 @@ def _check_tools(ctx: _Ctx) -> None:
         return
     for loc, name in uses:
         if name not in known:
-            hint = _hint(name, sorted(known)) or f"; the tools are {', '.join(sorted(known))}"
+            hint = did_you_mean(name, sorted(known)) or f"; the tools are {', '.join(sorted(known))}"
             ctx.add(loc, f'unknown tool "{name}"{hint}')
 
 
@@ -746,10 +735,16 @@ def _check_functions(ctx: _Ctx) -> None:
     known = ctx.context.function_names()
     if known is None:
         return
+    template = ctx.context.template
     for name, function in named:
         if function not in known:
+            # Logical ids share their "Function" ending: only a near miss is a hint.
+            hint = did_you_mean(function, sorted(known), cutoff=0.8) or (
+                f"; the functions of {template} are {', '.join(sorted(known))}"
+                if known
+                else f"; {template} has no functions"
+            )
             ctx.add(
                 ("step_types", name, "function"),
-                f'"{function}" is neither an ARN nor a function of {ctx.context.template}'
-                f"{_hint(function, sorted(known))}",
+                f'"{function}" is neither an ARN nor a function of {template}{hint}',
             )

@@ -3,7 +3,6 @@ pydantic validation whose errors become located, readable problems."""
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import typing
@@ -16,7 +15,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from loopline.dsl import models
-from loopline.dsl.problems import Loc, Problem, WorkflowInvalid, format_loc
+from loopline.dsl.problems import Loc, Problem, WorkflowInvalid, did_you_mean, format_loc
 
 
 @dataclass
@@ -210,6 +209,11 @@ def _model_at(root: Any, loc: Loc) -> type[BaseModel] | None:
     current: Any = root
     for part in loc:
         current = _unwrap(current)
+        while typing.get_origin(current) is typing.Union:  # ``X | None``: X
+            members = [a for a in typing.get_args(current) if a is not type(None)]
+            if len(members) != 1:
+                break
+            current = _unwrap(members[0])
         if isinstance(current, type) and issubclass(current, BaseModel):
             fld = next(
                 (f for n, f in current.model_fields.items() if part in (n, f.alias)),
@@ -269,19 +273,24 @@ def _keys_of(model: type[BaseModel]) -> list[str]:
     return keys
 
 
-def _hint(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
 
 
-def _strip_tags(loc: Loc) -> Loc:
-    """Remove the union tags pydantic puts in locations (``steps.0.llm.temperature``)."""
+_TAGS = frozenset({*models.STEP_KINDS, models.NO_KIND, models.MANY_KINDS})
+#: Tags of other unions, removed wherever they stand.
+_OTHER_TAGS = frozenset({models.ON_ERROR_CONTINUE, models.ON_ERROR_GOTO})
+
+
+def _strip_tags(loc: Loc, after: Loc = ()) -> Loc:
+    """Remove the union tags pydantic puts in locations (``steps.0.llm.temperature``);
+    ``after``: where ``loc`` starts (a step's location when a step is validated alone)."""
     out: list[str | int] = []
-    tags = set(models.STEP_KINDS) | {models.NO_KIND, models.MANY_KINDS}
+    tags = _TAGS
     for i, part in enumerate(loc):
-        prev = loc[i - 1] if i else None
+        prev = loc[i - 1] if i else (after[-1] if after else None)
         if isinstance(part, str) and part in tags and isinstance(prev, int):
             # ``(..., 0, 'llm', 'llm')``: the first 'llm' is the tag, the second the field.
+            continue
+        if part in _OTHER_TAGS:
             continue
         out.append(part)
     return tuple(out)
@@ -314,18 +323,24 @@ _PATTERNS = {
 }
 
 
-def _message(err: dict[str, Any], doc: Document, loc: Loc) -> str:
+_FROM_DOC: Any = object()
+
+
+def _message(err: dict[str, Any], doc: Document, loc: Loc, value: Any = _FROM_DOC) -> str:
+    """The message of ``err`` about the value at ``loc`` (or ``value``, a mapping key)."""
     kind = err["type"]
     ctx = err.get("ctx") or {}
+    if value is _FROM_DOC:
+        value = doc.get(loc)
     if kind == "value_error":
         return str(err["msg"]).removeprefix("Value error, ")
     if kind in _FRIENDLY:
         return _FRIENDLY[kind]
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern"))
-        return f"{doc.get(loc)!r} {_PATTERNS.get(pattern, f'does not match {pattern}')}"
+        return f"{value!r} {_PATTERNS.get(pattern, f'does not match {pattern}')}"
     if kind == "literal_error":
-        return f"{doc.get(loc)!r} is not one of {ctx.get('expected')}"
+        return f"{value!r} is not one of {ctx.get('expected')}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         op = {
             "greater_than_equal": "at least",
@@ -334,7 +349,7 @@ def _message(err: dict[str, Any], doc: Document, loc: Loc) -> str:
             "less_than": "less than",
         }[kind]
         bound = next(iter(ctx.values()), "")
-        return f"must be {op} {bound} (got {doc.get(loc)!r})"
+        return f"must be {op} {bound} (got {value!r})"
     if kind in ("too_short", "too_long"):
         return "must not be empty" if kind == "too_short" else str(err["msg"])
     return str(err["msg"])
@@ -349,8 +364,7 @@ def problems_from_validation(
     seen: set[tuple[str, str]] = set()
     for err in exc.errors(include_url=False):
         rel_loc: Loc = tuple(err["loc"])
-        raw_loc: Loc = (*at, *rel_loc)
-        loc = _strip_tags(raw_loc)
+        loc = (*at, *_strip_tags(rel_loc, at))
         kind = err["type"]
         msg = str(err.get("msg", ""))
         if kind == "extra_forbidden":
@@ -360,7 +374,7 @@ def problems_from_validation(
             if model is not None and issubclass(model, models.StepCommon):
                 choices += list(models.STEP_KINDS)
             line, col = doc.key_position(loc)
-            message = f'unknown key "{key}"{_hint(key, choices)}'
+            message = f'unknown key "{key}"{did_you_mean(key, choices)}'
         elif kind == "value_error" and msg.endswith("NO_KIND"):
             loc = loc[:-1] if loc and loc[-1] == models.NO_KIND else loc
             data = doc.get(loc) or {}
@@ -368,7 +382,7 @@ def problems_from_validation(
             line, col = doc.position(loc)
             message = f"a step needs one kind: {', '.join(models.STEP_KINDS)}"
             for k in unknown:
-                h = _hint(k, list(models.STEP_KINDS))
+                h = did_you_mean(k, list(models.STEP_KINDS))
                 if h:
                     # A misspelt kind: the misspelling is the problem to show.
                     loc = (*loc, k)
@@ -391,6 +405,10 @@ def problems_from_validation(
                 and "timeout" in step
             ):
                 message = f"is required: move the step's timeout inside {loc[-2]}"
+        elif loc and loc[-1] == "[key]":  # a mapping's key: shown and located as the key
+            loc = loc[:-1]
+            line, col = doc.key_position(loc)
+            message = _message(dict(err), doc, loc, value=err.get("input"))
         else:
             line, col = doc.position(loc)
             message = _message(dict(err), doc, loc)
@@ -418,6 +436,9 @@ class Gaps:
     inputs: set[str] = field(default_factory=set)
     #: ``step_types`` names whose declaration is invalid; ``None``: all of them.
     step_types: set[str] | None = field(default_factory=set)
+    #: Invalid fields left out of a step so that the rest of it validates (a step's
+    #: location and the field's key): nothing at or under them is reported again.
+    removed: set[Loc] = field(default_factory=set)
 
 
 @dataclass
@@ -500,6 +521,19 @@ class _Parts:
             return _step_adapter().validate_python(data)
         except ValidationError as exc:
             self.add(problems_from_validation(exc, self.doc, models.Step, loc))
+            fields = _invalid_fields(exc)
+        if fields and isinstance(data, dict):
+            # Without its invalid optional fields the step may validate: its other fields
+            # are then checked like any step's.
+            try:
+                step = _step_adapter().validate_python(
+                    {k: v for k, v in data.items() if k not in fields}
+                )
+            except ValidationError:
+                pass
+            else:
+                self.gaps.removed.update((*loc, f) for f in fields)
+                return step
         sid = raw.get("id") if isinstance(raw, dict) else None
         names: tuple[str, ...] = ()
         loop = raw.get("loop") if isinstance(raw, dict) else None
@@ -584,6 +618,20 @@ class _Parts:
 
 
 _ID = re.compile(models.STEP_ID)
+
+
+def _invalid_fields(exc: ValidationError) -> set[str] | None:
+    """The keys of a step that hold its errors, when each may be left out (not its id,
+    not its kind); ``None`` when one may not."""
+    out: set[str] = set()
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if loc and loc[0] in _TAGS:
+            loc = loc[1:]
+        if not loc or not isinstance(loc[0], str) or loc[0] in ("id", *models.STEP_KINDS):
+            return None
+        out.add(loc[0])
+    return out
 
 
 def _get(value: Any, loc: Loc) -> Any:

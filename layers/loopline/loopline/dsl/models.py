@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from loopline.dsl.duration import parse_duration
+from loopline.dsl.problems import did_you_mean
 from loopline.dsl.expr import Expr, ExpressionError, parse_expression
 from loopline.dsl.template import Template, check_template_tree, parse_template
 
@@ -115,6 +116,14 @@ def _check_schema(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _known_error(name: str) -> str:
+    """A ``Loopline.`` error name must be one of ``ERROR_NAMES``."""
+    if name.startswith("Loopline.") and name not in ERROR_NAMES:
+        hint = did_you_mean(name, ERROR_NAMES) or "; Loopline errors are " + ", ".join(ERROR_NAMES)
+        raise ValueError(f'unknown error "{name}"{hint}')
+    return name
+
+
 def _check_pattern(value: str) -> str:
     try:
         re.compile(value)
@@ -141,7 +150,9 @@ Duration = Annotated[
     int, BeforeValidator(parse_duration), WithJsonSchema({"type": ["integer", "string"]})
 ]
 StepId = Annotated[str, Field(pattern=STEP_ID)]
-ErrorName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")]
+ErrorName = Annotated[
+    str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$"), AfterValidator(_known_error)
+]
 JsonSchemaObject = Annotated[dict[str, Any], AfterValidator(_check_schema)]
 
 
@@ -240,7 +251,27 @@ class Goto(Model):
     goto: StepId
 
 
-OnError = Union[Literal["continue"], Goto]  # noqa: UP007
+def _on_error_form(value: Any) -> str | None:
+    """The tag of an ``on_error`` value: ``continue`` or a ``{goto: id}`` mapping."""
+    if value == "continue":
+        return ON_ERROR_CONTINUE
+    if isinstance(value, (dict, Goto)):
+        return ON_ERROR_GOTO
+    return None
+
+
+ON_ERROR_CONTINUE, ON_ERROR_GOTO = "__continue__", "__goto__"
+OnError = Annotated[
+    Union[  # noqa: UP007 (a tagged union written out for pydantic)
+        Annotated[Literal["continue"], Tag(ON_ERROR_CONTINUE)],
+        Annotated[Goto, Tag(ON_ERROR_GOTO)],
+    ],
+    Discriminator(
+        _on_error_form,
+        custom_error_type="on_error_form",
+        custom_error_message='expected "continue" or {goto: <step id>}',
+    ),
+]
 
 
 class StepCommon(Model):
