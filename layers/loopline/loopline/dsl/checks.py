@@ -117,9 +117,9 @@ class _Ctx:
     seen: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, loc: Loc, message: str, *, key: bool = False) -> None:
-        if self.gaps is not None and self.gaps.removed:
-            if any(loc[:i] in self.gaps.removed for i in range(1, len(loc) + 1)):
-                return  # an invalid field, already reported
+        removed = self.gaps.removed if self.gaps is not None else set()
+        if removed and any(loc[:i] in removed for i in range(1, len(loc) + 1)):
+            return  # at an invalid field left out of its step: already reported
         path = format_loc(loc)
         if (path, message) in self.seen:
             return
@@ -254,8 +254,6 @@ def _check_ids(ctx: _Ctx) -> None:
 def _a(kind: str) -> str:
     """The article for a step kind, as it is read aloud ("an llm", "an http", "a tool")."""
     return "an" if kind in ("llm", "http", "assert", "approval") else "a"
-
-
 
 
 def _lost(ctx: _Ctx, target_id: str) -> bool:
@@ -572,9 +570,7 @@ def _check_path(
     in_scope = sorted(site.loop_vars, key=lambda name: (name == "index", name))
     if in_scope:
         names = ", ".join(["inputs", "steps", *in_scope])
-        return (
-            f'{src}: unknown name "{p.root}"{did_you_mean(p.root, in_scope)}; a path starts with {names}'
-        )
+        return f'{src}: unknown name "{p.root}"{did_you_mean(p.root, in_scope)}; a path starts with {names}'
     extra = ""
     if p.root in ("item", "index"):
         extra = f"; {p.root} exists only inside a for_each loop"
@@ -719,7 +715,9 @@ def _check_tools(ctx: _Ctx) -> None:
         return
     for loc, name in uses:
         if name not in known:
-            hint = did_you_mean(name, sorted(known)) or f"; the tools are {', '.join(sorted(known))}"
+            hint = (
+                did_you_mean(name, sorted(known)) or f"; the tools are {', '.join(sorted(known))}"
+            )
             ctx.add(loc, f'unknown tool "{name}"{hint}')
 
 

@@ -273,8 +273,6 @@ def _keys_of(model: type[BaseModel]) -> list[str]:
     return keys
 
 
-
-
 _TAGS = frozenset({*models.STEP_KINDS, models.NO_KIND, models.MANY_KINDS})
 #: Tags of other unions, removed wherever they stand.
 _OTHER_TAGS = frozenset({models.ON_ERROR_CONTINUE, models.ON_ERROR_GOTO})

@@ -32,8 +32,8 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from loopline.dsl.duration import parse_duration
-from loopline.dsl.problems import did_you_mean
 from loopline.dsl.expr import Expr, ExpressionError, parse_expression
+from loopline.dsl.problems import did_you_mean
 from loopline.dsl.template import Template, check_template_tree, parse_template
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_]{0,39}$"
@@ -150,9 +150,7 @@ Duration = Annotated[
     int, BeforeValidator(parse_duration), WithJsonSchema({"type": ["integer", "string"]})
 ]
 StepId = Annotated[str, Field(pattern=STEP_ID)]
-ErrorName = Annotated[
-    str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$"), AfterValidator(_known_error)
-]
+ErrorName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$"), AfterValidator(_known_error)]
 JsonSchemaObject = Annotated[dict[str, Any], AfterValidator(_check_schema)]
 
 
