@@ -1269,8 +1269,9 @@ def compile_workflow(wf: m.Workflow) -> CompileResult:
     size = len(text.encode())
     if size > DEFINITION_LIMIT:
         raise CompileError(
-            f"the definition is {size / 1_048_576:.1f} MB; Step Functions accepts at most 1 MB: "
-            "split the workflow (a custom step type can start another state machine)",
+            f"the definition is {size / 1024:,.0f} KB; Step Functions accepts at most "
+            f"{DEFINITION_LIMIT // 1024:,} KB (1 MB): split the workflow (a custom step type "
+            "can start another state machine)",
             path=("steps",),
             wf=wf,
         )
