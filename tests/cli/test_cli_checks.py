@@ -153,7 +153,9 @@ def test_given_a_definition_over_one_megabyte_then_every_command_refuses_it_loca
 ) -> None:
     prompt = "x" * 4000
     steps = "".join(f"  - id: s{i}\n    llm: *p\n" for i in range(1, 300))
-    (tmp_path / "big.yaml").write_text(f"name: big\nsteps:\n  - id: s0\n    llm: &p {prompt}\n{steps}")
+    (tmp_path / "big.yaml").write_text(
+        f"name: big\nsteps:\n  - id: s0\n    llm: &p {prompt}\n{steps}"
+    )
 
     proc = loopline(tmp_path, command, "big.yaml")
 

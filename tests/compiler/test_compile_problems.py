@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from loopline.compiler import compile_workflow
-from loopline.compiler.compile import Compiler, CompileError
+from loopline.compiler.compile import CompileError, Compiler
 from loopline.dsl import WorkflowInvalid, load_workflow_text, models
 from loopline.dsl import checks as dsl_checks
 

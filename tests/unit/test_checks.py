@@ -777,7 +777,7 @@ def test_given_an_input_breaking_several_rules_then_each_is_its_own_problem() ->
         "inputs.n.pattern: pattern applies to string inputs only",
         "inputs.n.min_length: min_length is greater than max_length",
         "inputs.e: an enum input needs values",
-        'inputs.s.default: default must be text (got 3)',
+        "inputs.s.default: default must be text (got 3)",
     ]
 
 
