@@ -857,3 +857,20 @@ def test_given_a_workflow_without_tools_or_named_functions_then_the_context_is_n
             raise AssertionError("asked for functions")
 
     load_workflow_text("name: wf\nsteps: [{id: a, llm: hi}]\n", "wf.yaml", Refuses())
+
+
+def test_given_a_reference_to_a_later_invalid_step_then_both_problems_are_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: a
+            llm: "{{ steps.b.output }}"
+          - id: b
+            http: {url: "https://example.com", method: PUSH}
+        """
+    ) == [
+        'steps[0].llm: steps.b.output: "b" runs after this step, so it has no value here',
+        "steps[1].http.method: 'PUSH' is not one of 'GET', 'POST', 'PUT', 'PATCH', 'DELETE' or "
+        "'HEAD'",
+    ]

@@ -559,9 +559,11 @@ def _check_path(
             return f"{src}: {message}" if message else None
         if len(p.parts) > 1 and p.parts[1] not in ("output", "usage"):
             return f"{src}: after steps.{target_id} comes .output or .usage, not .{p.parts[1]}"
-        if isinstance(target.step, models.InvalidStep):
-            return None  # its kind and fields are unknown
-        if len(p.parts) > 1 and p.parts[1] == "usage" and target.step.kind != "llm":
+        if (
+            len(p.parts) > 1
+            and p.parts[1] == "usage"
+            and target.step.kind not in ("llm", models.INVALID)  # an invalid step's is unknown
+        ):
             kind = target.step.kind
             return f'{src}: only llm steps record usage; "{target_id}" is {_a(kind)} {kind} step'
         return _visibility(site, use, target, src, guards, in_exists)
