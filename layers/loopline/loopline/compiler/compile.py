@@ -144,16 +144,16 @@ class Scope:
         self.states[name] = state
         return name
 
-    def finish(
-        self, start: str, warnings: list[str], entries: dict[str, str] | None = None
-    ) -> dict[str, Any]:
+    def finish(self, start: str, warnings: list[str], entries: dict[str, str]) -> dict[str, Any]:
         """The scope's ``StartAt`` and ``States``, reachable states only. ``entries`` (each
         step's first state, by step id) tells which steps never run: those whose first
         state nothing leads to (a step's other states may be unreachable while it runs,
         like the record after a group whose last step is ``fail``)."""
         # Breadth first from the start, so states are listed in the order they run.
         if start not in self.states:
-            raise CompileError(f"the scope starts at {start!r}, which is not in it")
+            raise CompileError(
+                f"the scope starts at {start!r}, which is not in it", _step_of(start)
+            )
         order: list[str] = []
         seen = {start}
         queue = [start]
@@ -171,9 +171,7 @@ class Scope:
                     queue.append(t)
         if len(order) < len(self.states):
             steps = sorted(
-                sid
-                for sid, entry in (entries or {}).items()
-                if entry in self.states and entry not in seen
+                sid for sid, entry in entries.items() if entry in self.states and entry not in seen
             )
             if steps:
                 warnings.append(f"never runs (nothing leads to it): {', '.join(steps)}")
