@@ -50,7 +50,7 @@ def bench_compile() -> None:
                 )
                 times.append(time.perf_counter() - t0)
                 # Over 1 MB: compiled in full, then refused (exit 2).
-                refused = proc.returncode == 2 and "accepts at most 1 MB" in proc.stderr
+                refused = proc.returncode == 2 and "Step Functions accepts at most" in proc.stderr
                 if proc.returncode and not refused:
                     raise SystemExit(proc.stderr)
             text = _definition_text(src) if refused else out.read_text()
