@@ -7,9 +7,10 @@ the listed problems (``path: message``).
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Collection
 
 import pytest
-from loopline.dsl import Workflow, WorkflowInvalid, load_workflow_text
+from loopline.dsl import CheckContext, Workflow, WorkflowInvalid, load_workflow_text
 
 
 def load(text: str) -> Workflow:
@@ -461,7 +462,8 @@ def test_given_goto_out_of_a_for_each_body_then_it_is_reported() -> None:
     ) == [
         'steps[1].loop.steps[0].on_error.goto: cannot go to "done": it is in the top level and '
         'this step is in the body of for_each loop "each"; goto stays inside the top level, one '
-        "parallel entry or one loop body"
+        "parallel entry, one loop body, or one group, branch or while loop that has retry or "
+        "on_error"
     ]
 
 
@@ -570,3 +572,305 @@ def test_given_an_input_default_of_the_wrong_type_then_it_is_reported() -> None:
             llm: "{{ inputs.n }}"
         """
     ) == ['inputs.n.default: default must be a number (got "3")']
+
+
+# --------------------------------------------------------------------------- goto and units
+
+
+@pytest.mark.parametrize(
+    ("owner", "body_key"),
+    [
+        ("group", "group"),
+        ("branch", "branch"),
+        ("loop", "loop"),
+    ],
+)
+def test_given_goto_out_of_a_control_step_with_on_error_then_it_is_reported(
+    owner: str, body_key: str
+) -> None:
+    inner = "[{id: inner, tool: t, on_error: {goto: first}}]"
+    spec = {
+        "group": inner,
+        "branch": f'{{if: "true", then: {inner}}}',
+        "loop": f'{{while: "true", max_iterations: 2, steps: {inner}}}',
+    }[owner]
+    what = {"group": "group", "branch": "branch", "loop": "while loop"}[owner]
+    msgs = problems(
+        f"""
+        name: wf
+        steps:
+          - id: first
+            tool: t
+          - id: unit
+            on_error: continue
+            {body_key}: {spec}
+        """
+    )
+    assert len(msgs) == 1
+    assert msgs[0].endswith(
+        f'on_error.goto: cannot go to "first": it is in the top level and this step is in '
+        f'{what} "unit" (a unit of its own: it has on_error); goto stays inside the top '
+        "level, one parallel entry, one loop body, or one group, branch or while loop that "
+        "has retry or on_error"
+    )
+
+
+def test_given_goto_into_a_group_with_retry_then_it_is_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: unit
+            retry: {max_attempts: 2}
+            group: [{id: inner, tool: t}]
+          - id: last
+            tool: t
+            on_error: {goto: inner}
+        """
+    ) == [
+        'steps[1].on_error.goto: cannot go to "inner": it is in group "unit" (a unit of its '
+        "own: it has retry) and this step is in the top level; goto stays inside the top "
+        "level, one parallel entry, one loop body, or one group, branch or while loop that "
+        "has retry or on_error"
+    ]
+
+
+def test_given_goto_inside_one_unit_or_out_of_a_plain_group_then_it_loads_and_compiles() -> None:
+    from loopline.compiler import compile_workflow
+
+    wf = load(
+        """
+        name: wf
+        steps:
+          - id: first
+            tool: t
+          - id: plain
+            group: [{id: a, tool: t, on_error: {goto: first}}]
+          - id: unit
+            on_error: continue
+            branch:
+              if: "true"
+              then:
+                - {id: b, tool: t}
+                - {id: c, tool: t, on_error: {goto: b}}
+              else:
+                - {id: d, tool: t, on_error: {goto: b}}
+        """
+    )
+    compile_workflow(wf)
+
+
+# --------------------------------------------------------------------------- all at once
+
+
+def test_given_an_invalid_step_then_the_other_steps_are_still_checked() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: first
+            llm: hi
+            max_turns: many
+          - id: hold
+            pause: Wait.
+          - id: later
+            llm: "{{ steps.nowhere.output }}"
+        """
+    ) == [
+        "steps[0].max_turns: expected an integer",
+        "steps[1].timeout: a pause needs a timeout: how long to wait (e.g. 48h)",
+        'steps[2].llm: steps.nowhere.output: no step has id "nowhere"',
+    ]
+
+
+def test_given_references_to_invalid_steps_then_only_their_own_problems_are_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: fetch
+            http: {url: "https://example.com", method: PUSH}
+          - id: each
+            loop: {for_each: "inputs.items", as: "1x", steps: [{id: one, tool: t}]}
+          - id: use
+            llm: "{{ steps.fetch.output }} {{ steps.each.output }}"
+            on_error: {goto: fetch}
+          - id: ask
+            approval: {instruction: ok?, timeout: 1h, rollback_to: [fetch]}
+        """
+    ) == [
+        "steps[0].http.method: 'PUSH' is not one of 'GET', 'POST', 'PUT', 'PATCH', 'DELETE' or "
+        "'HEAD'",
+        "steps[1].loop.as: '1x' is not a valid name: a letter, then letters, digits or _",
+    ]
+
+
+def test_given_a_step_with_an_invalid_id_then_steps_naming_it_are_not_reported_again() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: first-draft
+            llm: Draft.
+          - id: review
+            llm: "{{ steps.polish.output }}"
+          - id: polish
+            llm: Polish.
+        """
+    ) == [
+        "steps[0].id: 'first-draft' is not a valid id: a letter, then letters, digits or _ "
+        "(at most 40)",
+        'steps[1].llm: steps.polish.output: "polish" runs after this step, so it has no value here',
+    ]
+
+
+def test_given_an_invalid_if_then_guards_it_may_hold_are_not_doubted() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: route
+            branch: {if: "true", then: [{id: fix, tool: t}]}
+          - id: report
+            if: "exists(steps.fix) and =="
+            llm: "{{ steps.fix.output }}"
+        """
+    ) == [
+        "steps[1].if: invalid expression: unexpected '==', expected a value: a path, a "
+        "number, a string, true, false, null or ( (column 23)"
+    ]
+
+
+def test_given_a_loop_with_a_bad_field_and_a_broken_rule_then_both_are_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: w
+            loop:
+              while: "=="
+              as: x
+              steps: [{id: a, tool: t, timeout: soon}]
+        """
+    ) == [
+        "steps[0].loop: a while loop needs max_iterations (1..1000)",
+        "steps[0].loop.while: invalid expression: unexpected '==', expected a value: a path, a "
+        "number, a string, true, false, null or ( (column 1)",
+        "steps[0].loop.steps[0].timeout: invalid duration 'soon': use seconds or 30s, 5m, 48h, 2d",
+    ]
+
+
+def test_given_an_input_breaking_several_rules_then_each_is_its_own_problem() -> None:
+    assert problems(
+        """
+        name: wf
+        inputs:
+          n: {type: integer, values: [1, 2], pattern: "[0-9]", min_length: 3, max_length: 1}
+          e: {type: enum, default: x}
+          s: {type: string, default: 3}
+        steps:
+          - id: a
+            llm: "{{ inputs.n }}"
+        """
+    ) == [
+        "inputs.n.values: values applies to enum inputs only",
+        "inputs.n.pattern: pattern applies to string inputs only",
+        "inputs.n.min_length: min_length is greater than max_length",
+        "inputs.e: an enum input needs values",
+        "inputs.s.default: default must be text (got 3)",
+    ]
+
+
+def test_given_a_bad_on_error_then_it_reads_as_the_language() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: a
+            tool: t
+            on_error: stop
+          - id: b
+            tool: t
+            on_error: {got: a}
+        """
+    ) == [
+        'steps[0].on_error: expected "continue" or {goto: <step id>}',
+        "steps[1].on_error.goto: is required",
+        'steps[1].on_error.got: unknown key "got" (did you mean "goto"?)',
+    ]
+
+
+# --------------------------------------------------------------------------- the environment
+
+
+def checked(text: str, context: CheckContext) -> list[str]:
+    with pytest.raises(WorkflowInvalid) as caught:
+        load_workflow_text(textwrap.dedent(text), "wf.yaml", context)
+    return [f"{p.path}: {p.message}" for p in caught.value.problems]
+
+
+TOOLS_AND_FUNCTIONS = """
+    name: wf
+    step_types:
+      count: {function: WordCountFunctoin}
+      other: {function: "arn:aws:lambda:us-east-1:123456789012:function:other"}
+    steps:
+      - id: fetch
+        tool: htp_get
+      - id: ask
+        llm: Answer.
+        tools: [now, zzz]
+      - id: n
+        task: count
+    """
+
+
+def test_given_tool_and_function_names_the_context_does_not_know_then_each_is_reported() -> None:
+    context = CheckContext(tools={"http_get", "now"}, functions={"WordCountFunction"})
+
+    assert checked(TOOLS_AND_FUNCTIONS, context) == [
+        'step_types.count.function: "WordCountFunctoin" is neither an ARN nor a function of '
+        'template.yaml (did you mean "WordCountFunction"?)',
+        'steps[0].tool: unknown tool "htp_get" (did you mean "http_get"?)',
+        'steps[1].tools[1]: unknown tool "zzz"; the tools are http_get, now',
+    ]
+
+
+def test_given_no_context_then_tool_and_function_names_are_not_judged() -> None:
+    load(TOOLS_AND_FUNCTIONS)
+
+
+def test_given_a_context_that_cannot_tell_then_nothing_is_reported() -> None:
+    class Unsure(CheckContext):
+        def tool_names(self, wanted: Collection[str]) -> Collection[str] | None:
+            return None
+
+    load_workflow_text(textwrap.dedent(TOOLS_AND_FUNCTIONS), "wf.yaml", Unsure())
+
+
+def test_given_a_workflow_without_tools_or_named_functions_then_the_context_is_not_asked() -> None:
+    class Refuses(CheckContext):
+        def tool_names(self, wanted: Collection[str]) -> Collection[str] | None:
+            raise AssertionError("asked for tools")
+
+        def function_names(self) -> Collection[str] | None:
+            raise AssertionError("asked for functions")
+
+    load_workflow_text("name: wf\nsteps: [{id: a, llm: hi}]\n", "wf.yaml", Refuses())
+
+
+def test_given_a_reference_to_a_later_invalid_step_then_both_problems_are_reported() -> None:
+    assert problems(
+        """
+        name: wf
+        steps:
+          - id: a
+            llm: "{{ steps.b.output }}"
+          - id: b
+            http: {url: "https://example.com", method: PUSH}
+        """
+    ) == [
+        'steps[0].llm: steps.b.output: "b" runs after this step, so it has no value here',
+        "steps[1].http.method: 'PUSH' is not one of 'GET', 'POST', 'PUT', 'PATCH', 'DELETE' or "
+        "'HEAD'",
+    ]

@@ -36,7 +36,10 @@ def _err(text: str) -> None:
 
 
 def _load(path: str) -> tuple[Workflow, CompileResult]:
-    wf = load_workflow(path)
+    """Load, check (knowing the tools and the template's functions) and compile."""
+    from loopline.environment import check_context
+
+    wf = load_workflow(path, check_context(path, lambda w: _err(f"warning: {w}")))
     return wf, compile_workflow(wf)
 
 

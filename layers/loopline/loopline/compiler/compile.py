@@ -21,6 +21,7 @@ import orjson
 from loopline.compiler.choice import ChoiceCompiler, NotNative, Rule
 from loopline.dsl import models as m
 from loopline.dsl.expr import Expr, Path, paths
+from loopline.dsl.problems import Loc, Problem, WorkflowInvalid, format_loc
 from loopline.dsl.template import Template, template_tree
 from loopline.runtime.payload import escape_keys, has_path_key
 
@@ -56,8 +57,30 @@ HUMAN_STEPS = (m.ApprovalStep, m.HumanTaskStep, m.PauseStep)
 FUNCTION_ERROR_CAUSE = '{"error*}'
 
 
-class CompileError(Exception):
-    """A workflow the checks accepted but ASL cannot express; the message says why."""
+class CompileError(WorkflowInvalid):
+    """A workflow the checks accepted but ASL cannot express; the message says why.
+
+    It concerns step ``step`` (or, without one, the workflow path ``path``);
+    ``compile_workflow`` raises it located in the workflow's file like every other
+    problem (``file:line:col: path: message``).
+    """
+
+    def __init__(
+        self, message: str, step: str | None = None, path: Loc = (), wf: m.Workflow | None = None
+    ) -> None:
+        self.message, self.step, self.path = message, step, path
+        if wf is None:
+            super().__init__([Problem(0, 0, step or format_loc(path), message)])
+            return
+        from loopline.dsl.api import locate
+
+        problem, filename = locate(wf, message, step, path)
+        super().__init__([problem], filename)
+
+
+def _step_of(state: str) -> str | None:
+    """The step a state belongs to (``None`` for the workflow's own ``_init``...)."""
+    return None if state.startswith("_") else state.split(".")[0]
 
 
 @dataclass
@@ -118,31 +141,46 @@ class Scope:
 
     def add(self, name: str, state: dict[str, Any]) -> str:
         if name in self.states:
-            raise CompileError(f"internal: state {name!r} emitted twice")
+            raise CompileError(f"internal: state {name!r} emitted twice", _step_of(name))
         if len(name) > STATE_NAME_LIMIT:
-            raise CompileError(f"state name {name!r} is longer than {STATE_NAME_LIMIT} characters")
+            raise CompileError(
+                f"state name {name!r} is longer than {STATE_NAME_LIMIT} characters",
+                _step_of(name),
+            )
         self.states[name] = state
         return name
 
-    def finish(self, start: str, warnings: list[str]) -> dict[str, Any]:
+    def finish(self, start: str, warnings: list[str], entries: dict[str, str]) -> dict[str, Any]:
+        """The scope's ``StartAt`` and ``States``, reachable states only. ``entries`` (each
+        step's first state, by step id) tells which steps never run: those whose first
+        state nothing leads to (a step's other states may be unreachable while it runs,
+        like the record after a group whose last step is ``fail``)."""
         # Breadth first from the start, so states are listed in the order they run.
+        if start not in self.states:
+            raise CompileError(
+                f"the scope starts at {start!r}, which is not in it", _step_of(start)
+            )
         order: list[str] = []
         seen = {start}
         queue = [start]
         while queue:
             name = queue.pop(0)
-            if name not in self.states:
-                raise CompileError(f"a transition names {name!r}, which is not in the same scope")
             order.append(name)
             for t in _targets(self.states[name]):
+                if t not in self.states:
+                    raise CompileError(
+                        f"a transition names {t!r}, which is not in the same scope",
+                        _step_of(name),
+                    )
                 if t not in seen:
                     seen.add(t)
                     queue.append(t)
-        dropped = [n for n in self.states if n not in seen]
-        kept = {n.split(".")[0] for n in order}
-        steps = sorted({n.split(".")[0] for n in dropped if not n.startswith("_")} - kept)
-        if steps:
-            warnings.append(f"never runs (nothing leads to it): {', '.join(steps)}")
+        if len(order) < len(self.states):
+            steps = sorted(
+                sid for sid, entry in entries.items() if entry in self.states and entry not in seen
+            )
+            if steps:
+                warnings.append(f"never runs (nothing leads to it): {', '.join(steps)}")
         return {"StartAt": start, "States": {n: self.states[n] for n in order}}
 
 
@@ -567,7 +605,7 @@ class Compiler:
             # Only the step's own record comes back: the branch ends with the step, and the
             # Parallel picks the record out (no export or merge state on the way).
             start = self.core(s, None, inner)
-            state["Branches"] = [inner.finish(start, self.warnings)]
+            state["Branches"] = [inner.finish(start, self.warnings, self.entries)]
             state["ResultSelector"] = {"output.$": f"$[0].steps.{s.id}.output"}
             state["ResultPath"] = f"$.steps.{s.id}"
             state["Next"] = after
@@ -582,7 +620,7 @@ class Compiler:
                     "End": True,
                 },
             )
-            state["Branches"] = [inner.finish(start, self.warnings)]
+            state["Branches"] = [inner.finish(start, self.warnings, self.entries)]
             state["ResultPath"] = f"$.tmp_{s.id}"
             state["Next"] = self.merge_state(f"{s.id}.merge", f"$.tmp_{s.id}", 1, after, scope)
         retry = self.step_retry(s)
@@ -877,7 +915,7 @@ class Compiler:
         }
         vars_sel[f"{loop.as_}.$"] = "$$.Map.Item.Value"
         vars_sel["index.$"] = "$$.Map.Item.Index"
-        processor = inner.finish(start, self.warnings)
+        processor = inner.finish(start, self.warnings, self.entries)
         state: dict[str, Any] = {
             "Type": "Map",
             "ItemsPath": items,
@@ -967,7 +1005,7 @@ class Compiler:
                     "End": True,
                 },
             )
-            branches.append(inner.finish(start, self.warnings))
+            branches.append(inner.finish(start, self.warnings, self.entries))
         done = scope.add(
             f"{s.id}.done",
             {
@@ -1380,7 +1418,7 @@ class Compiler:
                         "Next": "_init",
                     },
                 )
-        body = scope.finish(start, self.warnings)
+        body = scope.finish(start, self.warnings, self.entries)
         comment = f"Loopline workflow {wf.name} {wf.version}"
         if wf.description:
             comment += f": {wf.description.strip().splitlines()[0]}"
@@ -1439,17 +1477,24 @@ def count_states(definition: dict[str, Any]) -> int:
 
 
 def compile_workflow(wf: m.Workflow) -> CompileResult:
-    """Compile a checked workflow. Raise ``CompileError`` for what ASL cannot say."""
+    """Compile a checked workflow. Raise ``CompileError``, located, for what ASL cannot
+    say, a definition larger than Step Functions accepts included."""
     t0 = time.perf_counter()
     c = Compiler(wf)
-    definition = c.compile()
+    try:
+        definition = c.compile()
+    except CompileError as exc:
+        raise CompileError(exc.message, exc.step, exc.path, wf) from None
     human = sum(1 for s in wf.all_steps() if s.kind in m.HUMAN_KINDS)
     text = dumps(definition)
     size = len(text.encode())
     if size > DEFINITION_LIMIT:
-        c.warnings.append(
-            f"the definition is {size / 1_048_576:.1f} MB; Step Functions accepts at most 1 MB: "
-            "split the workflow (a custom step type can start another state machine)"
+        raise CompileError(
+            f"the definition is {size / 1024:,.0f} KB; Step Functions accepts at most "
+            f"{DEFINITION_LIMIT // 1024:,} KB (1 MB): split the workflow (a custom step type "
+            "can start another state machine)",
+            path=("steps",),
+            wf=wf,
         )
     report = Report(
         name=wf.name,

@@ -1,8 +1,12 @@
 """Checks that need the whole workflow: unique ids, references, jump targets and the rules
-that tie a step to where it stands (``succeed`` inside a loop, ``timeout`` on a group...).
+that tie a step to where it stands (``succeed`` inside a loop, ``timeout`` on a group...),
+and, given a ``CheckContext``, the names that only the place it runs knows (tools, the
+template's functions).
 
-``check_workflow`` runs on a workflow whose models validated and returns every problem,
-each located with the positions the loader recorded.
+``check_workflow`` returns every problem, each located with the positions the loader
+recorded. It also runs on what validated of an invalid file: its ``Gaps`` say what is
+missing (an ``InvalidStep`` stands for each invalid step), and no problem that only follows
+from a gap is reported.
 
 How references are judged
 -------------------------
@@ -28,25 +32,58 @@ encloses it, or of the branch arm it is in. ``group`` and ``parallel`` are trans
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from loopline.dsl import models
 from loopline.dsl.expr import Call, Expr, Not, Or, Path, guarded_steps, walk
 from loopline.dsl.inputs import check_value
-from loopline.dsl.loader import Document
-from loopline.dsl.problems import Loc, Problem, format_loc
+from loopline.dsl.loader import Document, Gaps
+from loopline.dsl.problems import Loc, Problem, did_you_mean, format_loc
 from loopline.dsl.template import Template, parse_template
 
 RESERVED_LOOP_NAMES = ("inputs", "steps", "index")
+#: In a site's guards: every step counts as guarded (an invalid ``if`` was left out, and
+#: which steps it checks is unknown).
+ANY_STEP = "*"
+
+
+class CheckContext:
+    """What the checks cannot know from the file itself: where the workflow runs.
+
+    ``tools`` are the tool names the runtime's registry knows; ``functions`` the logical
+    ids of the Lambda functions of the template the workflow is deployed with (a
+    ``step_types`` function is an ARN or one of them, ``${<Id>Arn}`` in the definition);
+    ``template`` names that template in messages. A part left ``None`` is not judged.
+    A subclass may work a part out only when a workflow needs it (``tool_names``,
+    ``function_names``).
+    """
+
+    def __init__(
+        self,
+        tools: Collection[str] | None = None,
+        functions: Collection[str] | None = None,
+        template: str = "template.yaml",
+    ) -> None:
+        self.tools = tools
+        self.functions = functions
+        self.template = template
+
+    def tool_names(self, wanted: Collection[str]) -> Collection[str] | None:
+        """The tool names known, enough to judge ``wanted``; ``None``: unknown."""
+        return self.tools
+
+    def function_names(self) -> Collection[str] | None:
+        """The template's function logical ids; ``None``: unknown."""
+        return self.functions
 
 
 @dataclass(frozen=True)
 class Seq:
     """One sequence of steps: ``owner`` is the id of the step holding it (``None`` for the
-    top level), ``kind`` one of top/group/parallel/for_each/while/arm, ``slot`` the arm or
+    top level), ``kind`` one of top/group/parallel/for_each/while/arm, or ``invalid`` for
+    a sequence inside an invalid step (how it runs is unknown), ``slot`` the arm or
     parallel entry number (0 otherwise)."""
 
     owner: str | None
@@ -72,12 +109,17 @@ class Site:
 class _Ctx:
     wf: models.Workflow
     doc: Document
+    context: CheckContext
+    gaps: Gaps | None
     sites: list[Site] = field(default_factory=list)
     by_id: dict[str, Site] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     seen: set[tuple[str, str]] = field(default_factory=set)
 
     def add(self, loc: Loc, message: str, *, key: bool = False) -> None:
+        removed = self.gaps.removed if self.gaps is not None else set()
+        if removed and any(loc[:i] in removed for i in range(1, len(loc) + 1)):
+            return  # at an invalid field left out of its step: already reported
         path = format_loc(loc)
         if (path, message) in self.seen:
             return
@@ -86,17 +128,34 @@ class _Ctx:
         self.problems.append(Problem(line, col, path, message))
 
 
-def check_workflow(wf: models.Workflow, doc: Document) -> list[Problem]:
-    """Every problem of a structurally valid workflow, in file order."""
-    ctx = _Ctx(wf, doc)
+def check_workflow(
+    wf: models.Workflow,
+    doc: Document,
+    context: CheckContext | None = None,
+    gaps: Gaps | None = None,
+) -> list[Problem]:
+    """Every problem the whole-workflow checks find, in file order. ``gaps``: what an
+    invalid file's validation could not build (see ``loader.validate_document``)."""
+    ctx = _Ctx(wf, doc, context or CheckContext(), gaps)
     _collect(ctx, _numbered(wf.steps, ("steps",)), (), Seq(None, "top"), {}, frozenset())
     _check_ids(ctx)
     for site in ctx.sites:
+        if isinstance(site.step, models.InvalidStep):
+            continue  # its own problems are reported; its fields are unknown
         _check_step(ctx, site)
         _check_references(ctx, site)
     _check_output(ctx)
     _check_top_level(ctx)
+    _check_tools(ctx)
+    _check_functions(ctx)
     return sorted(ctx.problems)
+
+
+def step_locations(wf: models.Workflow) -> dict[str, Loc]:
+    """The location of each step of ``wf`` (``steps[1].branch.then[0]``), by id."""
+    ctx = _Ctx(wf, Document(None), CheckContext(), None)
+    _collect(ctx, _numbered(wf.steps, ("steps",)), (), Seq(None, "top"), {}, frozenset())
+    return {site.step.id: site.loc for site in ctx.sites}
 
 
 # --------------------------------------------------------------------------- the step tree
@@ -132,7 +191,7 @@ def _collect(
     for i, (sloc, step) in enumerate(items):
         schain = (*chain, (seq, i))
         ctx.sites.append(Site(step, sloc, schain, loop_vars, guards))
-        inner = guards | _guards(step.if_)
+        inner = guards | _step_guards(ctx, step, sloc)
         sid = step.id
         if isinstance(step, models.GroupStep):
             body = _numbered(step.group, (*sloc, "group"))
@@ -161,6 +220,17 @@ def _collect(
                 arm_guards = inner | _guards(cond)
                 body = _numbered(arm, arm_loc)
                 _collect(ctx, body, schain, Seq(sid, "arm", k), loop_vars, arm_guards)
+        elif isinstance(step, models.InvalidStep):
+            body_vars = {**loop_vars, **{name: sid for name in step.loop_names}}
+            for k, items in enumerate(step.bodies):
+                _collect(ctx, items, schain, Seq(sid, "invalid", k), body_vars, inner)
+
+
+def _step_guards(ctx: _Ctx, step: Any, loc: Loc) -> set[str]:
+    """The step ids the ``if`` of ``step`` (at ``loc``) guards."""
+    if ctx.gaps is not None and (*loc, "if") in ctx.gaps.removed:
+        return {ANY_STEP}
+    return _guards(step.if_)
 
 
 def _numbered(steps: list[Any], loc: Loc) -> list[tuple[Loc, Any]]:
@@ -173,6 +243,8 @@ def _numbered(steps: list[Any], loc: Loc) -> list[tuple[Loc, Any]]:
 def _check_ids(ctx: _Ctx) -> None:
     for site in ctx.sites:
         sid = site.step.id
+        if sid is None:  # an invalid step whose id is invalid too
+            continue
         if sid in ctx.by_id:
             ctx.add((*site.loc, "id"), f'duplicate id "{sid}"')
         else:
@@ -184,29 +256,53 @@ def _a(kind: str) -> str:
     return "an" if kind in ("llm", "http", "assert", "approval") else "a"
 
 
-def _hint(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+def _lost(ctx: _Ctx, target_id: str) -> bool:
+    """Whether step ``target_id`` is missing only because the file has a problem already
+    reported (an invalid id, an unusable step list)."""
+    gaps = ctx.gaps
+    return gaps is not None and (gaps.steps or target_id in gaps.ids)
+
+
+def _unknown_step(ctx: _Ctx, target_id: str) -> str | None:
+    """The problem of naming step ``target_id`` when no step has that id."""
+    if _lost(ctx, target_id):
+        return None
+    return f'no step has id "{target_id}"{did_you_mean(target_id, ctx.by_id)}'
+
+
+def _invalid_in(chain: Chain) -> bool:
+    return any(seq.kind == "invalid" for seq, _ in chain)
 
 
 # --------------------------------------------------------------------------- per-step rules
 
 
-def _scope(chain: Chain) -> tuple[str | None, str, int]:
-    """The state machine a step compiles into: the top level, a parallel entry or the
-    body of a for_each loop (groups, branch arms and while bodies open no new one)."""
+def _scope(ctx: _Ctx, chain: Chain) -> tuple[str | None, str, int]:
+    """The state machine scope a step compiles into: the top level, a parallel entry, the
+    body of a for_each loop, or a group, branch or while loop that runs as a unit of its
+    own (``models.own_scope``: it has retry or on_error). Other groups, branch arms and
+    while bodies open no new one."""
     for seq, _ in reversed(chain):
         if seq.kind in ("parallel", "for_each"):
             return (seq.owner, seq.kind, seq.slot)
+        if seq.kind in ("group", "arm", "while") and seq.owner is not None:
+            owner = ctx.by_id.get(seq.owner)
+            if owner is not None and models.own_scope(owner.step):
+                return (seq.owner, "unit", 0)
     return (None, "top", 0)
 
 
-def _describe_scope(scope: tuple[str | None, str, int]) -> str:
+def _describe_scope(ctx: _Ctx, scope: tuple[str | None, str, int]) -> str:
     owner, kind, slot = scope
     if kind == "parallel":
         return f'entry {slot} of parallel "{owner}"'
     if kind == "for_each":
         return f'the body of for_each loop "{owner}"'
+    if kind == "unit" and owner is not None:
+        step = ctx.by_id[owner].step
+        what = "while loop" if isinstance(step, models.LoopStep) else step.kind
+        has = " and ".join(n for n in ("retry", "on_error") if getattr(step, n) is not None)
+        return f'{what} "{owner}" (a unit of its own: it has {has})'
     return "the top level"
 
 
@@ -262,10 +358,11 @@ def _check_step(ctx: _Ctx, site: Site) -> None:
 
     if kind == "task":
         types = ctx.wf.step_types
-        if step.task not in types:
+        broken = ctx.gaps.step_types if ctx.gaps is not None else set()
+        if step.task not in types and broken is not None and step.task not in broken:
             if types:
-                msg = f'unknown step type "{step.task}"{_hint(step.task, types)}'
-                if not _hint(step.task, types):
+                msg = f'unknown step type "{step.task}"{did_you_mean(step.task, types)}'
+                if not did_you_mean(step.task, types):
                     msg += f"; step_types declares {', '.join(sorted(types))}"
             else:
                 msg = f'unknown step type "{step.task}": declare it under step_types'
@@ -279,11 +376,6 @@ def _check_step(ctx: _Ctx, site: Site) -> None:
                 f'"{name}" is reserved; choose another name for the loop variable',
             )
 
-    if step.retry is not None:
-        _check_retry(ctx, step.retry, (*loc, "retry"))
-    if isinstance(step, models.FailStep):
-        _check_error_name(ctx, step.error, (*loc, "error"))
-
     if isinstance(step.on_error, models.Goto):
         _check_goto(ctx, site, step.on_error.goto)
 
@@ -291,35 +383,27 @@ def _check_step(ctx: _Ctx, site: Site) -> None:
         _check_rollback(ctx, site, step.approval.rollback_to)
 
 
-def _check_error_name(ctx: _Ctx, name: str, loc: Loc) -> None:
-    if name.startswith("Loopline.") and name not in models.ERROR_NAMES:
-        hint = _hint(name, models.ERROR_NAMES) or (
-            "; Loopline errors are " + ", ".join(models.ERROR_NAMES)
-        )
-        ctx.add(loc, f'unknown error "{name}"{hint}')
-
-
-def _check_retry(ctx: _Ctx, retry: models.RetrySpec, loc: Loc) -> None:
-    for i, name in enumerate(retry.on or []):
-        _check_error_name(ctx, name, (*loc, "on", i))
-
-
 def _check_goto(ctx: _Ctx, site: Site, target: str) -> None:
     loc = (*site.loc, "on_error", "goto")
     dest = ctx.by_id.get(target)
     if dest is None:
-        ctx.add(loc, f'no step has id "{target}"{_hint(target, ctx.by_id)}')
+        message = _unknown_step(ctx, target)
+        if message:
+            ctx.add(loc, message)
         return
     if dest is site or dest.step is site.step:
         ctx.add(loc, "a step cannot go to itself on error; use retry to run it again")
         return
-    here, there = _scope(site.chain), _scope(dest.chain)
+    if _invalid_in(site.chain) or _invalid_in(dest.chain):
+        return  # where an invalid step's steps run is unknown
+    here, there = _scope(ctx, site.chain), _scope(ctx, dest.chain)
     if here != there:
         ctx.add(
             loc,
-            f'cannot go to "{target}": it is in {_describe_scope(there)} and this step is in '
-            f"{_describe_scope(here)}; goto stays inside the top level, one parallel entry "
-            "or one loop body",
+            f'cannot go to "{target}": it is in {_describe_scope(ctx, there)} and this step '
+            f"is in {_describe_scope(ctx, here)}; goto stays inside the top level, one "
+            "parallel entry, one loop body, or one group, branch or while loop that has "
+            "retry or on_error",
         )
 
 
@@ -328,7 +412,9 @@ def _check_rollback(ctx: _Ctx, site: Site, targets: list[str]) -> None:
         loc = (*site.loc, "approval", "rollback_to", i)
         dest = ctx.by_id.get(target)
         if dest is None:
-            ctx.add(loc, f'no step has id "{target}"{_hint(target, ctx.by_id)}')
+            message = _unknown_step(ctx, target)
+            if message:
+                ctx.add(loc, message)
             continue
         my_seq, my_index = site.chain[-1]
         its_seq, its_index = dest.chain[-1]
@@ -437,7 +523,7 @@ def _paths_with_exists(e: Expr) -> Iterator[tuple[Path, bool]]:
 
 
 def _check_references(ctx: _Ctx, site: Site) -> None:
-    step_guards = site.guards | _guards(site.step.if_)
+    step_guards = site.guards | _step_guards(ctx, site.step, site.loc)
     for use in _uses(site.step, site.loc):
         guards = step_guards | _guards(use.expr)
         for p, in_exists in _paths_with_exists(use.expr):
@@ -472,10 +558,15 @@ def _check_path(
         target_id = p.parts[0]
         target = ctx.by_id.get(target_id)
         if target is None:
-            return f'{src}: no step has id "{target_id}"{_hint(target_id, ctx.by_id)}'
+            message = _unknown_step(ctx, target_id)
+            return f"{src}: {message}" if message else None
         if len(p.parts) > 1 and p.parts[1] not in ("output", "usage"):
             return f"{src}: after steps.{target_id} comes .output or .usage, not .{p.parts[1]}"
-        if len(p.parts) > 1 and p.parts[1] == "usage" and target.step.kind != "llm":
+        if (
+            len(p.parts) > 1
+            and p.parts[1] == "usage"
+            and target.step.kind not in ("llm", models.INVALID)  # an invalid step's is unknown
+        ):
             kind = target.step.kind
             return f'{src}: only llm steps record usage; "{target_id}" is {_a(kind)} {kind} step'
         return _visibility(site, use, target, src, guards, in_exists)
@@ -484,9 +575,7 @@ def _check_path(
     in_scope = sorted(site.loop_vars, key=lambda name: (name == "index", name))
     if in_scope:
         names = ", ".join(["inputs", "steps", *in_scope])
-        return (
-            f'{src}: unknown name "{p.root}"{_hint(p.root, in_scope)}; a path starts with {names}'
-        )
+        return f'{src}: unknown name "{p.root}"{did_you_mean(p.root, in_scope)}; a path starts with {names}'
     extra = ""
     if p.root in ("item", "index"):
         extra = f"; {p.root} exists only inside a for_each loop"
@@ -500,11 +589,11 @@ def _check_input_path(ctx: _Ctx, p: Path) -> str | None:
     name = p.parts[0]
     if not isinstance(name, str):
         return f"{p.source()}: name an input, as in inputs.<name>"
-    if name in declared:
+    if name in declared or (ctx.gaps is not None and name in ctx.gaps.inputs):
         return None
     if not declared:
         return f'{p.source()}: unknown input "{name}"; this workflow declares no inputs'
-    hint = _hint(name, declared) or f"; declared inputs: {', '.join(declared)}"
+    hint = did_you_mean(name, declared) or f"; declared inputs: {', '.join(declared)}"
     return f'{p.source()}: unknown input "{name}"{hint}'
 
 
@@ -517,13 +606,16 @@ def _visibility(
     d = 0
     while d < len(here) and d < len(there) and here[d] == there[d]:
         d += 1
+    if _invalid_in(here[d:]) or _invalid_in(there[d:]):
+        return None  # how an invalid step runs the steps inside it is unknown
     guard_hint = f"guard it with exists(steps.{tid})"
-    guarded = in_exists or tid in guards
+    guarded = in_exists or tid in guards or ANY_STEP in guards
 
     if d == len(here) and d == len(there):  # the step itself
-        if _in_while_body(here, d - 1) and guarded:
+        in_while = _in_while_body(here, d - 1)
+        if in_while is None or (in_while and guarded):
             return None
-        if _in_while_body(here, d - 1):
+        if in_while:
             return (
                 f"{src}: a step reads its own output only from an earlier iteration of its "
                 f"while loop; {guard_hint}"
@@ -548,9 +640,10 @@ def _visibility(
             )
         return f'{src}: "{tid}" is in another arm of branch "{seq_h.owner}" and never runs with this one'
     if i_t > i_h:
-        if _in_while_body(here, d) and guarded:
+        in_while = _in_while_body(here, d)
+        if in_while is None or (in_while and guarded):
             return None
-        if _in_while_body(here, d):
+        if in_while:
             return (
                 f'{src}: "{tid}" runs after this step; it has a value only from an earlier '
                 f"iteration of the while loop: {guard_hint}"
@@ -584,13 +677,16 @@ def _for_each_message(src: str, tid: str, seq: Seq) -> str:
     )
 
 
-def _in_while_body(chain: Chain, depth: int) -> bool:
-    """Whether the sequence at ``chain[depth]`` is inside a while body (no for_each between)."""
+def _in_while_body(chain: Chain, depth: int) -> bool | None:
+    """Whether the sequence at ``chain[depth]`` is inside a while body (no for_each between);
+    ``None`` when an invalid step stands between and it cannot be told."""
     for seq, _ in reversed(chain[: depth + 1]):
         if seq.kind == "while":
             return True
         if seq.kind == "for_each":
             return False
+        if seq.kind == "invalid":
+            return None
     return False
 
 
@@ -599,9 +695,59 @@ def _in_while_body(chain: Chain, depth: int) -> bool:
 
 def _check_top_level(ctx: _Ctx) -> None:
     wf = ctx.wf
-    if wf.defaults.retry is not None:
-        _check_retry(ctx, wf.defaults.retry, ("defaults", "retry"))
     for name, spec in (wf.inputs or {}).items():
         if "default" in spec.model_fields_set and spec.default is not None:
             for rule in check_value(spec, spec.default):
                 ctx.add(("inputs", name, "default"), f"default {rule}")
+
+
+# --------------------------------------------------------------------------- the environment
+
+
+def _check_tools(ctx: _Ctx) -> None:
+    """Tool names (``tool:`` steps, ``llm`` steps' ``tools``) the registry does not know."""
+    uses: list[tuple[Loc, str]] = []
+    for site in ctx.sites:
+        step = site.step
+        if isinstance(step, models.ToolStep):
+            uses.append(((*site.loc, "tool"), step.tool))
+        elif isinstance(step, models.LlmStep):
+            uses.extend(((*site.loc, "tools", i), name) for i, name in enumerate(step.tools or []))
+    if not uses:
+        return
+    known = ctx.context.tool_names({name for _, name in uses})
+    if known is None:
+        return
+    for loc, name in uses:
+        if name not in known:
+            hint = (
+                did_you_mean(name, sorted(known)) or f"; the tools are {', '.join(sorted(known))}"
+            )
+            ctx.add(loc, f'unknown tool "{name}"{hint}')
+
+
+def _check_functions(ctx: _Ctx) -> None:
+    """``step_types`` functions that are neither an ARN nor a function of the template."""
+    named = [
+        (name, st.function)
+        for name, st in ctx.wf.step_types.items()
+        if not st.function.startswith("arn:")
+    ]
+    if not named:
+        return
+    known = ctx.context.function_names()
+    if known is None:
+        return
+    template = ctx.context.template
+    for name, function in named:
+        if function not in known:
+            # Logical ids share their "Function" ending: only a near miss is a hint.
+            hint = did_you_mean(function, sorted(known), cutoff=0.8) or (
+                f"; the functions of {template} are {', '.join(sorted(known))}"
+                if known
+                else f"; {template} has no functions"
+            )
+            ctx.add(
+                ("step_types", name, "function"),
+                f'"{function}" is neither an ARN nor a function of {template}{hint}',
+            )

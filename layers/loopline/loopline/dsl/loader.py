@@ -3,18 +3,19 @@ pydantic validation whose errors become located, readable problems."""
 
 from __future__ import annotations
 
-import difflib
 import json
+import re
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from loopline.dsl import models
-from loopline.dsl.problems import Loc, Problem, WorkflowInvalid, format_loc
+from loopline.dsl.problems import Loc, Problem, WorkflowInvalid, did_you_mean, format_loc
 
 
 @dataclass
@@ -203,11 +204,16 @@ def _offset_position(text: str, offset: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------- pydantic errors
 
 
-def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+def _model_at(root: Any, loc: Loc) -> type[BaseModel] | None:
     """The model class that validated the object at ``loc`` (which holds tags for unions)."""
     current: Any = root
     for part in loc:
         current = _unwrap(current)
+        while typing.get_origin(current) is typing.Union:  # ``X | None``: X
+            members = [a for a in typing.get_args(current) if a is not type(None)]
+            if len(members) != 1:
+                break
+            current = _unwrap(members[0])
         if isinstance(current, type) and issubclass(current, BaseModel):
             fld = next(
                 (f for n, f in current.model_fields.items() if part in (n, f.alias)),
@@ -267,19 +273,22 @@ def _keys_of(model: type[BaseModel]) -> list[str]:
     return keys
 
 
-def _hint(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
+_TAGS = frozenset({*models.STEP_KINDS, models.NO_KIND, models.MANY_KINDS})
+#: Tags of other unions, removed wherever they stand.
+_OTHER_TAGS = frozenset({models.ON_ERROR_CONTINUE, models.ON_ERROR_GOTO})
 
 
-def _strip_tags(loc: Loc) -> Loc:
-    """Remove the union tags pydantic puts in locations (``steps.0.llm.temperature``)."""
+def _strip_tags(loc: Loc, after: Loc = ()) -> Loc:
+    """Remove the union tags pydantic puts in locations (``steps.0.llm.temperature``);
+    ``after``: where ``loc`` starts (a step's location when a step is validated alone)."""
     out: list[str | int] = []
-    tags = set(models.STEP_KINDS) | {models.NO_KIND, models.MANY_KINDS}
+    tags = _TAGS
     for i, part in enumerate(loc):
-        prev = loc[i - 1] if i else None
+        prev = loc[i - 1] if i else (after[-1] if after else None)
         if isinstance(part, str) and part in tags and isinstance(prev, int):
             # ``(..., 0, 'llm', 'llm')``: the first 'llm' is the tag, the second the field.
+            continue
+        if part in _OTHER_TAGS:
             continue
         out.append(part)
     return tuple(out)
@@ -312,18 +321,24 @@ _PATTERNS = {
 }
 
 
-def _message(err: dict[str, Any], doc: Document, loc: Loc) -> str:
+_FROM_DOC: Any = object()
+
+
+def _message(err: dict[str, Any], doc: Document, loc: Loc, value: Any = _FROM_DOC) -> str:
+    """The message of ``err`` about the value at ``loc`` (or ``value``, a mapping key)."""
     kind = err["type"]
     ctx = err.get("ctx") or {}
+    if value is _FROM_DOC:
+        value = doc.get(loc)
     if kind == "value_error":
         return str(err["msg"]).removeprefix("Value error, ")
     if kind in _FRIENDLY:
         return _FRIENDLY[kind]
     if kind == "string_pattern_mismatch":
         pattern = str(ctx.get("pattern"))
-        return f"{doc.get(loc)!r} {_PATTERNS.get(pattern, f'does not match {pattern}')}"
+        return f"{value!r} {_PATTERNS.get(pattern, f'does not match {pattern}')}"
     if kind == "literal_error":
-        return f"{doc.get(loc)!r} is not one of {ctx.get('expected')}"
+        return f"{value!r} is not one of {ctx.get('expected')}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         op = {
             "greater_than_equal": "at least",
@@ -332,30 +347,32 @@ def _message(err: dict[str, Any], doc: Document, loc: Loc) -> str:
             "less_than": "less than",
         }[kind]
         bound = next(iter(ctx.values()), "")
-        return f"must be {op} {bound} (got {doc.get(loc)!r})"
+        return f"must be {op} {bound} (got {value!r})"
     if kind in ("too_short", "too_long"):
         return "must not be empty" if kind == "too_short" else str(err["msg"])
     return str(err["msg"])
 
 
 def problems_from_validation(
-    exc: ValidationError, doc: Document, root: type[BaseModel] = models.Workflow
+    exc: ValidationError, doc: Document, root: Any = models.Workflow, at: Loc = ()
 ) -> list[Problem]:
+    """Readable, located problems of ``exc``, raised validating the value at ``at`` in
+    ``doc`` as ``root`` (a model class or a type such as ``models.Step``)."""
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
     for err in exc.errors(include_url=False):
-        raw_loc: Loc = tuple(err["loc"])
-        loc = _strip_tags(raw_loc)
+        rel_loc: Loc = tuple(err["loc"])
+        loc = (*at, *_strip_tags(rel_loc, at))
         kind = err["type"]
         msg = str(err.get("msg", ""))
         if kind == "extra_forbidden":
             key = str(loc[-1])
-            model = _model_at(root, raw_loc[:-1])
+            model = _model_at(root, rel_loc[:-1])
             choices = _keys_of(model) if model else []
             if model is not None and issubclass(model, models.StepCommon):
                 choices += list(models.STEP_KINDS)
             line, col = doc.key_position(loc)
-            message = f'unknown key "{key}"{_hint(key, choices)}'
+            message = f'unknown key "{key}"{did_you_mean(key, choices)}'
         elif kind == "value_error" and msg.endswith("NO_KIND"):
             loc = loc[:-1] if loc and loc[-1] == models.NO_KIND else loc
             data = doc.get(loc) or {}
@@ -363,7 +380,7 @@ def problems_from_validation(
             line, col = doc.position(loc)
             message = f"a step needs one kind: {', '.join(models.STEP_KINDS)}"
             for k in unknown:
-                h = _hint(k, list(models.STEP_KINDS))
+                h = did_you_mean(k, list(models.STEP_KINDS))
                 if h:
                     # A misspelt kind: the misspelling is the problem to show.
                     loc = (*loc, k)
@@ -386,6 +403,10 @@ def problems_from_validation(
                 and "timeout" in step
             ):
                 message = f"is required: move the step's timeout inside {loc[-2]}"
+        elif loc and loc[-1] == "[key]":  # a mapping's key: shown and located as the key
+            loc = loc[:-1]
+            line, col = doc.key_position(loc)
+            message = _message(dict(err), doc, loc, value=err.get("input"))
         else:
             line, col = doc.position(loc)
             message = _message(dict(err), doc, loc)
@@ -397,47 +418,298 @@ def problems_from_validation(
     return problems
 
 
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass
+class Gaps:
+    """What validation could not build from an invalid file, so that the whole-workflow
+    checks do not report what only follows from a problem already reported."""
+
+    #: Every step id written in the file (invalid steps and ids included).
+    ids: set[str] = field(default_factory=set)
+    #: The ``steps`` list itself is missing or unusable: no step reference can be judged.
+    steps: bool = False
+    #: Input names dropped for an invalid name.
+    inputs: set[str] = field(default_factory=set)
+    #: ``step_types`` names whose declaration is invalid; ``None``: all of them.
+    step_types: set[str] | None = field(default_factory=set)
+    #: Invalid fields left out of a step so that the rest of it validates (a step's
+    #: location and the field's key): nothing at or under them is reported again.
+    removed: set[Loc] = field(default_factory=set)
+
+
+@dataclass
+class Validated:
+    """A validated workflow. When the file has structural ``problems``, ``workflow`` is
+    the best model the rest of the file gives (each invalid step replaced by an
+    ``InvalidStep``, each invalid top-level entry dropped) and ``gaps`` says what is
+    missing from it."""
+
+    workflow: models.Workflow
+    problems: list[Problem] = field(default_factory=list)
+    gaps: Gaps | None = None
+
+
+def validate_document(doc: Document) -> Validated:
+    """Validate the workflow mapping of ``doc``, reporting every structural problem.
+
+    A valid file is validated once. An invalid one is validated again part by part, each
+    step on its own after the steps inside it (so one invalid step hides nothing of the
+    others, and a step's own rules are judged even when a step inside it is invalid),
+    then the top level with what validated.
+    """
+    try:
+        return Validated(models.Workflow.model_validate(doc.data))
+    except ValidationError:
+        pass
+    return _Parts(doc).workflow()
+
+
+_STEP_ADAPTER: TypeAdapter[Any] | None = None
+
+
+def _step_adapter() -> TypeAdapter[Any]:
+    global _STEP_ADAPTER
+    if _STEP_ADAPTER is None:
+        _STEP_ADAPTER = TypeAdapter(models.Step)
+    return _STEP_ADAPTER
+
+
+#: Where a container step holds its step lists, for each kind: the path inside the step
+#: and whether each entry of the list is a sequence of its own (``parallel``).
+_BODIES: dict[str, tuple[tuple[Loc, bool], ...]] = {
+    "group": ((("group",), False),),
+    "parallel": ((("parallel",), True),),
+    "loop": ((("loop", "steps"), False),),
+}
+
+
+class _Parts:
+    def __init__(self, doc: Document) -> None:
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.seen: set[tuple[int, int, str, str]] = set()
+        self.gaps = Gaps(ids=_raw_ids(doc))
+
+    def add(self, problems: list[Problem]) -> None:
+        for p in problems:
+            key = (p.line, p.column, p.path, p.message)
+            if key not in self.seen:
+                self.seen.add(key)
+                self.problems.append(p)
+
+    # ------------------------------------------------------------------ steps
+
+    def step(self, raw: Any, loc: Loc) -> Any:
+        """The model of the step ``raw`` at ``loc``, or an ``InvalidStep``."""
+        data = raw
+        bodies: list[list[tuple[Loc, Any]]] = []
+        if isinstance(raw, dict):
+            data = dict(raw)
+            for where, one_each in self._body_places(raw):
+                items = _get(raw, where)
+                if not isinstance(items, list):
+                    continue
+                built = [self.step(item, (*loc, *where, i)) for i, item in enumerate(items)]
+                data = _replaced(data, where, built)
+                numbered = [((*loc, *where, i), s) for i, s in enumerate(built)]
+                bodies.extend([[n] for n in numbered] if one_each else [numbered])
+        try:
+            return _step_adapter().validate_python(data)
+        except ValidationError as exc:
+            self.add(problems_from_validation(exc, self.doc, models.Step, loc))
+            fields = _invalid_fields(exc)
+        if fields and isinstance(data, dict):
+            # Without its invalid optional fields the step may validate: its other fields
+            # are then checked like any step's.
+            try:
+                step = _step_adapter().validate_python(
+                    {k: v for k, v in data.items() if k not in fields}
+                )
+            except ValidationError:
+                pass
+            else:
+                self.gaps.removed.update((*loc, f) for f in fields)
+                return step
+        sid = raw.get("id") if isinstance(raw, dict) else None
+        names: tuple[str, ...] = ()
+        loop = raw.get("loop") if isinstance(raw, dict) else None
+        if isinstance(loop, dict) and loop.get("for_each") is not None:
+            name = loop.get("as", "item")
+            names = (name, "index") if isinstance(name, str) else ("index",)
+        return models.InvalidStep.model_construct(
+            id=sid if isinstance(sid, str) and _ID.match(sid) else None,
+            bodies=bodies,
+            loop_names=names,
+        )
+
+    @staticmethod
+    def _body_places(raw: dict[str, Any]) -> list[tuple[Loc, bool]]:
+        kind = models.step_kind(raw)
+        if kind in _BODIES:
+            return list(_BODIES[kind])
+        if kind != "branch" or not isinstance(raw["branch"], dict):
+            return []
+        spec = raw["branch"]
+        places: list[tuple[Loc, bool]] = [(("branch", "then"), False)]
+        cases = spec.get("cases")
+        if isinstance(cases, list):
+            places += [
+                (("branch", "cases", i, "then"), False)
+                for i, case in enumerate(cases)
+                if isinstance(case, dict)
+            ]
+        return [*places, (("branch", "else"), False)]
+
+    # ------------------------------------------------------------------ the top level
+
+    def workflow(self) -> Validated:
+        data: dict[str, Any] = dict(self.doc.data)
+        raw_steps = data.get("steps")
+        if isinstance(raw_steps, list):
+            data["steps"] = [self.step(s, ("steps", i)) for i, s in enumerate(raw_steps)]
+        for _ in range(4):  # each round drops what failed; a second one is rare
+            try:
+                wf = models.Workflow.model_validate(data)
+                break
+            except ValidationError as exc:
+                self.add(problems_from_validation(exc, self.doc))
+                for err in exc.errors(include_url=False):
+                    data = self._without(data, tuple(err["loc"]))
+        else:  # pragma: no cover - every round removes what failed
+            wf = models.Workflow.model_construct(name="workflow", steps=[])
+        self.add(raw_duplicate_ids(self.doc))
+        return Validated(wf, self.problems, self.gaps)
+
+    def _without(self, data: dict[str, Any], loc: Loc) -> dict[str, Any]:
+        """``data`` with the top-level entry that holds the error at ``loc`` replaced by
+        a stand-in or left out."""
+        if not loc:
+            return data
+        top, rest = loc[0], loc[1:]
+        data = dict(data)
+        if top == "steps":
+            self.gaps.steps = True
+            data["steps"] = [models.InvalidStep.model_construct(id=None)]
+        elif top == "name":
+            data["name"] = "workflow"
+        elif top in ("inputs", "step_types", "output", "defaults") and rest:
+            entries = data.get(top)
+            if isinstance(entries, dict):
+                entries = dict(entries)
+                name = str(rest[0])
+                entries.pop(name, None)
+                if top == "inputs" and rest[1:] != ("[key]",):
+                    # Kept by name, so references to it are not reported too.
+                    entries[name] = models.InputSpec.model_construct(type="json")
+                elif top == "inputs":
+                    self.gaps.inputs.add(name)
+                elif top == "step_types" and self.gaps.step_types is not None:
+                    self.gaps.step_types.add(name)
+                data[top] = entries
+        else:
+            if top == "step_types":
+                self.gaps.step_types = None
+            data.pop(str(top), None)
+        return data
+
+
+_ID = re.compile(models.STEP_ID)
+
+
+def _invalid_fields(exc: ValidationError) -> set[str] | None:
+    """The keys of a step that hold its errors, when each may be left out (not its id,
+    not its kind); ``None`` when one may not."""
+    out: set[str] = set()
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        if loc and loc[0] in _TAGS:
+            loc = loc[1:]
+        if not loc or not isinstance(loc[0], str) or loc[0] in ("id", *models.STEP_KINDS):
+            return None
+        out.add(loc[0])
+    return out
+
+
+def _get(value: Any, loc: Loc) -> Any:
+    for part in loc:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return value
+
+
+def _replaced(data: Any, loc: Loc, value: Any) -> Any:
+    """A copy of ``data`` with ``value`` at ``loc`` (copying only the containers on the way)."""
+    if not loc:
+        return value
+    head, rest = loc[0], loc[1:]
+    if isinstance(data, dict):
+        return {**data, head: _replaced(data.get(head), rest, value)}
+    if isinstance(data, list) and isinstance(head, int):
+        out = list(data)
+        out[head] = _replaced(data[head], rest, value)
+        return out
+    return data
+
+
 def load_text(text: str, filename: str = "<workflow>") -> tuple[models.Workflow, Document]:
     """Parse and validate the models (no cross-step checks); raise ``WorkflowInvalid``."""
+    doc = parse_document(text, filename)
+    validated = validate_document(doc)
+    if validated.problems:
+        raise WorkflowInvalid(validated.problems, filename)
+    return validated.workflow, doc
+
+
+def parse_document(text: str, filename: str = "<workflow>") -> Document:
+    """Parse ``text`` into the mapping a workflow file is; raise ``WorkflowInvalid``."""
     doc = parse_text(text, filename)
     if not isinstance(doc.data, dict):
         raise WorkflowInvalid(
             [Problem(1, 1, "(file)", "a workflow file is a mapping with name and steps")], filename
         )
-    try:
-        wf = models.Workflow.model_validate(doc.data)
-    except ValidationError as exc:
-        problems = problems_from_validation(exc, doc) + raw_duplicate_ids(doc)
-        raise WorkflowInvalid(problems, filename) from None
-    return wf, doc
+    return doc
 
 
 _STEP_LISTS = ("steps", "group", "parallel", "then", "else")
 
 
-def raw_duplicate_ids(doc: Document) -> list[Problem]:
-    """Duplicate step ids found in the raw data, so they are reported together with
-    structure problems (the full checks only run once the structure is valid)."""
-    seen: set[str] = set()
-    out: list[Problem] = []
+def _walk_raw_steps(doc: Document) -> Iterator[tuple[Loc, dict[str, Any]]]:
+    """Every mapping in the raw data that stands in a step list, with its location."""
 
-    def visit(value: Any, loc: Loc, in_steps: bool) -> None:
+    def visit(value: Any, loc: Loc, in_steps: bool) -> Iterator[tuple[Loc, dict[str, Any]]]:
         if isinstance(value, dict):
-            sid = value.get("id")
-            if in_steps and isinstance(sid, str):
-                if sid in seen:
-                    line, col = doc.position((*loc, "id"))
-                    out.append(
-                        Problem(line, col, format_loc((*loc, "id")), f'duplicate id "{sid}"')
-                    )
-                seen.add(sid)
+            if in_steps:
+                yield loc, value
             for k, v in value.items():
-                visit(v, (*loc, k), k in _STEP_LISTS)
+                yield from visit(v, (*loc, k), k in _STEP_LISTS)
         elif isinstance(value, list):
             for i, v in enumerate(value):
-                visit(v, (*loc, i), in_steps)
+                yield from visit(v, (*loc, i), in_steps)
 
-    visit(doc.data, (), False)
+    yield from visit(doc.data, (), False)
+
+
+def _raw_ids(doc: Document) -> set[str]:
+    return {s["id"] for _, s in _walk_raw_steps(doc) if isinstance(s.get("id"), str)}
+
+
+def raw_duplicate_ids(doc: Document) -> list[Problem]:
+    """Duplicate step ids found in the raw data, so they are reported even where a step
+    did not validate."""
+    seen: set[str] = set()
+    out: list[Problem] = []
+    for loc, step in _walk_raw_steps(doc):
+        sid = step.get("id")
+        if not isinstance(sid, str):
+            continue
+        if sid in seen:
+            line, col = doc.position((*loc, "id"))
+            out.append(Problem(line, col, format_loc((*loc, "id")), f'duplicate id "{sid}"'))
+        seen.add(sid)
     return out
 
 

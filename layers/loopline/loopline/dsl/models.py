@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeGuard, Union
 
 from pydantic import (
     AfterValidator,
@@ -19,16 +20,20 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    ModelWrapValidatorHandler,
     PlainSerializer,
     Tag,
+    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
 
 from loopline.dsl.duration import parse_duration
 from loopline.dsl.expr import Expr, ExpressionError, parse_expression
+from loopline.dsl.problems import did_you_mean
 from loopline.dsl.template import Template, check_template_tree, parse_template
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_]{0,39}$"
@@ -111,6 +116,14 @@ def _check_schema(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _known_error(name: str) -> str:
+    """A ``Loopline.`` error name must be one of ``ERROR_NAMES``."""
+    if name.startswith("Loopline.") and name not in ERROR_NAMES:
+        hint = did_you_mean(name, ERROR_NAMES) or "; Loopline errors are " + ", ".join(ERROR_NAMES)
+        raise ValueError(f'unknown error "{name}"{hint}')
+    return name
+
+
 def _check_pattern(value: str) -> str:
     try:
         re.compile(value)
@@ -137,7 +150,7 @@ Duration = Annotated[
     int, BeforeValidator(parse_duration), WithJsonSchema({"type": ["integer", "string"]})
 ]
 StepId = Annotated[str, Field(pattern=STEP_ID)]
-ErrorName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")]
+ErrorName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$"), AfterValidator(_known_error)]
 JsonSchemaObject = Annotated[dict[str, Any], AfterValidator(_check_schema)]
 
 
@@ -150,6 +163,74 @@ class Model(BaseModel):
         validate_default=False,
         defer_build=True,
     )
+
+
+#: A location inside a model's data: keys and list indexes.
+RuleLoc = tuple[str | int, ...]
+_KNOWN_ERRORS = frozenset(typing.get_args(core_schema.ErrorType))
+
+
+class Ruled(Model):
+    """A model with rules that tie its fields together (``rules``).
+
+    The rules read the raw mapping, so they are judged whether or not the fields
+    themselves are valid, and every broken rule is reported together with the field
+    errors: fixing one problem never reveals another that was there all along.
+    """
+
+    @classmethod
+    def rules(cls, data: dict[str, Any]) -> list[tuple[RuleLoc, str]]:
+        """The broken rules of ``data``: (location inside the model, message)."""
+        return []
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _judge_rules(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        broken = cls.rules(data) if isinstance(data, dict) else []
+        try:
+            value = handler(data)
+        except ValidationError as exc:
+            if not broken:
+                raise
+            raise _with_rules(cls.__name__, exc.errors(), broken, data) from None
+        if broken:
+            raise _with_rules(cls.__name__, [], broken, data)
+        return value
+
+
+def _with_rules(
+    title: str, errors: list[Any], broken: list[tuple[RuleLoc, str]], data: dict[str, Any]
+) -> ValidationError:
+    """One ``ValidationError`` holding the field ``errors`` and the ``broken`` rules."""
+    details: list[InitErrorDetails] = []
+    for err in errors:
+        kind = err["type"]
+        detail: dict[str, Any] = {"loc": err["loc"], "input": err.get("input")}
+        if kind in _KNOWN_ERRORS:
+            detail["type"] = kind
+            if "ctx" in err:
+                detail["ctx"] = err["ctx"]
+        else:  # a custom error type (a step that is not a mapping): keep its message
+            detail["type"] = PydanticCustomError(kind, str(err["msg"]))
+        details.append(typing.cast(InitErrorDetails, detail))
+    for loc, message in broken:
+        value: Any = data
+        for part in loc:
+            value = value.get(part) if isinstance(value, dict) else None
+        details.append(
+            {
+                "type": "value_error",
+                "loc": loc,
+                "input": value,
+                "ctx": {"error": ValueError(message)},
+            }
+        )
+    return ValidationError.from_exception_data(title, details)
+
+
+def _given(data: dict[str, Any], *names: str) -> bool:
+    """Whether ``data`` holds a value (not null) under one of ``names``."""
+    return any(data.get(n) is not None for n in names)
 
 
 # --------------------------------------------------------------------------- common fields
@@ -168,7 +249,27 @@ class Goto(Model):
     goto: StepId
 
 
-OnError = Union[Literal["continue"], Goto]  # noqa: UP007
+def _on_error_form(value: Any) -> str | None:
+    """The tag of an ``on_error`` value: ``continue`` or a ``{goto: id}`` mapping."""
+    if value == "continue":
+        return ON_ERROR_CONTINUE
+    if isinstance(value, (dict, Goto)):
+        return ON_ERROR_GOTO
+    return None
+
+
+ON_ERROR_CONTINUE, ON_ERROR_GOTO = "__continue__", "__goto__"
+OnError = Annotated[
+    Union[  # noqa: UP007 (a tagged union written out for pydantic)
+        Annotated[Literal["continue"], Tag(ON_ERROR_CONTINUE)],
+        Annotated[Goto, Tag(ON_ERROR_GOTO)],
+    ],
+    Discriminator(
+        _on_error_form,
+        custom_error_type="on_error_form",
+        custom_error_message='expected "continue" or {goto: <step id>}',
+    ),
+]
 
 
 class StepCommon(Model):
@@ -243,22 +344,22 @@ class Case(Model):
     then: list[Step] = Field(min_length=1)
 
 
-class BranchSpec(Model):
+class BranchSpec(Ruled):
     if_: Expression | None = Field(None, alias="if")
     then: list[Step] | None = None
     cases: list[Case] | None = None
     else_: list[Step] | None = Field(None, alias="else")
 
-    @model_validator(mode="after")
-    def _one_form(self) -> BranchSpec:
-        if self.cases is not None:
-            if self.if_ is not None or self.then is not None:
-                raise ValueError("use either if/then/else or cases/else, not both")
-            if not self.cases:
-                raise ValueError("cases must not be empty")
-        elif self.if_ is None or self.then is None:
-            raise ValueError("a branch needs if and then (or cases)")
-        return self
+    @classmethod
+    def rules(cls, data: dict[str, Any]) -> list[tuple[RuleLoc, str]]:
+        if _given(data, "cases"):
+            if _given(data, "if", "if_", "then"):
+                return [((), "use either if/then/else or cases/else, not both")]
+            if data["cases"] == []:
+                return [((), "cases must not be empty")]
+        elif not (_given(data, "if", "if_") and _given(data, "then")):
+            return [((), "a branch needs if and then (or cases)")]
+        return []
 
     def arms(self) -> list[tuple[Expr | None, list[Step]]]:
         """Each arm's condition (``None`` for else) and steps, in order."""
@@ -277,7 +378,7 @@ class BranchStep(StepCommon):
     branch: BranchSpec
 
 
-class LoopSpec(Model):
+class LoopSpec(Ruled):
     for_each: Expression | None = None
     as_: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")] = Field("item", alias="as")
     max_concurrency: int = Field(1, ge=0, le=1000)
@@ -285,18 +386,19 @@ class LoopSpec(Model):
     max_iterations: int | None = Field(None, ge=1, le=1000)
     steps: list[Step] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _one_form(self) -> LoopSpec:
-        if (self.for_each is None) == (self.while_ is None):
-            raise ValueError("a loop needs exactly one of for_each or while")
-        if self.while_ is not None:
-            if self.max_iterations is None:
-                raise ValueError("a while loop needs max_iterations (1..1000)")
-            if "as_" in self.model_fields_set or "max_concurrency" in self.model_fields_set:
-                raise ValueError("as and max_concurrency apply to for_each loops only")
-        elif self.max_iterations is not None:
-            raise ValueError("max_iterations applies to while loops only")
-        return self
+    @classmethod
+    def rules(cls, data: dict[str, Any]) -> list[tuple[RuleLoc, str]]:
+        for_each, while_ = _given(data, "for_each"), _given(data, "while", "while_")
+        if for_each == while_:
+            return [((), "a loop needs exactly one of for_each or while")]
+        if while_:
+            if not _given(data, "max_iterations"):
+                return [((), "a while loop needs max_iterations (1..1000)")]
+            if any(k in data for k in ("as", "as_", "max_concurrency")):
+                return [((), "as and max_concurrency apply to for_each loops only")]
+        elif _given(data, "max_iterations"):
+            return [((), "max_iterations applies to while loops only")]
+        return []
 
 
 class LoopStep(StepCommon):
@@ -361,23 +463,22 @@ class Assignee(Model):
     user: str | None = None
 
 
-class NotifyTarget(Model):
+class NotifyTarget(Ruled):
     email: str | None = None
     slack: str | None = None
     webhook: str | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> NotifyTarget:
-        given = [k for k in ("email", "slack", "webhook") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("each notify entry names exactly one of email, slack, webhook")
-        return self
+    @classmethod
+    def rules(cls, data: dict[str, Any]) -> list[tuple[RuleLoc, str]]:
+        if sum(_given(data, k) for k in ("email", "slack", "webhook")) != 1:
+            return [((), "each notify entry names exactly one of email, slack, webhook")]
+        return []
 
 
 OnTimeout = Literal["fail", "approve", "reject", "escalate"]
 
 
-class HumanSpec(Model):
+class HumanSpec(Ruled):
     instruction: TemplateStr | None = None
     assignee: Assignee | None = None
     notify: list[NotifyTarget] = Field(default_factory=list)
@@ -386,11 +487,11 @@ class HumanSpec(Model):
     on_timeout: OnTimeout = "fail"
     escalate_to: Assignee | None = None
 
-    @model_validator(mode="after")
-    def _escalation(self) -> HumanSpec:
-        if self.on_timeout == "escalate" and self.escalate_to is None:
-            raise ValueError("on_timeout: escalate needs escalate_to")
-        return self
+    @classmethod
+    def rules(cls, data: dict[str, Any]) -> list[tuple[RuleLoc, str]]:
+        if data.get("on_timeout") == "escalate" and not _given(data, "escalate_to"):
+            return [((), "on_timeout: escalate needs escalate_to")]
+        return []
 
 
 class ApprovalSpec(HumanSpec):
@@ -400,13 +501,18 @@ class ApprovalSpec(HumanSpec):
 class HumanTaskSpec(HumanSpec):
     form_schema: JsonSchemaObject | None = None
 
-    @model_validator(mode="after")
-    def _no_decision_timeout(self) -> HumanTaskSpec:
-        if self.on_timeout in ("approve", "reject"):
-            raise ValueError(
-                f"on_timeout: {self.on_timeout} applies to approval steps; a human_task may fail or escalate"
-            )
-        return self
+    @classmethod
+    def rules(cls, data: dict[str, Any]) -> list[tuple[RuleLoc, str]]:
+        on_timeout = data.get("on_timeout")
+        if on_timeout in ("approve", "reject"):
+            return [
+                (
+                    (),
+                    f"on_timeout: {on_timeout} applies to approval steps; "
+                    "a human_task may fail or escalate",
+                )
+            ]
+        return super().rules(data)
 
 
 class ApprovalStep(StepCommon):
@@ -448,6 +554,7 @@ ACTION_KINDS = ("llm", "tool", "http", "task")
 HUMAN_KINDS = ("approval", "human_task", "pause")
 NO_KIND = "__none__"
 MANY_KINDS = "__many__"
+INVALID = "invalid"
 
 
 def step_kind(value: Any) -> str | None:
@@ -478,6 +585,22 @@ class _ManyKinds(StepCommon):
         raise ValueError("MANY_KINDS")
 
 
+class InvalidStep(StepCommon):
+    """Stands in for a step whose own fields did not validate, so that the whole-workflow
+    checks still run on the rest of the file (never read from a file: the loader builds it
+    with ``model_construct``).
+
+    It keeps the step's ``id`` (``None`` when the id itself is invalid) and the step
+    sequences found inside it, each as a list of (location, step); ``loop_names`` are the
+    loop variables its body may use when it is a ``for_each`` loop.
+    """
+
+    id: str | None = None  # type: ignore[assignment]  # None: the id is invalid too
+    kind: Literal["invalid"] = Field("invalid", exclude=True)
+    bodies: list[list[tuple[tuple[str | int, ...], Any]]] = Field(default_factory=list)
+    loop_names: tuple[str, ...] = ()
+
+
 Step = Annotated[
     Union[  # noqa: UP007 (a tagged union written out for pydantic)
         Annotated[LlmStep, Tag("llm")],
@@ -497,6 +620,7 @@ Step = Annotated[
         Annotated[PauseStep, Tag("pause")],
         Annotated[_NoKind, Tag(NO_KIND)],
         Annotated[_ManyKinds, Tag(MANY_KINDS)],
+        Annotated[InvalidStep, Tag(INVALID)],
     ],
     Discriminator(
         step_kind,
@@ -516,7 +640,20 @@ def children(step: Any) -> list[list[Any]]:
         return [step.loop.steps]
     if isinstance(step, BranchStep):
         return [arm for _, arm in step.branch.arms()]
+    if isinstance(step, InvalidStep):
+        return [[s for _, s in body] for body in step.bodies]
     return []
+
+
+def own_scope(step: Any) -> bool:
+    """Whether ``step`` runs as a unit of its own: a group, branch, while loop or assert
+    with ``retry`` or ``on_error`` runs inside a one-branch Parallel that gives it Retry
+    and Catch, so its steps form a scope of their own (a ``goto`` cannot leave it)."""
+    if step.retry is None and step.on_error is None:
+        return False
+    if isinstance(step, LoopStep):
+        return step.loop.for_each is None
+    return isinstance(step, (GroupStep, BranchStep, AssertStep))
 
 
 def iter_steps(steps: list[Any]) -> Iterator[Any]:
@@ -533,7 +670,7 @@ def iter_steps(steps: list[Any]) -> Iterator[Any]:
 InputType = Literal["string", "number", "integer", "boolean", "json", "enum", "file"]
 
 
-class InputSpec(Model):
+class InputSpec(Ruled):
     type: InputType = "string"
     required: bool = False
     default: Any = None
@@ -543,24 +680,25 @@ class InputSpec(Model):
     max_length: int | None = Field(None, ge=0)
     description: str | None = None
 
-    @model_validator(mode="after")
-    def _consistent(self) -> InputSpec:
-        problems = []
-        if self.type == "enum" and not self.values:
-            problems.append("an enum input needs values")
-        if self.values is not None and self.type != "enum":
-            problems.append("values applies to enum inputs only")
-        if self.pattern is not None and self.type != "string":
-            problems.append("pattern applies to string inputs only")
-        if (
-            self.min_length is not None
-            and self.max_length is not None
-            and self.min_length > self.max_length
-        ):
-            problems.append("min_length is greater than max_length")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+    @classmethod
+    def rules(cls, data: dict[str, Any]) -> list[tuple[RuleLoc, str]]:
+        out: list[tuple[RuleLoc, str]] = []
+        kind = data.get("type", "string")
+        if kind in typing.get_args(InputType):  # an unknown type is reported on its own
+            if kind == "enum" and not data.get("values"):
+                out.append(((), "an enum input needs values"))
+            if _given(data, "values") and kind != "enum":
+                out.append((("values",), "values applies to enum inputs only"))
+            if _given(data, "pattern") and kind != "string":
+                out.append((("pattern",), "pattern applies to string inputs only"))
+        low, high = data.get("min_length"), data.get("max_length")
+        if _is_int(low) and _is_int(high) and low > high:
+            out.append((("min_length",), "min_length is greater than max_length"))
+        return out
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Defaults(Model):
