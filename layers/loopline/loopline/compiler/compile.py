@@ -50,7 +50,6 @@ STATE_NAME_LIMIT = 80
 #: Step Functions' largest state machine definition, in bytes.
 DEFINITION_LIMIT = 1_048_576
 VOTE_ITEM_CONCURRENCY = 4
-HUMAN_STEPS = (m.ApprovalStep, m.HumanTaskStep, m.PauseStep)
 #: Step Functions' ``Cause`` of a Lambda function error is JSON: ``{"errorType",
 #: "errorMessage", ...}`` (``{"errorMessage", "errorType", "requestId", "stackTrace"}`` in
 #: AWS). A cause that matches this pattern is read as such an object (docs/internals.md).
@@ -236,15 +235,8 @@ class Compiler:
     @staticmethod
     def _wrapped(s: Any) -> bool:
         """Steps whose errors Retry/Catch cannot reach natively run inside a one-branch
-        Parallel: control steps without Retry/Catch of their own, and human steps (a
-        timeout there is a Fail state of the step, so the wrapper retries and catches it
-        like a rejection)."""
-        needs = s.retry is not None or s.on_error is not None
-        natively = isinstance(s, (m.ParallelStep, m.VoteStep)) or (
-            isinstance(s, m.LoopStep) and s.loop.for_each is not None
-        )
-        kinds = (m.GroupStep, m.BranchStep, m.LoopStep, m.AssertStep, *HUMAN_STEPS)
-        return needs and isinstance(s, kinds) and not natively
+        Parallel (``models.own_scope``, the rule the checks apply to ``goto`` too)."""
+        return m.own_scope(s)
 
     @staticmethod
     def _items_expr(s: Any) -> Expr:

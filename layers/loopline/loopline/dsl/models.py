@@ -646,14 +646,18 @@ def children(step: Any) -> list[list[Any]]:
 
 
 def own_scope(step: Any) -> bool:
-    """Whether ``step`` runs as a unit of its own: a group, branch, while loop or assert
-    with ``retry`` or ``on_error`` runs inside a one-branch Parallel that gives it Retry
-    and Catch, so its steps form a scope of their own (a ``goto`` cannot leave it)."""
+    """Whether ``step`` runs as a unit of its own: a group, branch, while loop, assert or
+    human step with ``retry`` or ``on_error`` runs inside a one-branch Parallel that gives
+    it Retry and Catch (a human step's timeout is a Fail state there, retried and caught
+    like a rejection), so its steps form a scope of their own (a ``goto`` cannot leave
+    it). The compiler wraps exactly these steps."""
     if step.retry is None and step.on_error is None:
         return False
     if isinstance(step, LoopStep):
         return step.loop.for_each is None
-    return isinstance(step, (GroupStep, BranchStep, AssertStep))
+    return isinstance(
+        step, (GroupStep, BranchStep, AssertStep, ApprovalStep, HumanTaskStep, PauseStep)
+    )
 
 
 def iter_steps(steps: list[Any]) -> Iterator[Any]:
