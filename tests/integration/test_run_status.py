@@ -89,7 +89,7 @@ PARALLEL = """  - id: p
         group:
           - id: y1
             task: slow
-            args: {sleep: 0.5}
+            args: {sleep: 1}
           - id: y2
             fail: boom
 """
