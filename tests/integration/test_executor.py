@@ -446,7 +446,7 @@ steps:
         ("review=", "the value is empty"),
         ("review=maybe", "unknown decision 'maybe'"),
         ("review=reject:", "needs the step to roll back to"),
-        ("form={bad", "not a valid JSON object"),
+        ("form={bad", "the JSON object: not valid JSON: Expecting property name"),
     ],
 )
 def test_parse_decision_errors_are_clear(text: str, message: str) -> None:

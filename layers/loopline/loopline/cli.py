@@ -2,12 +2,14 @@
 
 Exit codes (``run``): 0 SUCCEEDED, 1 FAILED, 2 invalid file or inputs (nothing ran),
 3 waiting for a person with no decision left. ``compile``, ``validate`` and ``graph``
-exit 0 or 2. No input, however broken, produces a traceback.
+exit 0 or 2. Output cut short by a closed pipe (``| head``) ends the command quietly
+with 141, as SIGPIPE would. No input, however broken, produces a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -16,15 +18,19 @@ import sys
 # entry points, a large part of a short command's start-up time.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from loopline import __version__, jsontext
 from loopline.compiler import CompileResult, compile_workflow
 from loopline.compiler.compile import CompileError
 from loopline.config_error import ConfigError
 from loopline.dsl import InputsInvalid, Workflow, WorkflowInvalid, load_workflow, resolve_inputs
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
+#: A write to a pipe whose reader has gone (``loopline ... | head -1``): 128 + SIGPIPE.
+EXIT_BROKEN_PIPE = 141
 
 
 class UsageError(Exception):
@@ -33,6 +39,28 @@ class UsageError(Exception):
 
 def _err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def _write_output(text: str, output: str | None) -> None:
+    """``text`` to file ``output`` (its folders made), else to standard output."""
+    if output:
+        out = Path(output)
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+    else:
+        sys.stdout.write(text)
+
+
+def _print_json(value: Any) -> None:
+    """``value`` as JSON on standard output: always valid JSON (no NaN)."""
+    try:
+        text = jsontext.dumps(value, indent=2, ensure_ascii=False, default=str)
+        print(text)
+    except UnicodeEncodeError:  # a lone surrogate, or a terminal that cannot show it
+        print(jsontext.dumps(value, indent=2, default=str))
 
 
 def _load(path: str) -> tuple[Workflow, CompileResult]:
@@ -45,56 +73,189 @@ def _load(path: str) -> tuple[Workflow, CompileResult]:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     _, result = _load(args.file)
-    text = result.text
-    if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    _write_output(result.text, args.output)
     if not args.quiet:
         for line in result.report.lines():
             _err(line)
     return EXIT_OK
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    wf, result = _load(args.file)
+# --------------------------------------------------------------------------- validate
+
+#: The rules of ``validate``'s results (``--format json|sarif``).
+RULES = {
+    "invalid-workflow": (
+        "error",
+        "The workflow breaks a rule of the language (docs/language.md): it cannot compile.",
+    ),
+    "compile-error": (
+        "error",
+        "The checks accept the workflow but Amazon States Language cannot express it.",
+    ),
+    "compile-warning": (
+        "warning",
+        "The workflow compiles, but something in it is likely a mistake (a step that never "
+        "runs, a state machine near a Step Functions limit).",
+    ),
+}
+
+
+@dataclass
+class Finding:
+    """One result of ``validate``: a problem (error) or a warning, located."""
+
+    file: str
+    rule: str
+    message: str
+    line: int = 0
+    column: int = 0
+    path: str = ""
+
+    @property
+    def level(self) -> str:
+        return RULES[self.rule][0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "level": self.level,
+            "rule": self.rule,
+            "line": self.line,
+            "column": self.column,
+            "path": self.path,
+            "message": self.message,
+        }
+
+
+@dataclass
+class Checked:
+    """What ``validate`` found in one file."""
+
+    file: str
+    findings: list[Finding]
+    summary: str | None = None  # "N steps, M states" when the file is valid
+    problems_text: str | None = None  # the problems as the other commands print them
+
+
+def _check_file(path: str) -> Checked:
+    try:
+        wf, result = _load(path)
+    except WorkflowInvalid as exc:
+        findings = [
+            Finding(path, "invalid-workflow", p.message, p.line, p.column, p.path)
+            for p in exc.problems
+        ]
+        return Checked(path, findings, problems_text=exc.render())
+    except CompileError as exc:
+        return Checked(path, [Finding(path, "compile-error", str(exc))], problems_text=str(exc))
     n = sum(1 for _ in wf.all_steps())
-    print(f"{args.file}: valid ({n} steps, {result.report.states} states)")
-    for w in result.report.warnings:
-        _err(f"warning: {w}")
-    return EXIT_OK
+    warnings = [Finding(path, "compile-warning", w) for w in result.report.warnings]
+    return Checked(path, warnings, summary=f"{n} steps, {result.report.states} states")
+
+
+def _sarif(checked: list[Checked]) -> dict[str, Any]:
+    """A SARIF 2.1.0 log: one run of the ``loopline`` tool, a result per finding."""
+    results = []
+    for finding in (f for c in checked for f in c.findings):
+        location: dict[str, Any] = {
+            "physicalLocation": {
+                "artifactLocation": {"uri": Path(finding.file).as_posix()},
+                # A finding of the whole file is placed at its start.
+                "region": {
+                    "startLine": max(finding.line, 1),
+                    "startColumn": max(finding.column, 1),
+                },
+            }
+        }
+        if finding.path:
+            location["logicalLocations"] = [{"fullyQualifiedName": finding.path, "kind": "member"}]
+        results.append(
+            {
+                "ruleId": finding.rule,
+                "level": finding.level,
+                "message": {"text": finding.message},
+                "locations": [location],
+            }
+        )
+    used = sorted({f.rule for c in checked for f in c.findings})
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "loopline",
+                        "version": __version__,
+                        "rules": [
+                            {
+                                "id": rule,
+                                "shortDescription": {"text": rule.replace("-", " ")},
+                                "fullDescription": {"text": RULES[rule][1]},
+                                "defaultConfiguration": {"level": RULES[rule][0]},
+                            }
+                            for rule in used
+                        ],
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    checked = [_check_file(f) for f in args.files]
+    invalid = any(f.level == "error" for c in checked for f in c.findings)
+    if args.format == "json":
+        _print_json([f.to_json() for c in checked for f in c.findings])
+    elif args.format == "sarif":
+        _print_json(_sarif(checked))
+    else:
+        for c in checked:
+            if c.summary is not None:
+                print(f"{c.file}: valid ({c.summary})", flush=True)
+                for w in c.findings:
+                    _err(f"warning: {c.file}: {w.message}")
+            else:
+                _err(c.problems_text or "")
+                n = len(c.findings)
+                _err(f"{n} problem{'s' if n != 1 else ''} found")
+    return EXIT_INVALID if invalid else EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
     from loopline.compiler import graph
 
     wf = load_workflow(args.file)
-    sys.stdout.write(graph.dot(wf) if args.format == "dot" else graph.mermaid(wf))
+    _write_output(graph.dot(wf) if args.format == "dot" else graph.mermaid(wf), args.output)
     return EXIT_OK
 
 
-def _parse_json_arg(text: str, what: str) -> Any:
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"{what}: cannot read {text[1:]}: {exc.strerror}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{what}: not valid JSON: {exc.msg} (column {exc.colno})") from None
+# --------------------------------------------------------------------------- run
+
+
+def _decision_text(d: Any) -> str:
+    value = d.value if isinstance(d.value, str) else json.dumps(d.value, ensure_ascii=False)
+    return f"{d.step}={value}" + (f" # {d.comment}" if d.comment else "")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from loopline.local import run as local_run
 
     wf, result = _load(args.file)
-    given = _parse_json_arg(args.input, "--input")
+    try:
+        given = jsontext.read_argument(args.input, "--input")
+    except jsontext.JsonTextError as exc:
+        raise UsageError(str(exc)) from None
     if not isinstance(given, dict):
         raise UsageError("--input: expected a JSON object of input values")
     inputs = resolve_inputs(wf, given)
+    try:
+        decisions = [local_run.parse_decision(d) for d in args.decision]
+        local_run.check_decisions(wf, decisions)
+    except local_run.DecisionError as exc:
+        raise UsageError(str(exc)) from None
     from loopline.local.executor import LocalStackError
     from loopline.local.template import find_template
 
@@ -107,7 +268,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     ask = local_run.terminal_ask if sys.stdin.isatty() and not args.json else None
     progress = None if args.quiet else local_run.print_progress
     try:
-        decisions = [local_run.parse_decision(d) for d in args.decision]
         outcome = local_run.run_workflow(
             result.definition,
             wf,
@@ -120,15 +280,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     except (local_run.DecisionError, LocalStackError) as exc:
         raise UsageError(str(exc)) from None
+    for d in outcome.unused_decisions:
+        why = (
+            f"the run stopped before {d.step} waited for it"
+            if outcome.status == "WAITING"
+            else f"{d.step} did not wait for it"
+        )
+        _err(f"warning: --decision {_decision_text(d)} was not used: {why}")
     if args.json:
-        print(json.dumps(outcome.to_json(), indent=2, ensure_ascii=False, default=str))
+        _print_json(outcome.to_json())
     else:
         _err(outcome.status)
         if outcome.status == "SUCCEEDED":
             out = outcome.output
-            print(out if isinstance(out, str) else json.dumps(out, indent=2, ensure_ascii=False))
+            if isinstance(out, str):
+                print(out)
+            else:
+                _print_json(out)
         elif outcome.error:
-            _err(f"{outcome.error}: {outcome.cause}")
+            _err(f"{outcome.error}: {outcome.cause}" if outcome.cause else outcome.error)
     if outcome.status == "SUCCEEDED":
         return EXIT_OK
     if outcome.status == "WAITING":
@@ -141,6 +311,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="loopline",
         description="Compile agent workflows to AWS Step Functions and run them locally.",
     )
+    p.add_argument("--version", action="version", version=f"loopline {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("compile", help="write the Amazon States Language of a workflow")
@@ -149,13 +320,20 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-q", "--quiet", action="store_true", help="do not print the compile report")
     c.set_defaults(func=cmd_compile)
 
-    v = sub.add_parser("validate", help="run every check and write nothing")
-    v.add_argument("file")
+    v = sub.add_parser("validate", help="run every check on each file and write nothing")
+    v.add_argument("files", nargs="+", metavar="file")
+    v.add_argument(
+        "--format",
+        choices=("text", "json", "sarif"),
+        default="text",
+        help="text (default), json (a list of findings) or sarif (SARIF 2.1.0) on stdout",
+    )
     v.set_defaults(func=cmd_validate)
 
     g = sub.add_parser("graph", help="draw the workflow's steps")
     g.add_argument("file")
     g.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    g.add_argument("-o", "--output", help="write here instead of standard output")
     g.set_defaults(func=cmd_graph)
 
     r = sub.add_parser("run", help="run a workflow on the local stack")
@@ -167,7 +345,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="STEP=VALUE",
-        help="answer the next wait of STEP: approve, reject, reject:<step>, or a JSON object",
+        help="answer the next wait of STEP: approve, reject, reject:<step> (each may end "
+        "with '# comment'), or a JSON object",
     )
     r.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -175,7 +354,25 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _quiet_broken_pipe() -> int:
+    """The reader of our output has gone: say nothing more, anywhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a stream without a descriptor
+            os.dup2(devnull, stream.fileno())
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _quiet_broken_pipe()
+    sys.exit(code)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         code = args.func(args)
@@ -195,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         _err("interrupted")
         code = 130
-    sys.exit(code)
+    return int(code)
 
 
 if __name__ == "__main__":

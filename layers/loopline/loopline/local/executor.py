@@ -479,5 +479,22 @@ class LocalExecutor:
         self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
 
     def send_task_failure(self, token: str, error: str, cause: str = "") -> None:
-        """Fail a ``.waitForTaskToken`` task with ``error`` (routed by Retry/Catch)."""
-        self.sfn.send_task_failure(taskToken=token, error=error, cause=cause)
+        """Fail a ``.waitForTaskToken`` task with ``error`` (routed by Retry/Catch) and
+        ``cause``.
+
+        moto's ``SendTaskFailure`` API drops the cause, so the call goes to its Step
+        Functions backend directly, as the API would (the history and the execution's
+        failure then carry the cause, as in AWS).
+        """
+        self.sfn  # noqa: B018 - only while the executor is active
+        from moto.stepfunctions.responses import get_backend
+
+        backend: Any = get_backend(ACCOUNT_ID, self.region)
+        try:
+            backend.send_task_failure(token, error=error, cause=cause)
+        except Exception as exc:  # moto's API errors (unknown or finished token)
+            code = getattr(exc, "code", None) or type(exc).__name__
+            raise ClientError(
+                {"Error": {"Code": str(code), "Message": str(getattr(exc, "message", exc))}},
+                "SendTaskFailure",
+            ) from None

@@ -183,3 +183,61 @@ def resolve_payload(payload: dict[str, Any], bucket: str | None) -> dict[str, An
     if isinstance(cfg, dict) and "results" in cfg:
         out["config"] = {**cfg, "results": resolve(cfg["results"], bucket, workflow)}
     return out
+
+
+# --------------------------------------------------------------------------- inputs
+
+#: The part of a key that holds input values (step ids cannot start with "_").
+INPUTS_PART = "_inputs"
+#: A value this small is never worth a reference (one is about 300 bytes).
+_MIN_OFFLOAD_BYTES = 1024
+
+
+def store_value(value: Any, bucket: str, key_parts: list[str]) -> dict[str, Any]:
+    """Write ``value`` as JSON to ``s3://bucket/<key_parts...>/<uuid>.json``; returns its
+    reference (``{"$loopline_ref", "size", "preview"}``)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    data = text.encode()
+    key = "/".join([*key_parts, f"{uuid.uuid4().hex}.json"])
+    uri = f"s3://{bucket}/{key}"
+    put_object(uri, data, "application/json")
+    preview = value if isinstance(value, str) else text
+    return {REF_KEY: uri, "size": len(data), "preview": preview[:PREVIEW_CHARS]}
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def offload_inputs(
+    inputs: dict[str, Any], *, workflow: str, execution: str, bucket: str | None
+) -> dict[str, Any]:
+    """The execution input for ``inputs``, with large values stored in ``bucket``.
+
+    Each input value whose JSON is larger than ``LOOPLINE_LARGE_VALUE_BYTES`` is written
+    under ``<workflow>/<execution>/_inputs/<name>/`` and replaced by a reference, as a
+    large step output is; if the inputs together are still larger than that, the largest
+    remaining values follow (values under 1 KB stay). The runtime resolves the
+    references wherever a step reads the value. ``execution`` is the name the execution
+    will be started with. With no bucket, the inputs are returned as they are.
+    """
+    if not bucket:
+        return inputs
+    limit = settings().large_value_bytes
+    sizes = {name: _json_size(v) for name, v in inputs.items() if not is_ref(v)}
+    out = dict(inputs)
+
+    def store(name: str) -> None:
+        out[name] = store_value(
+            inputs[name], bucket, [workflow, _execution_name(execution), INPUTS_PART, name]
+        )
+        del sizes[name]
+
+    for name in [n for n, size in sizes.items() if size > limit]:
+        store(name)
+    while sizes and _json_size(out) > limit:
+        name = max(sizes, key=lambda n: sizes[n])
+        if sizes[name] < _MIN_OFFLOAD_BYTES:
+            break
+        store(name)
+    return out
