@@ -142,8 +142,8 @@ def test_given_a_tool_module_that_cannot_be_imported_then_it_is_a_warning_and_to
 
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [
-        'warning: the tool module "no_such_mod" (LOOPLINE_TOOL_MODULES) cannot be imported '
-        "(No module named 'no_such_mod'); tool names are not checked"
+        'warning: wf.yaml: the tool module "no_such_mod" (LOOPLINE_TOOL_MODULES) cannot be '
+        "imported (No module named 'no_such_mod'); tool names are not checked"
     ]
 
 

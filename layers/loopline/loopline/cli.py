@@ -17,7 +17,7 @@ import sys
 # The command uses no pydantic plugins; looking them up scans every installed package's
 # entry points, a large part of a short command's start-up time.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -63,11 +63,14 @@ def _print_json(value: Any) -> None:
         print(jsontext.dumps(value, indent=2, default=str))
 
 
-def _load(path: str) -> tuple[Workflow, CompileResult]:
-    """Load, check (knowing the tools and the template's functions) and compile."""
+def _load(path: str, warn: Callable[[str], None] | None = None) -> tuple[Workflow, CompileResult]:
+    """Load, check (knowing the tools and the template's functions) and compile.
+
+    What the checks cannot judge (a tool module that does not import) goes to ``warn``,
+    by default a ``warning:`` line on stderr."""
     from loopline.environment import check_context
 
-    wf = load_workflow(path, check_context(path, lambda w: _err(f"warning: {w}")))
+    wf = load_workflow(path, check_context(path, warn or (lambda w: _err(f"warning: {w}"))))
     return wf, compile_workflow(wf)
 
 
@@ -138,18 +141,17 @@ class Checked:
 
 
 def _check_file(path: str) -> Checked:
+    notes: list[str] = []
     try:
-        wf, result = _load(path)
+        wf, result = _load(path, notes.append)
     except WorkflowInvalid as exc:
-        findings = [
-            Finding(path, "invalid-workflow", p.message, p.line, p.column, p.path)
-            for p in exc.problems
-        ]
+        # A CompileError is a WorkflowInvalid too, located like every other problem.
+        rule = "compile-error" if isinstance(exc, CompileError) else "invalid-workflow"
+        findings = [Finding(path, rule, p.message, p.line, p.column, p.path) for p in exc.problems]
+        findings += [Finding(path, "compile-warning", w) for w in notes]
         return Checked(path, findings, problems_text=exc.render())
-    except CompileError as exc:
-        return Checked(path, [Finding(path, "compile-error", str(exc))], problems_text=str(exc))
     n = sum(1 for _ in wf.all_steps())
-    warnings = [Finding(path, "compile-warning", w) for w in result.report.warnings]
+    warnings = [Finding(path, "compile-warning", w) for w in [*notes, *result.report.warnings]]
     return Checked(path, warnings, summary=f"{n} steps, {result.report.states} states")
 
 
@@ -376,7 +378,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         code = args.func(args)
-    except WorkflowInvalid as exc:
+    except WorkflowInvalid as exc:  # CompileError included: located like the others
         _err(exc.render())
         n = len(exc.problems)
         _err(f"{n} problem{'s' if n != 1 else ''} found")
@@ -386,7 +388,7 @@ def _main(argv: Sequence[str] | None) -> int:
             _err(line)
         _err("the inputs do not match the workflow's inputs; nothing ran")
         code = EXIT_INVALID
-    except (UsageError, CompileError, ConfigError) as exc:
+    except (UsageError, ConfigError) as exc:
         _err(f"error: {exc}")
         code = EXIT_INVALID
     except KeyboardInterrupt:

@@ -304,7 +304,10 @@ class Tracker:
             self._container_event(thread, etype, eid)
         elif etype.endswith("StateExited"):
             name = str(det.get("name", ""))
-            if thread is not self.root and (self.shape.states.get(name) or {}).get("End"):
+            # Leaving a last state ends its branch, unless the state failed: its Catch
+            # may lead on (to an on_timeout state, say), or the branch fails.
+            ends = (self.shape.states.get(name) or {}).get("End")
+            if thread is not self.root and ends and thread.failure is None:
                 self._end_thread(thread, "succeeded")
         elif etype == "MapIterationSucceeded":
             self._end_thread(thread, "succeeded")
