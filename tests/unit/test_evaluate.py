@@ -168,3 +168,15 @@ def test_context_from_payload_puts_vars_at_the_top() -> None:
     assert ctx == {"inputs": {"a": 1}, "steps": {"s": {"output": 2}}, "item": 5}
     assert evaluate("item == 5 and steps.s.output == 2", ctx) is True
     assert context_from_payload({}) == {"inputs": {}, "steps": {}}
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [("inputs.count", "a number"), ("inputs.flag", "a boolean"), ("inputs.none", "null")],
+)
+def test_len_of_a_value_without_length_says_what_it_is_in_json_words(path: str, kind: str) -> None:
+    with pytest.raises(StepError) as err:
+        render_template(f"{{{{ len({path}) }}}}", CTX)
+    assert f"{path} is {kind}, not a list, text or object" in err.value.message
+    for python_name in ("int", "bool", "NoneType"):
+        assert f" {python_name}," not in err.value.message

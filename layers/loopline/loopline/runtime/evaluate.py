@@ -189,6 +189,23 @@ def evaluate_value(expr: Expr | str, ctx: Context) -> Any:
 # --------------------------------------------------------------------------- templates
 
 
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in words (never a Python type name)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "a value of no JSON type"
+
+
 def _why_missing(expr: Expr, ctx: Context) -> str:
     """A sentence on why ``expr`` (a path or ``len(path)``) has no value."""
     path = expr.arg if isinstance(expr, Call) else expr
@@ -197,8 +214,10 @@ def _why_missing(expr: Expr, ctx: Context) -> str:
     if isinstance(expr, Call):
         value = lookup(path, ctx)
         if value is not MISSING:
-            kind = "null" if value is None else type(value).__name__
-            return f"{expr.source()} has no value: {path.source()} is {kind}, not a list, text or object"
+            return (
+                f"{expr.source()} has no value: {path.source()} is {json_kind(value)}, "
+                "not a list, text or object"
+            )
     reason = ""
     step = path.step_id
     if step is not None:
