@@ -1,6 +1,7 @@
 """Task inputs: check a submission against the workflow's input specs and fill in defaults.
 
-Each input spec becomes a JSON Schema (``input_schema``) checked with ``jsonschema``; the
+Each input spec becomes a JSON Schema (``input_schema``) checked with ``jsonschema``, its
+``pattern`` matched by RE2 (``loopline.patterns``: linear time, whatever the pattern); the
 violations are turned into one readable line each, ``inputs.<field>: <rule> (got <value>)``,
 and all of them are reported together (``InputsInvalid``).
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from loopline.dsl.models import InputSpec, Workflow
 from loopline.dsl.problems import InputsInvalid
+from loopline.patterns import schema_validator
 
 if TYPE_CHECKING:
     import jsonschema
@@ -80,8 +83,8 @@ def show(value: Any, limit: int = 60) -> str:
     """A short JSON rendering of a value for messages."""
     try:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
+    except (TypeError, ValueError, RecursionError):
+        text = "a value nested too deeply to show" if isinstance(value, (dict, list)) else "?"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -116,13 +119,29 @@ def check_value(spec: InputSpec, value: Any) -> list[str]:
     schema = input_schema(spec)
     import jsonschema  # imported on use: compiling a workflow does not need it
 
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = schema_validator(schema, default=jsonschema.Draft202012Validator)
     rules: list[str] = []
+    if spec.type in ("number", "json") and not _finite(value):
+        rules.append("must not be NaN or infinite (JSON has no such numbers)")
     for err in validator.iter_errors(value):
         rule = _rule(spec, err)
         if rule not in rules:
             rules.append(rule)
     return [f"{rule} (got {show(value)})" for rule in rules]
+
+
+def _finite(value: Any) -> bool:
+    """Whether every number in ``value`` (at any depth) is finite."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return True
 
 
 def resolve_inputs(workflow: Workflow, given: dict[str, Any] | None) -> dict[str, Any]:

@@ -8,7 +8,6 @@ the whole workflow (unique ids, references, rollback targets) live in ``checks.p
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, Union
 
@@ -30,6 +29,7 @@ from pydantic import (
 from loopline.dsl.duration import parse_duration
 from loopline.dsl.expr import Expr, ExpressionError, parse_expression
 from loopline.dsl.template import Template, check_template_tree, parse_template
+from loopline.patterns import PatternError, check_pattern, check_schema
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_]{0,39}$"
 NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
@@ -96,7 +96,7 @@ def _check_schema(value: dict[str, Any]) -> dict[str, Any]:
     import jsonschema  # imported here: most workflows have no schema, and it is slow to load
 
     try:
-        jsonschema.validators.validator_for(value).check_schema(value)
+        check_schema(value)  # patterns included: RE2 must compile them
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         message = exc.message
@@ -113,8 +113,8 @@ def _check_schema(value: dict[str, Any]) -> dict[str, Any]:
 
 def _check_pattern(value: str) -> str:
     try:
-        re.compile(value)
-    except re.error as exc:
+        check_pattern(value)
+    except PatternError as exc:
         raise ValueError(f"pattern does not compile: {exc}") from None
     return value
 
