@@ -151,7 +151,7 @@ def check_schema(schema: dict[str, Any]) -> None:
     checker.checkers = dict(checker.checkers)
     checker.checks("regex", raises=PatternError)(_is_pattern)
     try:
-        cls.check_schema(schema, format_checker=checker)
+        cls.check_schema(schema, format_checker=checker)  # type: ignore[call-arg]
     except jsonschema.SchemaError as exc:
         if exc.validator == "format" and exc.validator_value == "regex":
             exc.message = f"the pattern {exc.instance!r} does not compile: {exc.cause}"

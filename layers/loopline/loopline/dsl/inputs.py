@@ -119,9 +119,12 @@ def check_value(spec: InputSpec, value: Any) -> list[str]:
     schema = input_schema(spec)
     import jsonschema  # imported on use: compiling a workflow does not need it
 
+    depth, finite = _shape(value)
+    if depth > MAX_DEPTH:  # before jsonschema, whose messages hold the value's repr
+        return [f"must not be nested more than {MAX_DEPTH} levels deep (got {show(value)})"]
     validator = schema_validator(schema, default=jsonschema.Draft202012Validator)
     rules: list[str] = []
-    if spec.type in ("number", "json") and not _finite(value):
+    if not finite:
         rules.append("must not be NaN or infinite (JSON has no such numbers)")
     for err in validator.iter_errors(value):
         rule = _rule(spec, err)
@@ -130,18 +133,26 @@ def check_value(spec: InputSpec, value: Any) -> list[str]:
     return [f"{rule} (got {show(value)})" for rule in rules]
 
 
-def _finite(value: Any) -> bool:
-    """Whether every number in ``value`` (at any depth) is finite."""
-    stack = [value]
+#: Deepest nesting of lists and objects an input value may have (as in a workflow file).
+MAX_DEPTH = 100
+
+
+def _shape(value: Any) -> tuple[int, bool]:
+    """The nesting depth of ``value`` and whether every number in it is finite."""
+    stack = [(value, 0)]
+    deepest, finite = 0, True
     while stack:
-        v = stack.pop()
+        v, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
         if isinstance(v, float) and not math.isfinite(v):
-            return False
-        if isinstance(v, dict):
-            stack.extend(v.values())
+            finite = False
+        elif isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
         elif isinstance(v, list):
-            stack.extend(v)
-    return True
+            stack.extend((x, depth + 1) for x in v)
+    return deepest, finite
 
 
 def resolve_inputs(workflow: Workflow, given: dict[str, Any] | None) -> dict[str, Any]:

@@ -95,9 +95,9 @@ _BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": Fal
 # Dates stay text (no timestamps), and so does ``=``.
 _IMPLICIT: dict[str, list[tuple[str, typing.Pattern[str]]]] = {}
 for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
-    for _tag, _rx in _resolvers:
-        if _tag in (_INT, _FLOAT, _NULL, _MERGE):
-            _IMPLICIT.setdefault(_first, []).append((_tag, _rx))
+    for _implicit_tag, _rx in _resolvers:
+        if _implicit_tag in (_INT, _FLOAT, _NULL, _MERGE):
+            _IMPLICIT.setdefault(_first, []).append((_implicit_tag, _rx))
 for _first in "tTfF":
     _IMPLICIT.setdefault(_first, []).append(
         (_BOOL, __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"))
@@ -156,6 +156,8 @@ def _int(text: str) -> int:
     sign = -1 if v[:1] == "-" else 1
     if v[:1] in ("+", "-"):
         v = v[1:]
+    if v[:1] in ("+", "-"):
+        raise ValueError(text)
     if len(v) > 70:
         raise OverflowError
     if v == "0":
@@ -184,6 +186,8 @@ def _float(text: str) -> float:
     sign = -1.0 if v[:1] == "-" else 1.0
     if v[:1] in ("+", "-"):
         v = v[1:]
+    if v[:1] in ("+", "-"):
+        raise ValueError(text)
     if v == ".inf":
         return sign * math.inf
     if v == ".nan":
@@ -304,7 +308,9 @@ class _Builder:
 
     def scalar(self, event: Any, loc: Loc) -> Any:
         tag = event.tag
-        if tag is None or tag == "!":
+        if tag == "!":  # the non-specific tag: text
+            return event.value
+        if tag is None:
             if not event.implicit[0]:  # quoted or a block: text
                 return event.value
             tag = _resolve(event.value)
@@ -359,9 +365,9 @@ class _Builder:
             key_event = self.next_event()
             if type(key_event) is yaml.MappingEndEvent:
                 break
-            key = self.key(key_event, loc)
+            key, is_merge = self.key(key_event, loc)
             value_event = self.next_event()
-            if key is _MERGE_KEY:
+            if is_merge:
                 start = len(self.log)
                 value = self.value(value_event, (*loc, "<<"))
                 merges.append((value, start, len(self.log), value_event.start_mark))
@@ -378,16 +384,17 @@ class _Builder:
             return self.merge(out, merges, loc)
         return out
 
-    def key(self, event: Any, loc: Loc) -> str | object | None:
-        """The text of a mapping key; ``_MERGE_KEY`` for ``<<``; None when it has none."""
+    def key(self, event: Any, loc: Loc) -> tuple[str | None, bool]:
+        """The text of a mapping key (None when it has none), and whether it is the merge
+        key ``<<``."""
         kind = type(event)
         if kind is yaml.ScalarEvent:
             tag = event.tag
             if tag is None or tag == "!":
-                if event.implicit[0] and event.value == "<<":
-                    return _MERGE_KEY
+                if tag is None and event.implicit[0] and event.value == "<<":
+                    return None, True
             elif tag == _MERGE and event.value == "<<":
-                return _MERGE_KEY
+                return None, True
             else:
                 try:
                     _scalar_value(tag, event.value)
@@ -396,19 +403,19 @@ class _Builder:
             if event.anchor is not None:
                 n = len(self.log)
                 self.anchors[event.anchor] = _Anchor(event.value, loc, n, n, 1, event.value)
-            return str(event.value)
+            return str(event.value), False
         if kind is yaml.AliasEvent:
             anchor = self.anchors.get(event.anchor)
             if anchor is not None and anchor.text is not None:
-                return anchor.text
+                return anchor.text, False
             if anchor is None:
                 self.alias(event, loc)  # the problem of an unknown alias
             self.problem(event.start_mark, loc, "a key must be a single value")
-            return None
+            return None, False
         what = "a list" if kind is yaml.SequenceStartEvent else "a mapping"
         self.problem(event.start_mark, loc, f"a key must be a single value, not {what}")
         self.value(event, (*loc, "<ignored>"))
-        return None
+        return None, False
 
     def alias(self, event: Any, loc: Loc) -> Any:
         name = event.anchor
@@ -466,9 +473,6 @@ class _Builder:
         return merged
 
 
-_MERGE_KEY = object()
-
-
 def _check_json_numbers(data: Any, doc: Document, problems: list[Problem]) -> None:
     """Problems for the numbers of JSON data that JSON tools cannot take."""
     stack: list[tuple[Any, Loc]] = [(data, ())]
@@ -505,10 +509,8 @@ def parse_text(text: str, filename: str = "<workflow>") -> Document:
 
     A file over ``MAX_FILE_BYTES`` is refused before it is parsed.
     """
-    if len(text) > MAX_FILE_BYTES:
-        raise WorkflowInvalid([size_problem(None)], filename)
     try:
-        size = len(text.encode("utf-8"))
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
         line, col = _offset_position(text, exc.start)
         raise WorkflowInvalid(
