@@ -219,3 +219,29 @@ def test_given_numbers_at_the_64_bit_bounds_when_parsed_then_they_are_literals()
 def test_given_digits_that_are_not_ascii_when_parsed_then_they_are_not_numbers() -> None:
     with pytest.raises(ExpressionError, match="unexpected character"):
         parse_expression("inputs.a == \u0663")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(not a) == b",
+        "not a == b",
+        "a and b or c",
+        "(a or b) or c",
+        "(a == b) == c",
+        "not (a or b)",
+    ],
+)
+def test_given_an_expression_when_rendered_then_the_source_means_the_same_tree(text: str) -> None:
+    e = parse_expression(text)
+
+    assert parse_expression(e.source()) == e
+
+
+def test_given_not_as_a_comparison_operand_then_the_helper_lambda_evaluates_the_same() -> None:
+    from loopline.runtime.evaluate import evaluate
+
+    e = parse_expression("(not inputs.a) == inputs.b")
+    ctx = {"inputs": {"a": "x", "b": 5}}
+
+    assert evaluate(parse_expression(e.source()), ctx) is evaluate(e, ctx) is False

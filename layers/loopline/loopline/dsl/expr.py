@@ -72,7 +72,7 @@ class Compare:
     right: Expr
 
     def source(self) -> str:
-        return f"{_paren(self.left)} {self.op} {_paren(self.right)}"
+        return f"{_paren(self.left, 4)} {self.op} {_paren(self.right, 4)}"
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class And:
     items: tuple[Expr, ...]
 
     def source(self) -> str:
-        return " and ".join(_paren(i) for i in self.items)
+        return " and ".join(_paren(i, 2) for i in self.items)
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class Or:
     items: tuple[Expr, ...]
 
     def source(self) -> str:
-        return " or ".join(_paren(i) for i in self.items)
+        return " or ".join(_paren(i, 1) for i in self.items)
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class Not:
     item: Expr
 
     def source(self) -> str:
-        return f"not {_paren(self.item)}"
+        return f"not {_paren(self.item, 2)}"
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,22 @@ class Call:
 Expr = Literal | Path | Compare | And | Or | Not | Call
 
 
-def _paren(e: Expr) -> str:
-    return f"({e.source()})" if isinstance(e, (And, Or, Compare)) else e.source()
+def _level(e: Expr) -> int:
+    """How tightly ``e`` binds: or 1, and 2, not 3, a comparison 4, anything else 5."""
+    if isinstance(e, Or):
+        return 1
+    if isinstance(e, And):
+        return 2
+    if isinstance(e, Not):
+        return 3
+    return 4 if isinstance(e, Compare) else 5
+
+
+def _paren(e: Expr, level: int) -> str:
+    """The source of ``e`` as an operand of an operator of ``level``: in parentheses when
+    it binds no tighter, so that the source parses back to the same tree (the helper
+    Lambda evaluates the source the compiler wrote) with no more nesting than needed."""
+    return f"({e.source()})" if _level(e) <= level else e.source()
 
 
 def walk(e: Expr) -> Iterator[Expr]:
