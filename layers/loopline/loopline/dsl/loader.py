@@ -11,7 +11,7 @@ import stat
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -240,18 +240,24 @@ def _scalar_value(tag: str, text: str) -> Any:
 _KIND_WORDS = {_SEQ: "a list", _MAP: "a mapping"}
 
 
+_ScalarEvent, _AliasEvent = yaml.ScalarEvent, yaml.AliasEvent
+
+
 class _Builder:
     """Builds plain data and positions from the parser's events.
 
-    Every value records its position in ``doc.positions`` and in ``log`` (in order), so an
-    alias can copy the positions of the value it refers to under its own location.
+    Every value records its position in ``positions``. While an anchored value or the
+    value of a merge key ``<<`` is being built, positions also go to ``log`` (in order),
+    so that an alias or a merge can copy them under its own location.
     """
 
     def __init__(self, loader: Any, doc: Document, problems: list[Problem]) -> None:
         self.next_event = loader.get_event
-        self.doc = doc
+        self.positions = doc.positions
         self.problems = problems
         self.log: list[tuple[Loc, tuple[int, int]]] = []
+        #: Anchored or merged values being built: while any is, positions are logged.
+        self.logging = 0
         self.anchors: dict[str, _Anchor] = {}
         self.opening: set[str] = set()
         self.count = 0
@@ -262,45 +268,62 @@ class _Builder:
     def problem(self, mark: Any, loc: Loc, message: str) -> None:
         self.problems.append(Problem(mark.line + 1, mark.column + 1, format_loc(loc), message))
 
-    def record(self, loc: Loc, mark: Any) -> None:
-        pos = (mark.line + 1, mark.column + 1)
-        self.doc.positions[loc] = pos
-        self.log.append((loc, pos))
+    def record(self, loc: Loc, pos: tuple[int, int]) -> None:
+        self.positions[loc] = pos
+        if self.logging:
+            self.log.append((loc, pos))
 
     def add(self, mark: Any, n: int = 1) -> None:
         self.count += n
         if self.count > MAX_NODES:
-            raise _Stop(
-                mark,
-                f"the file holds more than {MAX_NODES:,} values"
-                + (" once its aliases are expanded" if self.aliased else ""),
-            )
+            self.too_many(mark)
+
+    def too_many(self, mark: Any) -> NoReturn:
+        raise _Stop(
+            mark,
+            f"the file holds more than {MAX_NODES:,} values"
+            + (" once its aliases are expanded" if self.aliased else ""),
+        )
 
     # ---------------------------------------------------------------- values
 
     def value(self, event: Any, loc: Loc) -> Any:
         """The value that starts with ``event`` (already taken from the parser)."""
         kind = type(event)
-        if kind is yaml.AliasEvent:
-            return self.alias(event, loc)
         anchor = event.anchor
+        if kind is _ScalarEvent and anchor is None:  # the most common case, made short
+            mark = event.start_mark
+            self.count += 1
+            if self.count > MAX_NODES:
+                self.too_many(mark)
+            self.record(loc, (mark.line + 1, mark.column + 1))
+            if event.tag is None and event.implicit[0]:
+                text = event.value
+                if text[:1] not in _IMPLICIT:
+                    return text
+            return self.scalar(event, loc)
+        if kind is _AliasEvent:
+            return self.alias(event, loc)
         if anchor is not None:
             self.anchors.pop(anchor, None)
             self.opening.add(anchor)
+            self.logging += 1
         start, count = len(self.log), self.count
-        self.add(event.start_mark)
-        self.record(loc, event.start_mark)
-        if kind is yaml.ScalarEvent:
+        mark = event.start_mark
+        self.add(mark)
+        self.record(loc, (mark.line + 1, mark.column + 1))
+        if kind is _ScalarEvent:
             value = self.scalar(event, loc)
         elif kind is yaml.SequenceStartEvent:
             value = self.sequence(event, loc)
         elif kind is yaml.MappingStartEvent:
             value = self.mapping(event, loc)
         else:  # pragma: no cover - the parser's grammar allows nothing else here
-            raise _Stop(event.start_mark, f"unexpected {kind.__name__}")
+            raise _Stop(mark, f"unexpected {kind.__name__}")
         if anchor is not None:
+            self.logging -= 1
             self.opening.discard(anchor)
-            text = event.value if kind is yaml.ScalarEvent else None
+            text = event.value if kind is _ScalarEvent else None
             self.anchors[anchor] = _Anchor(
                 value, loc, start, len(self.log), self.count - count, text
             )
@@ -361,16 +384,29 @@ class _Builder:
         self.collection_tag(event, loc, _MAP)
         out: dict[str, Any] = {}
         merges: list[tuple[Any, int, int, Any]] = []
+        next_event, end = self.next_event, yaml.MappingEndEvent
         while True:
-            key_event = self.next_event()
-            if type(key_event) is yaml.MappingEndEvent:
+            key_event = next_event()
+            kind = type(key_event)
+            if kind is end:
                 break
-            key, is_merge = self.key(key_event, loc)
-            value_event = self.next_event()
+            if (
+                kind is _ScalarEvent
+                and key_event.tag is None
+                and key_event.anchor is None
+                and key_event.value != "<<"
+            ):
+                key: str | None = key_event.value
+                is_merge = False
+            else:
+                key, is_merge = self.key(key_event, loc)
+            value_event = next_event()
             if is_merge:
+                self.logging += 1
                 start = len(self.log)
                 value = self.value(value_event, (*loc, "<<"))
                 merges.append((value, start, len(self.log), value_event.start_mark))
+                self.logging -= 1
                 continue
             mark = key_event.start_mark
             if key is None or key in out:
@@ -378,7 +414,7 @@ class _Builder:
                     self.problem(mark, (*loc, key), f'duplicate key "{key}"')
                 self.value(value_event, (*loc, "<ignored>"))
                 continue
-            self.record(("__key__", *loc, key), mark)
+            self.record(("__key__", *loc, key), (mark.line + 1, mark.column + 1))
             out[key] = self.value(value_event, (*loc, key))
         if merges:
             return self.merge(out, merges, loc)
@@ -431,8 +467,7 @@ class _Builder:
         n = len(anchor.loc)
         for old, pos in self.log[anchor.start : anchor.end]:
             new = ("__key__", *loc, *old[n + 1 :]) if old[0] == "__key__" else (*loc, *old[n:])
-            self.doc.positions[new] = pos
-            self.log.append((new, pos))
+            self.record(new, pos)
         return anchor.value
 
     def merge(
@@ -467,8 +502,7 @@ class _Builder:
                 elif not rest or (None, rest[0]) not in chosen:
                     continue
                 new = ("__key__", *loc, *rest) if is_key else (*loc, *rest)
-                self.doc.positions[new] = pos
-                self.log.append((new, pos))
+                self.record(new, pos)
         merged.update(out)
         return merged
 
