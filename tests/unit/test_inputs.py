@@ -164,7 +164,6 @@ NESTED_QUANTIFIERS = """
 name: wf
 inputs:
   word: {type: string, pattern: "^(a+)+$"}
-  label: {type: string, pattern: "^\\\\p{L}+$"}
 steps:
   - id: a
     llm: "{{ inputs.word }}"
@@ -186,10 +185,10 @@ def test_given_a_pattern_with_nested_quantifiers_then_a_long_value_validates_in_
 
 
 def test_given_patterns_then_they_match_with_re2_unicode_classes_and_lone_surrogates() -> None:
-    wf = load_workflow_text(NESTED_QUANTIFIERS, "wf.yaml")
+    wf = load_workflow_text(NESTED_QUANTIFIERS.replace("^(a+)+$", "^\\\\p{L}+$"), "wf.yaml")
 
-    assert resolve_inputs(wf, {"label": "Grüße"})["label"] == "Grüße"
-    assert violations(wf, {"label": "a\ud800"})[0].startswith("inputs.label: must match")
+    assert resolve_inputs(wf, {"word": "Grüße"})["word"] == "Grüße"
+    assert violations(wf, {"word": "a\ud800"})[0].startswith("inputs.word: must match")
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
