@@ -384,3 +384,9 @@ def test_given_json_numbers_no_json_tool_takes_when_loaded_then_they_are_problem
 ) -> None:
     (line,) = problems(text, "t.json")
     assert line.endswith(message)
+
+
+def test_given_no_size_limit_when_parsed_then_large_text_is_read() -> None:
+    text = "answer: " + "x" * (MAX_FILE_BYTES + 10) + "\n"
+
+    assert len(parse_text(text, "script.yaml", max_bytes=None).data["answer"]) > MAX_FILE_BYTES

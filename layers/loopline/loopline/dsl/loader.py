@@ -63,15 +63,15 @@ MAX_NODES = 500_000
 MIN_INT, MAX_INT = -(2**63), 2**64 - 1
 
 
-def size_problem(size: int | None) -> Problem:
-    """The problem of a file over ``MAX_FILE_BYTES`` (``size`` None: not known exactly)."""
-    what = f"{size:,} bytes" if size is not None else f"more than {MAX_FILE_BYTES:,} bytes"
+def size_problem(size: int | None, limit: int = MAX_FILE_BYTES) -> Problem:
+    """The problem of a file over ``limit`` bytes (``size`` None: not known exactly)."""
+    what = f"{size:,} bytes" if size is not None else f"more than {limit:,} bytes"
     return Problem(
         0,
         0,
         "(file)",
         f"the file is too large: {what}; a workflow file may be at most "
-        f"{MAX_FILE_BYTES:,} bytes (2 MiB)",
+        f"{limit:,} bytes ({limit / 2**20:g} MiB)",
     )
 
 
@@ -538,10 +538,13 @@ def _refuse_constant(name: str) -> Any:
     raise _NotJson(f"{name} is not a JSON value")
 
 
-def parse_text(text: str, filename: str = "<workflow>") -> Document:
+def parse_text(
+    text: str, filename: str = "<workflow>", max_bytes: int | None = MAX_FILE_BYTES
+) -> Document:
     """Parse YAML or JSON text; raise ``WorkflowInvalid`` on a syntax error.
 
-    A file over ``MAX_FILE_BYTES`` is refused before it is parsed.
+    Text over ``max_bytes`` (a workflow file's limit unless told otherwise; None: no
+    limit) is refused before it is parsed.
     """
     try:
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
@@ -550,8 +553,8 @@ def parse_text(text: str, filename: str = "<workflow>") -> Document:
         raise WorkflowInvalid(
             [Problem(line, col, "(file)", f"invalid character {text[exc.start]!r}")], filename
         ) from None
-    if size > MAX_FILE_BYTES:
-        raise WorkflowInvalid([size_problem(size)], filename)
+    if max_bytes is not None and size > max_bytes:
+        raise WorkflowInvalid([size_problem(size, max_bytes)], filename)
     problems: list[Problem] = []
     doc = Document(None)
     loader: Any = None
