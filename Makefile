@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format compile golden bench clean venv sam-venv validate build
+.PHONY: demo test lint format compile golden bench fuzz clean venv sam-venv validate build
 
 # AWS SAM CLI in a virtualenv of its own (its pins clash with the dev tools').
 SAM_VENV := .venv-sam
@@ -75,6 +75,11 @@ build: $(SAM_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The long fuzz run: FUZZ_EXAMPLES (default 20,000) new cases of each kind - workflow files,
+# expressions, inputs - each under 5 s. `make test` runs a short, fixed profile of the same.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest tests/fuzz -q -n 2 --hypothesis-show-statistics
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

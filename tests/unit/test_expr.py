@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from loopline.dsl.expr import (
+    MAX_NESTING,
     And,
     Call,
     Compare,
@@ -131,3 +134,114 @@ def test_given_an_unclosed_hole_when_parsed_then_the_error_says_so() -> None:
 def test_given_a_bad_expression_in_a_hole_then_the_error_names_the_hole() -> None:
     with pytest.raises(ExpressionError, match=r"in \{\{ inputs\.name == \}\}"):
         parse_template("Hello {{ inputs.name == }}")
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize(
+    ("text", "column"),
+    [
+        ("(" * 246 + "a" + ")" * 246, MAX_NESTING + 1),
+        ("not " * 250 + "a", 4 * MAX_NESTING + 1),
+        ("!" * 5000 + "a", MAX_NESTING + 1),
+        ("len(" * 300 + "a" + ")" * 300, 4 * MAX_NESTING + 4),
+        ("a and (" * 40 + "b" + ")" * 40, 7 * MAX_NESTING + 7),
+    ],
+    ids=["parentheses", "not", "!", "calls", "and-parentheses"],
+)
+def test_given_nesting_beyond_the_bound_when_parsed_then_a_located_error_not_a_recursion(
+    text: str, column: int
+) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        parse_expression(text)
+
+    assert caught.value.message == (
+        f"nested more than {MAX_NESTING} levels deep (parentheses, 'not' and function calls)"
+    )
+    assert caught.value.column == column
+
+
+def _deepest() -> str:
+    """An expression at the nesting bound whose tree is as deep as the bound allows:
+    alternating and/or in parentheses, with some ``not`` in between."""
+    text, budget, i = "len(inputs.x) > 1", MAX_NESTING - 1, 0
+    while budget:
+        op = "and" if i % 2 else "or"
+        if budget >= 2 and i % 3 == 0:
+            text, budget = f"not (inputs.y{i} {op} {text})", budget - 2
+        else:
+            text, budget = f"(inputs.y{i} {op} {text})", budget - 1
+        i += 1
+    return text
+
+
+def test_given_the_deepest_expression_allowed_then_checks_compile_json_and_runtime_take_it() -> (
+    None
+):
+    from loopline.compiler import compile_workflow
+    from loopline.dsl import load_workflow_text
+    from loopline.runtime.evaluate import evaluate
+
+    text = _deepest()
+    e = parse_expression(text)
+    group = {"id": "g0", "group": [{"id": "a", "llm": "hi", "if": text}]}
+    for i in range(1, 30):
+        group = {"id": f"g{i}", "group": [group]}
+    wf = load_workflow_text(
+        json.dumps({"name": "deep", "steps": [{"id": "s", "if": text, "llm": "x"}, group]}),
+        "deep.json",
+    )
+
+    result = compile_workflow(wf)
+
+    assert json.loads(result.text)["States"]
+    assert evaluate(e, {"inputs": {"x": 2}}) in (True, False)
+    assert parse_expression(e.source()) == e
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1e999", "-1e999", "1" + "0" * 20, "99999999999999999999999", "9" * 5000],
+)
+def test_given_a_number_no_json_tool_takes_when_parsed_then_it_is_refused(text: str) -> None:
+    with pytest.raises(ExpressionError, match="too large") as caught:
+        parse_expression(f"inputs.a == {text}")
+
+    assert caught.value.column == 13
+
+
+def test_given_numbers_at_the_64_bit_bounds_when_parsed_then_they_are_literals() -> None:
+    assert parse_expression(str(2**64 - 1)) == Literal(2**64 - 1)
+    assert parse_expression(str(-(2**63))) == Literal(-(2**63))
+
+
+def test_given_digits_that_are_not_ascii_when_parsed_then_they_are_not_numbers() -> None:
+    with pytest.raises(ExpressionError, match="unexpected character"):
+        parse_expression("inputs.a == \u0663")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(not a) == b",
+        "not a == b",
+        "a and b or c",
+        "(a or b) or c",
+        "(a == b) == c",
+        "not (a or b)",
+    ],
+)
+def test_given_an_expression_when_rendered_then_the_source_means_the_same_tree(text: str) -> None:
+    e = parse_expression(text)
+
+    assert parse_expression(e.source()) == e
+
+
+def test_given_not_as_a_comparison_operand_then_the_helper_lambda_evaluates_the_same() -> None:
+    from loopline.runtime.evaluate import evaluate
+
+    e = parse_expression("(not inputs.a) == inputs.b")
+    ctx = {"inputs": {"a": "x", "b": 5}}
+
+    assert evaluate(parse_expression(e.source()), ctx) is evaluate(e, ctx) is False

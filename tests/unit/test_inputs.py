@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
+import time
 
 import pytest
 from loopline.dsl import InputsInvalid, Workflow, load_workflow_text, resolve_inputs
@@ -154,3 +156,69 @@ def test_given_defaults_when_resolved_twice_then_the_default_values_are_not_shar
     first["opts"]["a"] = 2
 
     assert resolve_inputs(wf, {})["opts"] == {"a": 1}
+
+
+# --------------------------------------------------------------------------- hostile values
+
+NESTED_QUANTIFIERS = """
+name: wf
+inputs:
+  word: {type: string, pattern: "^(a+)+$"}
+steps:
+  - id: a
+    llm: "{{ inputs.word }}"
+"""
+
+
+def test_given_a_pattern_with_nested_quantifiers_then_a_long_value_validates_in_linear_time() -> (
+    None
+):
+    wf = load_workflow_text(NESTED_QUANTIFIERS, "wf.yaml")
+    value = "a" * 30 + "!"
+    start = time.perf_counter()
+
+    got = violations(wf, {"word": value})
+    resolve_inputs(wf, {"word": "a" * 100_000})
+
+    assert time.perf_counter() - start < 1
+    assert got == [f'inputs.word: must match the pattern ^(a+)+$ (got "{value}")']
+
+
+def test_given_patterns_then_they_match_with_re2_unicode_classes_and_lone_surrogates() -> None:
+    wf = load_workflow_text(NESTED_QUANTIFIERS.replace("^(a+)+$", "^\\\\p{L}+$"), "wf.yaml")
+
+    assert resolve_inputs(wf, {"word": "Grüße"})["word"] == "Grüße"
+    assert violations(wf, {"word": "a\ud800"})[0].startswith("inputs.word: must match")
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_given_nan_or_infinity_for_a_number_input_then_it_is_refused(
+    wf: Workflow, bad: float
+) -> None:
+    (problem,) = violations(wf, {"topic": "tides", "ratio": bad})
+
+    assert problem.startswith(
+        "inputs.ratio: must not be NaN or infinite (JSON has no such numbers) (got "
+    )
+
+
+def test_given_nan_deep_inside_a_json_input_then_it_is_refused(wf: Workflow) -> None:
+    assert violations(wf, {"topic": "tides", "extra": {"a": [1, {"b": math.nan}]}}) == [
+        "inputs.extra: must not be NaN or infinite (JSON has no such numbers) "
+        '(got {"a": [1, {"b": NaN}]})'
+    ]
+
+
+def test_given_a_json_input_nested_thousands_deep_then_the_problem_is_still_readable(
+    wf: Workflow,
+) -> None:
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+
+    assert violations(wf, {"topic": "tides", "tags": [deep, 1, 2], "code": deep}) == [
+        "inputs.code: must not be nested more than 100 levels deep "
+        "(got a value nested too deeply to show)",
+        "inputs.tags: must not be nested more than 100 levels deep "
+        "(got a value nested too deeply to show)",
+    ]

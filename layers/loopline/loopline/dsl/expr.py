@@ -9,11 +9,12 @@ received). The grammar and its parser are at the end of this module.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 PathPart = str | int
 
@@ -71,7 +72,7 @@ class Compare:
     right: Expr
 
     def source(self) -> str:
-        return f"{_paren(self.left)} {self.op} {_paren(self.right)}"
+        return f"{_paren(self.left, 4)} {self.op} {_paren(self.right, 4)}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class And:
     items: tuple[Expr, ...]
 
     def source(self) -> str:
-        return " and ".join(_paren(i) for i in self.items)
+        return " and ".join(_paren(i, 2) for i in self.items)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Or:
     items: tuple[Expr, ...]
 
     def source(self) -> str:
-        return " or ".join(_paren(i) for i in self.items)
+        return " or ".join(_paren(i, 1) for i in self.items)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class Not:
     item: Expr
 
     def source(self) -> str:
-        return f"not {_paren(self.item)}"
+        return f"not {_paren(self.item, 2)}"
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,22 @@ class Call:
 Expr = Literal | Path | Compare | And | Or | Not | Call
 
 
-def _paren(e: Expr) -> str:
-    return f"({e.source()})" if isinstance(e, (And, Or, Compare)) else e.source()
+def _level(e: Expr) -> int:
+    """How tightly ``e`` binds: or 1, and 2, not 3, a comparison 4, anything else 5."""
+    if isinstance(e, Or):
+        return 1
+    if isinstance(e, And):
+        return 2
+    if isinstance(e, Not):
+        return 3
+    return 4 if isinstance(e, Compare) else 5
+
+
+def _paren(e: Expr, level: int) -> str:
+    """The source of ``e`` as an operand of an operator of ``level``: in parentheses when
+    it binds no tighter, so that the source parses back to the same tree (the helper
+    Lambda evaluates the source the compiler wrote) with no more nesting than needed."""
+    return f"({e.source()})" if _level(e) <= level else e.source()
 
 
 def walk(e: Expr) -> Iterator[Expr]:
@@ -167,18 +182,25 @@ def guarded_steps(e: Expr) -> set[str]:
 
 _TOKEN = re.compile(
     r"""\s*(?:
-      (?P<number>-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+      (?P<number>-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)
     | (?P<string>'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")
     | (?P<op>==|!=|<=|>=|&&|\|\||[<>!().\[\]])
     | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+    | (?P<bad>\S)
     )""",
     re.X,
 )
 _KEYWORDS = {"and", "or", "not", "true", "false", "null"}
 
+#: Deepest nesting of parentheses, ``not`` and function calls in one expression. The
+#: tree, the checks, the Choice rules and their JSON all follow the nesting, so it is
+#: bounded where it is written (real conditions nest two or three levels).
+MAX_NESTING = 16
+#: Integer literals fit in 64 bits (JSON tools and the compiled definition need it).
+_MIN_INT, _MAX_INT = -(2**63), 2**64 - 1
 
-@dataclass(frozen=True)
-class _Tok:
+
+class _Tok(NamedTuple):
     kind: str  # number, string, op, name, keyword, end
     text: str
     column: int
@@ -186,33 +208,58 @@ class _Tok:
 
 def _tokens(text: str) -> list[_Tok]:
     out: list[_Tok] = []
-    pos = 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None or m.lastgroup is None:
-            rest = text[pos:].lstrip()
-            if not rest:
-                break
-            col = len(text) - len(rest) + 1
-            if rest[0] in "'\"":
-                raise ExpressionError("a string is not closed", col)
-            if rest[0] == "=":
-                raise ExpressionError("unexpected '=' (compare with ==)", col)
-            raise ExpressionError(f"unexpected character {rest[0]!r}", col)
-        kind, value = m.lastgroup, m.group(m.lastgroup)
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup
+        assert kind is not None
+        value = m.group(kind)
         col = m.start(kind) + 1
+        if kind == "bad":
+            if value in "'\"":
+                raise ExpressionError("a string is not closed", col)
+            if value == "=":
+                raise ExpressionError("unexpected '=' (compare with ==)", col)
+            raise ExpressionError(f"unexpected character {value!r}", col)
         if kind == "name" and value in _KEYWORDS:
             kind = "keyword"
         out.append(_Tok(kind, value, col))
-        pos = m.end()
     out.append(_Tok("end", "", len(text) + 1))
     return out
+
+
+def _number(tok: _Tok) -> int | float:
+    if any(c in tok.text for c in ".eE"):
+        f = float(tok.text)
+        if math.isinf(f):
+            raise ExpressionError(f"the number {_clip(tok.text)} is too large", tok.column)
+        return f
+    digits = tok.text.lstrip("-")
+    n = int(tok.text) if len(digits) <= 20 else None
+    if n is None or not _MIN_INT <= n <= _MAX_INT:
+        raise ExpressionError(
+            f"the integer {_clip(tok.text)} is too large (at most 64 bits)", tok.column
+        )
+    return n
+
+
+def _clip(text: str, limit: int = 30) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Parser:
     def __init__(self, text: str) -> None:
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0
+
+    def enter(self, tok: _Tok) -> None:
+        """One more level of nesting (``(``, ``not``, a call) opened at ``tok``."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise ExpressionError(
+                f"nested more than {MAX_NESTING} levels deep "
+                "(parentheses, 'not' and function calls)",
+                tok.column,
+            )
 
     @property
     def tok(self) -> _Tok:
@@ -262,8 +309,10 @@ class _Parser:
 
     def not_(self) -> Expr:
         if self.at("not", "!"):
-            self.take()
-            return Not(self.not_())
+            self.enter(self.take())
+            item = self.not_()
+            self.depth -= 1
+            return Not(item)
         left = self.atom()
         if self.tok.kind == "op" and self.tok.text in COMPARISONS:
             op = self.take().text
@@ -274,8 +323,7 @@ class _Parser:
         tok = self.tok
         if tok.kind == "number":
             self.take()
-            is_float = any(c in tok.text for c in ".eE")
-            return Literal(float(tok.text) if is_float else int(tok.text))
+            return Literal(_number(tok))
         if tok.kind == "string":
             self.take()
             return Literal(_unquote(tok.text))
@@ -283,9 +331,10 @@ class _Parser:
             self.take()
             return Literal({"true": True, "false": False, "null": None}[tok.text])
         if self.at("("):
-            self.take()
+            self.enter(self.take())
             e = self.or_()
             self.expect(")")
+            self.depth -= 1
             return e
         if tok.kind == "name":
             self.take()
@@ -300,9 +349,10 @@ class _Parser:
                 f"unknown function {name.text}(): expected one of {', '.join(FUNCTIONS)}",
                 name.column,
             )
-        self.take()
+        self.enter(self.take())
         arg = self.or_()
         self.expect(")")
+        self.depth -= 1
         if not isinstance(arg, Path):
             raise ExpressionError(
                 f"{name.text}() takes a path, like {name.text}(steps.x.output)", name.column

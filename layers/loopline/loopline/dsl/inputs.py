@@ -1,6 +1,7 @@
 """Task inputs: check a submission against the workflow's input specs and fill in defaults.
 
-Each input spec becomes a JSON Schema (``input_schema``) checked with ``jsonschema``; the
+Each input spec becomes a JSON Schema (``input_schema``) checked with ``jsonschema``, its
+``pattern`` matched by RE2 (``loopline.patterns``: linear time, whatever the pattern); the
 violations are turned into one readable line each, ``inputs.<field>: <rule> (got <value>)``,
 and all of them are reported together (``InputsInvalid``).
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from loopline.dsl.models import InputSpec, Workflow
 from loopline.dsl.problems import InputsInvalid
+from loopline.patterns import schema_validator
 
 if TYPE_CHECKING:
     import jsonschema
@@ -80,8 +83,8 @@ def show(value: Any, limit: int = 60) -> str:
     """A short JSON rendering of a value for messages."""
     try:
         text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
+    except (TypeError, ValueError, RecursionError):
+        text = "a value nested too deeply to show" if isinstance(value, (dict, list)) else "?"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -116,13 +119,40 @@ def check_value(spec: InputSpec, value: Any) -> list[str]:
     schema = input_schema(spec)
     import jsonschema  # imported on use: compiling a workflow does not need it
 
-    validator = jsonschema.Draft202012Validator(schema)
+    depth, finite = _shape(value)
+    if depth > MAX_DEPTH:  # before jsonschema, whose messages hold the value's repr
+        return [f"must not be nested more than {MAX_DEPTH} levels deep (got {show(value)})"]
+    validator = schema_validator(schema, default=jsonschema.Draft202012Validator)
     rules: list[str] = []
+    if not finite:
+        rules.append("must not be NaN or infinite (JSON has no such numbers)")
     for err in validator.iter_errors(value):
         rule = _rule(spec, err)
         if rule not in rules:
             rules.append(rule)
     return [f"{rule} (got {show(value)})" for rule in rules]
+
+
+#: Deepest nesting of lists and objects an input value may have (as in a workflow file).
+MAX_DEPTH = 100
+
+
+def _shape(value: Any) -> tuple[int, bool]:
+    """The nesting depth of ``value`` and whether every number in it is finite."""
+    stack = [(value, 0)]
+    deepest, finite = 0, True
+    while stack:
+        v, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        if isinstance(v, float) and not math.isfinite(v):
+            finite = False
+        elif isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+    return deepest, finite
 
 
 def resolve_inputs(workflow: Workflow, given: dict[str, Any] | None) -> dict[str, Any]:

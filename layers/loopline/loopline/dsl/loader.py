@@ -4,12 +4,15 @@ pydantic validation whose errors become located, readable problems."""
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
+import stat
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -48,129 +51,567 @@ class Document:
         return value
 
 
-# libyaml's parser when PyYAML has it (it is about ten times faster), else the pure one.
-_Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# --------------------------------------------------------------------------- limits
 
-
-class _Loader(_Base):
-    """SafeLoader that keeps YAML 1.2-like booleans: only true/false, not yes/no/on/off."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
-}
-_BOOL = __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", _BOOL, list("tTfF"))
-
-
+#: Largest workflow file accepted, in bytes. A Step Functions definition is at most 1 MB,
+#: so no file this size or larger could be deployed anyway.
+MAX_FILE_BYTES = 2 * 1024 * 1024
 #: Deepest nesting of mappings and lists accepted (far more than any workflow needs).
 MAX_DEPTH = 100
-#: Most values a file may hold once YAML aliases are expanded.
-MAX_NODES = 200_000
+#: Most values a file may hold, counted with its YAML aliases expanded.
+MAX_NODES = 500_000
+#: Integers must fit in 64 bits (JSON tools and the compiled definition need it).
+MIN_INT, MAX_INT = -(2**63), 2**64 - 1
 
 
-class _TooComplex(Exception):
-    def __init__(self, node: yaml.Node, message: str) -> None:
+def size_problem(size: int | None, limit: int = MAX_FILE_BYTES) -> Problem:
+    """The problem of a file over ``limit`` bytes (``size`` None: not known exactly)."""
+    what = f"{size:,} bytes" if size is not None else f"more than {limit:,} bytes"
+    return Problem(
+        0,
+        0,
+        "(file)",
+        f"the file is too large: {what}; a workflow file may be at most "
+        f"{limit:,} bytes ({limit / 2**20:g} MiB)",
+    )
+
+
+# --------------------------------------------------------------------------- YAML
+
+# libyaml's parser when PyYAML has it (it is about ten times faster), else the pure one.
+# Only its events are used: the values are built here (``_Builder``), which bounds the
+# nesting before anything recurses, counts the values aliases expand to, and decides
+# what each tag means.
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_STD = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL = (_STD + t for t in ("str", "int", "float", "bool", "null"))
+_SEQ, _MAP, _MERGE = _STD + "seq", _STD + "map", _STD + "merge"
+_TAGS_ALLOWED = "!!str, !!int, !!float, !!bool, !!null, !!seq and !!map"
+_NULLS = frozenset(("", "~", "null", "Null", "NULL"))
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+
+# Plain scalars that are not text: YAML 1.1's integers, floats and nulls as PyYAML reads
+# them, YAML 1.2's booleans (only true/false, not yes/no/on/off), the merge key ``<<``.
+# Dates stay text (no timestamps), and so does ``=``.
+_IMPLICIT: dict[str, list[tuple[str, typing.Pattern[str]]]] = {}
+for _first, _resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items():
+    for _implicit_tag, _rx in _resolvers:
+        if _implicit_tag in (_INT, _FLOAT, _NULL, _MERGE):
+            _IMPLICIT.setdefault(_first, []).append((_implicit_tag, _rx))
+for _first in "tTfF":
+    _IMPLICIT.setdefault(_first, []).append(
+        (_BOOL, __import__("re").compile(r"^(?:true|True|TRUE|false|False|FALSE)$"))
+    )
+
+
+def _resolve(text: str) -> str:
+    """The tag of a plain scalar without an explicit tag."""
+    if not text:
+        return _NULL
+    for tag, rx in _IMPLICIT.get(text[0], ()):
+        if rx.match(text):
+            return tag
+    return _STR
+
+
+def _show_tag(tag: str) -> str:
+    if tag.startswith(_STD):
+        return "!!" + tag[len(_STD) :]
+    return tag if tag.startswith("!") else f"!<{tag}>"
+
+
+def _short(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+class _Stop(Exception):
+    """A problem after which the rest of the file cannot be read."""
+
+    def __init__(self, mark: Any, message: str) -> None:
         super().__init__(message)
-        self.node = node
+        self.mark = mark
         self.message = message
 
 
+class _BadScalar(Exception):
+    """A scalar its tag cannot make a value of; the message says why."""
+
+
 @dataclass
-class _Build:
-    doc: Document
-    problems: list[Problem]
-    loader: _Loader
-    active: set[int] = field(default_factory=set)
-    count: int = 0
+class _Anchor:
+    value: Any
+    loc: Loc
+    #: The entries of ``_Builder.log`` recorded while building the value.
+    start: int
+    end: int
+    #: Values it holds (itself included), what an alias to it adds to the count.
+    count: int
+    #: The text of an anchored scalar, for an alias used as a key.
+    text: str | None
 
 
-def _build(node: yaml.Node, loc: Loc, b: _Build) -> Any:
-    b.count += 1
-    if b.count > MAX_NODES:
-        raise _TooComplex(node, "the file is too large once its aliases are expanded")
-    if len(loc) > MAX_DEPTH:
-        raise _TooComplex(node, f"nested more than {MAX_DEPTH} levels deep")
-    b.doc.positions[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
-        if id(node) in b.active:
-            raise _TooComplex(node, "an alias refers to a value that contains it")
-        b.active.add(id(node))
+def _int(text: str) -> int:
+    """A YAML 1.1 integer (``0x1F``, ``0o17``-style ``017``, ``0b11``, ``1_000``, ``1:30``)."""
+    v = text.replace("_", "")
+    sign = -1 if v[:1] == "-" else 1
+    if v[:1] in ("+", "-"):
+        v = v[1:]
+    if v[:1] in ("+", "-"):
+        raise ValueError(text)
+    if len(v) > 70:
+        raise OverflowError
+    if v == "0":
+        n = 0
+    elif v.startswith("0b"):
+        n = int(v[2:], 2)
+    elif v.startswith("0x"):
+        n = int(v[2:], 16)
+    elif v.startswith("0"):
+        n = int(v, 8)
+    elif ":" in v:
+        n = 0
+        for part in v.split(":"):
+            n = n * 60 + int(part)
+    else:
+        n = int(v)
+    n *= sign
+    if not MIN_INT <= n <= MAX_INT:
+        raise OverflowError
+    return n
+
+
+def _float(text: str) -> float:
+    """A YAML 1.1 float (``1.5``, ``1_000.5``, ``1:30.5``, ``.inf``, ``.nan``)."""
+    v = text.replace("_", "").lower()
+    sign = -1.0 if v[:1] == "-" else 1.0
+    if v[:1] in ("+", "-"):
+        v = v[1:]
+    if v[:1] in ("+", "-"):
+        raise ValueError(text)
+    if v == ".inf":
+        return sign * math.inf
+    if v == ".nan":
+        return math.nan
+    if ":" in v:
+        f = 0.0
+        for part in v.split(":"):
+            f = f * 60 + float(part)
+    else:
+        f = float(v)
+    return sign * f
+
+
+def _scalar_value(tag: str, text: str) -> Any:
+    """The value of a scalar with a resolved or explicit tag; raise ``_BadScalar``."""
+    if tag == _STR:
+        return text
+    if tag == _NULL:
+        if text in _NULLS:
+            return None
+        raise _BadScalar(f"the tag !!null takes null, ~ or nothing, not {_short(text)}")
+    if tag == _BOOL:
+        if text in _BOOLS:
+            return _BOOLS[text]
+        raise _BadScalar(f"the tag !!bool takes true or false, not {_short(text)}")
+    if tag == _INT:
         try:
-            return _build_collection(node, loc, b)
-        finally:
-            b.active.discard(id(node))
-    return b.loader.construct_object(node, deep=True)
+            return _int(text)
+        except OverflowError:
+            raise _BadScalar(
+                f"the integer {_short(text)} is too large (integers have at most 64 bits)"
+            ) from None
+        except ValueError:
+            raise _BadScalar(f"the tag !!int takes an integer, not {_short(text)}") from None
+    if tag == _FLOAT:
+        try:
+            f = _float(text)
+        except (ValueError, OverflowError):
+            raise _BadScalar(f"the tag !!float takes a number, not {_short(text)}") from None
+        if not math.isfinite(f):
+            raise _BadScalar(f"{_short(text)} is not a finite number (JSON has no infinity or NaN)")
+        return f
+    if tag.startswith(_STD):
+        raise _BadScalar(
+            f"the tag {_show_tag(tag)} is not supported (a workflow file may use {_TAGS_ALLOWED})"
+        )
+    raise _BadScalar(f"unknown tag {_show_tag(tag)} (a workflow file may use {_TAGS_ALLOWED})")
 
 
-def _build_collection(node: yaml.Node, loc: Loc, b: _Build) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        b.loader.flatten_mapping(node)
+_KIND_WORDS = {_SEQ: "a list", _MAP: "a mapping"}
+
+
+_ScalarEvent, _AliasEvent = yaml.ScalarEvent, yaml.AliasEvent
+
+
+class _Builder:
+    """Builds plain data and positions from the parser's events.
+
+    Every value records its position in ``positions``. While an anchored value or the
+    value of a merge key ``<<`` is being built, positions also go to ``log`` (in order),
+    so that an alias or a merge can copy them under its own location.
+    """
+
+    def __init__(self, loader: Any, doc: Document, problems: list[Problem]) -> None:
+        self.next_event = loader.get_event
+        self.positions = doc.positions
+        self.problems = problems
+        self.log: list[tuple[Loc, tuple[int, int]]] = []
+        #: Anchored or merged values being built: while any is, positions are logged.
+        self.logging = 0
+        self.anchors: dict[str, _Anchor] = {}
+        self.opening: set[str] = set()
+        self.count = 0
+        self.aliased = False
+
+    # ---------------------------------------------------------------- helpers
+
+    def problem(self, mark: Any, loc: Loc, message: str) -> None:
+        self.problems.append(Problem(mark.line + 1, mark.column + 1, format_loc(loc), message))
+
+    def record(self, loc: Loc, pos: tuple[int, int]) -> None:
+        self.positions[loc] = pos
+        if self.logging:
+            self.log.append((loc, pos))
+
+    def add(self, mark: Any, n: int = 1) -> None:
+        self.count += n
+        if self.count > MAX_NODES:
+            self.too_many(mark)
+
+    def too_many(self, mark: Any) -> NoReturn:
+        raise _Stop(
+            mark,
+            f"the file holds more than {MAX_NODES:,} values"
+            + (" once its aliases are expanded" if self.aliased else ""),
+        )
+
+    # ---------------------------------------------------------------- values
+
+    def value(self, event: Any, loc: Loc) -> Any:
+        """The value that starts with ``event`` (already taken from the parser)."""
+        kind = type(event)
+        anchor = event.anchor
+        if kind is _ScalarEvent and anchor is None:  # the most common case, made short
+            mark = event.start_mark
+            self.count += 1
+            if self.count > MAX_NODES:
+                self.too_many(mark)
+            self.record(loc, (mark.line + 1, mark.column + 1))
+            if event.tag is None and event.implicit[0]:
+                text = event.value
+                if text[:1] not in _IMPLICIT:
+                    return text
+            return self.scalar(event, loc)
+        if kind is _AliasEvent:
+            return self.alias(event, loc)
+        if anchor is not None:
+            self.anchors.pop(anchor, None)
+            self.opening.add(anchor)
+            self.logging += 1
+        start, count = len(self.log), self.count
+        mark = event.start_mark
+        self.add(mark)
+        self.record(loc, (mark.line + 1, mark.column + 1))
+        if kind is _ScalarEvent:
+            value = self.scalar(event, loc)
+        elif kind is yaml.SequenceStartEvent:
+            value = self.sequence(event, loc)
+        elif kind is yaml.MappingStartEvent:
+            value = self.mapping(event, loc)
+        else:  # pragma: no cover - the parser's grammar allows nothing else here
+            raise _Stop(mark, f"unexpected {kind.__name__}")
+        if anchor is not None:
+            self.logging -= 1
+            self.opening.discard(anchor)
+            text = event.value if kind is _ScalarEvent else None
+            self.anchors[anchor] = _Anchor(
+                value, loc, start, len(self.log), self.count - count, text
+            )
+        return value
+
+    def scalar(self, event: Any, loc: Loc) -> Any:
+        tag = event.tag
+        if tag == "!":  # the non-specific tag: text
+            return event.value
+        if tag is None:
+            if not event.implicit[0]:  # quoted or a block: text
+                return event.value
+            tag = _resolve(event.value)
+            if tag == _MERGE:  # ``<<`` as a value is text
+                return event.value
+        elif tag == _MERGE and event.value == "<<" and event.implicit[0]:
+            return event.value
+        try:
+            return _scalar_value(tag, event.value)
+        except _BadScalar as exc:
+            self.problem(event.start_mark, loc, str(exc))
+            return None
+
+    def collection_tag(self, event: Any, loc: Loc, own: str) -> None:
+        tag = event.tag
+        if tag is None or tag == "!" or tag == own:
+            return
+        what = _KIND_WORDS[own]
+        if tag in _KIND_WORDS:
+            message = f"the tag {_show_tag(tag)} is for {_KIND_WORDS[tag]}, not {what}"
+        elif tag in (_STR, _INT, _FLOAT, _BOOL, _NULL):
+            message = f"the tag {_show_tag(tag)} is for a single value, not {what}"
+        elif tag.startswith(_STD):
+            message = (
+                f"the tag {_show_tag(tag)} is not supported "
+                f"(a workflow file may use {_TAGS_ALLOWED})"
+            )
+        else:
+            message = f"unknown tag {_show_tag(tag)} (a workflow file may use {_TAGS_ALLOWED})"
+        self.problem(event.start_mark, loc, message)
+
+    def enter(self, event: Any, loc: Loc) -> None:
+        if len(loc) >= MAX_DEPTH:
+            raise _Stop(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
+
+    def sequence(self, event: Any, loc: Loc) -> list[Any]:
+        self.enter(event, loc)
+        self.collection_tag(event, loc, _SEQ)
+        out: list[Any] = []
+        while True:
+            item = self.next_event()
+            if type(item) is yaml.SequenceEndEvent:
+                return out
+            out.append(self.value(item, (*loc, len(out))))
+
+    def mapping(self, event: Any, loc: Loc) -> dict[str, Any]:
+        self.enter(event, loc)
+        self.collection_tag(event, loc, _MAP)
         out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                key = b.loader.construct_object(key_node, deep=True)
+        merges: list[tuple[Any, int, int, Any]] = []
+        next_event, end = self.next_event, yaml.MappingEndEvent
+        while True:
+            key_event = next_event()
+            kind = type(key_event)
+            if kind is end:
+                break
+            if (
+                kind is _ScalarEvent
+                and key_event.tag is None
+                and key_event.anchor is None
+                and key_event.value != "<<"
+            ):
+                key: str | None = key_event.value
+                is_merge = False
             else:
-                key = f"<{key_node.id}>"
-            if not isinstance(key, str):
-                key = str(key)
-            line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
-            if key in out:
-                b.problems.append(
-                    Problem(line, col, format_loc((*loc, key)), f'duplicate key "{key}"')
-                )
+                key, is_merge = self.key(key_event, loc)
+            value_event = next_event()
+            if is_merge:
+                self.logging += 1
+                start = len(self.log)
+                value = self.value(value_event, (*loc, "<<"))
+                merges.append((value, start, len(self.log), value_event.start_mark))
+                self.logging -= 1
                 continue
-            b.doc.positions[("__key__", *loc, key)] = (line, col)
-            out[key] = _build(value_node, (*loc, key), b)
+            mark = key_event.start_mark
+            if key is None or key in out:
+                if key is not None:
+                    self.problem(mark, (*loc, key), f'duplicate key "{key}"')
+                self.value(value_event, (*loc, "<ignored>"))
+                continue
+            self.record(("__key__", *loc, key), (mark.line + 1, mark.column + 1))
+            out[key] = self.value(value_event, (*loc, key))
+        if merges:
+            return self.merge(out, merges, loc)
         return out
-    return [_build(n, (*loc, i), b) for i, n in enumerate(node.value)]
+
+    def key(self, event: Any, loc: Loc) -> tuple[str | None, bool]:
+        """The text of a mapping key (None when it has none), and whether it is the merge
+        key ``<<``."""
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            tag = event.tag
+            if tag is None or tag == "!":
+                if tag is None and event.implicit[0] and event.value == "<<":
+                    return None, True
+            elif tag == _MERGE and event.value == "<<":
+                return None, True
+            else:
+                try:
+                    _scalar_value(tag, event.value)
+                except _BadScalar as exc:
+                    self.problem(event.start_mark, (*loc, event.value), str(exc))
+            if event.anchor is not None:
+                n = len(self.log)
+                self.anchors[event.anchor] = _Anchor(event.value, loc, n, n, 1, event.value)
+            return str(event.value), False
+        if kind is yaml.AliasEvent:
+            anchor = self.anchors.get(event.anchor)
+            if anchor is not None and anchor.text is not None:
+                return anchor.text, False
+            if anchor is None:
+                self.alias(event, loc)  # the problem of an unknown alias
+            self.problem(event.start_mark, loc, "a key must be a single value")
+            return None, False
+        what = "a list" if kind is yaml.SequenceStartEvent else "a mapping"
+        self.problem(event.start_mark, loc, f"a key must be a single value, not {what}")
+        self.value(event, (*loc, "<ignored>"))
+        return None, False
+
+    def alias(self, event: Any, loc: Loc) -> Any:
+        name = event.anchor
+        anchor = self.anchors.get(name)
+        if anchor is None:
+            if name in self.opening:
+                raise _Stop(event.start_mark, f"the alias *{name} is inside the value it names")
+            raise _Stop(event.start_mark, f"the alias *{name} names no anchor &{name} before it")
+        self.aliased = True
+        self.add(event.start_mark, anchor.count)
+        # The value's positions, moved under ``loc``: a problem inside it points at the
+        # text that holds it.
+        n = len(anchor.loc)
+        for old, pos in self.log[anchor.start : anchor.end]:
+            new = ("__key__", *loc, *old[n + 1 :]) if old[0] == "__key__" else (*loc, *old[n:])
+            self.record(new, pos)
+        return anchor.value
+
+    def merge(
+        self, out: dict[str, Any], merges: list[tuple[Any, int, int, Any]], loc: Loc
+    ) -> dict[str, Any]:
+        """``out`` with the keys of the ``<<`` mappings it does not have: keys written in
+        the mapping win over merged ones, and an earlier merged mapping over a later one."""
+        merged: dict[str, Any] = {}
+        for value, start, end, mark in merges:
+            sources = value if isinstance(value, list) else [value]
+            chosen: set[tuple[int | None, str]] = set()
+            for i, src in enumerate(sources):
+                if not isinstance(src, dict):
+                    self.problem(
+                        mark, (*loc, "<<"), "a merge key << takes a mapping or a list of mappings"
+                    )
+                    break
+                for k, v in src.items():
+                    if k not in out and k not in merged:
+                        merged[k] = v
+                        chosen.add((i if isinstance(value, list) else None, k))
+            self.add(mark, len(chosen))
+            # Positions of the merged values, from ``<<``'s value to the keys' own place.
+            depth = len(loc) + 1
+            for old, pos in self.log[start:end]:
+                is_key = old[0] == "__key__"
+                rest = old[depth + 1 :] if is_key else old[depth:]
+                if isinstance(value, list):
+                    if len(rest) < 2 or (rest[0], rest[1]) not in chosen:
+                        continue
+                    rest = rest[1:]
+                elif not rest or (None, rest[0]) not in chosen:
+                    continue
+                new = ("__key__", *loc, *rest) if is_key else (*loc, *rest)
+                self.record(new, pos)
+        merged.update(out)
+        return merged
 
 
-def parse_text(text: str, filename: str = "<workflow>") -> Document:
-    """Parse YAML or JSON text; raise ``WorkflowInvalid`` on a syntax error."""
+def _check_json_numbers(data: Any, doc: Document, problems: list[Problem]) -> None:
+    """Problems for the numbers of JSON data that JSON tools cannot take."""
+    stack: list[tuple[Any, Loc]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((v, (*loc, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int) and not MIN_INT <= value <= MAX_INT:
+            line, col = doc.position(loc)
+            problems.append(
+                Problem(line, col, format_loc(loc), "the integer is too large (at most 64 bits)")
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            line, col = doc.position(loc)
+            problems.append(
+                Problem(line, col, format_loc(loc), "the number is too large to be finite")
+            )
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+def parse_text(
+    text: str, filename: str = "<workflow>", max_bytes: int | None = MAX_FILE_BYTES
+) -> Document:
+    """Parse YAML or JSON text; raise ``WorkflowInvalid`` on a syntax error.
+
+    Text over ``max_bytes`` (a workflow file's limit unless told otherwise; None: no
+    limit) is refused before it is parsed.
+    """
+    try:
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        line, col = _offset_position(text, exc.start)
+        raise WorkflowInvalid(
+            [Problem(line, col, "(file)", f"invalid character {text[exc.start]!r}")], filename
+        ) from None
+    if max_bytes is not None and size > max_bytes:
+        raise WorkflowInvalid([size_problem(size, max_bytes)], filename)
     problems: list[Problem] = []
     doc = Document(None)
-    loader: _Loader | None = None
+    loader: Any = None
     is_json = filename.endswith(".json")
+    json_data: Any = None
     if is_json:
-        # JSON is checked strictly (YAML would accept trailing commas and comments); the
-        # YAML parser then only supplies the positions.
+        # JSON is checked strictly (YAML would accept trailing commas and comments) and
+        # gives the values; the YAML parser then supplies the positions.
         try:
-            json.loads(text)
+            json_data = json.loads(text, parse_constant=_refuse_constant)
         except json.JSONDecodeError as jexc:
             raise WorkflowInvalid([_json_problem(text, jexc)], filename) from None
         except RecursionError:
             raise WorkflowInvalid(
                 [Problem(0, 0, "(file)", f"nested more than {MAX_DEPTH} levels deep")], filename
             ) from None
+        except _NotJson as nexc:
+            raise WorkflowInvalid(
+                [Problem(0, 0, "(file)", f"invalid JSON: {nexc}")], filename
+            ) from None
+        except ValueError:  # int() refuses thousands of digits
+            raise WorkflowInvalid(
+                [Problem(0, 0, "(file)", "invalid JSON: a number has thousands of digits")],
+                filename,
+            ) from None
     try:
         loader = _Loader(text)
-        node = loader.get_single_node()
-        if node is None:
+        loader.get_event()  # the stream's start
+        if isinstance(loader.peek_event(), yaml.StreamEndEvent):
             raise WorkflowInvalid([Problem(1, 1, "(file)", "the file is empty")], filename)
-        doc.data = _build(node, (), _Build(doc, problems, loader))
-    except _TooComplex as exc:
-        mark = exc.node.start_mark
+        loader.get_event()  # the document's start
+        builder = _Builder(loader, doc, problems)
+        doc.data = builder.value(loader.get_event(), ())
+        loader.get_event()  # the document's end
+        extra = loader.get_event()
+        if not isinstance(extra, yaml.StreamEndEvent):
+            raise _Stop(extra.start_mark, "the file holds more than one YAML document")
+    except _Stop as exc:
+        mark = exc.mark
         raise WorkflowInvalid(
             [Problem(mark.line + 1, mark.column + 1, "(file)", exc.message)], filename
         ) from None
-    except RecursionError:
-        raise WorkflowInvalid(
-            [Problem(0, 0, "(file)", f"nested more than {MAX_DEPTH} levels deep")], filename
-        ) from None
     except yaml.MarkedYAMLError as exc:
         if is_json:  # valid JSON the YAML parser refuses: no positions, but no problem
-            return Document(json.loads(text))
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        what = exc.problem or exc.context or "invalid syntax"
-        if exc.problem and exc.context and exc.context_mark and exc.context_mark != mark:
-            cm = exc.context_mark
-            what += f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
-        raise WorkflowInvalid(
-            [Problem(line, col, "(file)", f"invalid YAML: {what}")], filename
-        ) from None
+            doc = Document(json_data)
+            _check_depth(json_data, filename)
+        else:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+            what = exc.problem or exc.context or "invalid syntax"
+            if exc.problem and exc.context and exc.context_mark and exc.context_mark != mark:
+                cm = exc.context_mark
+                what += f" ({exc.context} at line {cm.line + 1}, column {cm.column + 1})"
+            raise WorkflowInvalid(
+                [Problem(line, col, "(file)", f"invalid YAML: {what}")], filename
+            ) from None
     except yaml.reader.ReaderError as exc:
         line, col = _offset_position(text, exc.position)
         raise WorkflowInvalid(
@@ -181,9 +622,34 @@ def parse_text(text: str, filename: str = "<workflow>") -> Document:
     finally:
         if loader is not None:
             loader.dispose()
+    if is_json and not problems:
+        doc.data = json_data
+        _check_json_numbers(json_data, doc, problems)
     if problems:
         raise WorkflowInvalid(problems, filename)
     return doc
+
+
+def _check_depth(data: Any, filename: str) -> None:
+    """Refuse data nested deeper than ``MAX_DEPTH`` or larger than ``MAX_NODES``."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    count = 0
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise WorkflowInvalid(
+                [Problem(0, 0, "(file)", f"the file holds more than {MAX_NODES:,} values")],
+                filename,
+            )
+        if isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise WorkflowInvalid(
+                    [Problem(0, 0, "(file)", f"nested more than {MAX_DEPTH} levels deep")],
+                    filename,
+                )
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((v, depth + 1) for v in items)
 
 
 def _json_problem(text: str, exc: json.JSONDecodeError) -> Problem:
@@ -714,10 +1180,29 @@ def raw_duplicate_ids(doc: Document) -> list[Problem]:
 
 
 def read_file(path: str | FsPath) -> str:
+    """The text of a workflow file; a file over ``MAX_FILE_BYTES`` is refused unread."""
     p = FsPath(path)
     try:
-        return p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size > MAX_FILE_BYTES:
+                raise WorkflowInvalid([size_problem(st.st_size)], str(path))
+            # Read one byte more than allowed: a pipe or a device has no size to ask.
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise WorkflowInvalid([Problem(0, 0, "(file)", "no such file")], str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WorkflowInvalid([Problem(0, 0, "(file)", f"cannot read: {exc}")], str(path)) from None
+    except OSError as exc:
+        raise WorkflowInvalid(
+            [Problem(0, 0, "(file)", f"cannot read: {exc.strerror or exc}")], str(path)
+        ) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise WorkflowInvalid([size_problem(None)], str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8")
+        line, col = _offset_position(before, len(before))
+        raise WorkflowInvalid(
+            [Problem(line, col, "(file)", f"not UTF-8 text: invalid byte 0x{data[exc.start]:02x}")],
+            str(path),
+        ) from None

@@ -8,7 +8,6 @@ the whole workflow (unique ids, references, rollback targets) live in ``checks.p
 from __future__ import annotations
 
 import math
-import re
 import typing
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, TypeGuard, Union
@@ -35,6 +34,7 @@ from loopline.dsl.duration import parse_duration
 from loopline.dsl.expr import Expr, ExpressionError, parse_expression
 from loopline.dsl.problems import did_you_mean
 from loopline.dsl.template import Template, check_template_tree, parse_template
+from loopline.patterns import PatternError, check_pattern, check_schema
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_]{0,39}$"
 NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
@@ -101,7 +101,7 @@ def _check_schema(value: dict[str, Any]) -> dict[str, Any]:
     import jsonschema  # imported here: most workflows have no schema, and it is slow to load
 
     try:
-        jsonschema.validators.validator_for(value).check_schema(value)
+        check_schema(value)  # patterns included: RE2 must compile them
     except jsonschema.SchemaError as exc:
         where = "/".join(str(p) for p in exc.absolute_path)
         message = exc.message
@@ -126,8 +126,8 @@ def _known_error(name: str) -> str:
 
 def _check_pattern(value: str) -> str:
     try:
-        re.compile(value)
-    except re.error as exc:
+        check_pattern(value)
+    except PatternError as exc:
         raise ValueError(f"pattern does not compile: {exc}") from None
     return value
 

@@ -27,6 +27,12 @@ def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
+#: Characters that end a line (``str.splitlines``): shown escaped, so that a key or a value
+#: holding one cannot split a problem over several lines.
+_LINE_BREAKS = {c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+_ESCAPE_BREAKS = str.maketrans(_LINE_BREAKS)
+
+
 @dataclass(frozen=True, order=True)
 class Problem:
     line: int
@@ -40,7 +46,7 @@ class Problem:
             where = f"{filename}:{self.line}:{self.column}: " if self.line else f"{filename}: "
         elif self.line:
             where = f"{self.line}:{self.column}: "
-        return f"{where}{self.path}: {self.message}"
+        return f"{where}{self.path}: {self.message}".translate(_ESCAPE_BREAKS)
 
 
 class WorkflowInvalid(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from loopline.dsl.expr import Expr, ExpressionError, Path, parse_expression, paths
@@ -43,8 +44,10 @@ class Template:
             yield from paths(e)
 
 
+@lru_cache(maxsize=4096)
 def parse_template(text: str) -> Template:
-    """Parse ``text``; raise ``ExpressionError`` naming the bad hole."""
+    """Parse ``text``; raise ``ExpressionError`` naming the bad hole. A template is
+    immutable: the checks and the compiler reading the same string share one parse."""
     parts: list[str | Expr] = []
     pos = 0
     for m in _HOLE.finditer(text):

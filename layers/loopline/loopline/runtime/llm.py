@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
+from loopline.patterns import schema_validator
 from loopline.runtime.errors import StepError, quote, unexpected
 from loopline.runtime.evaluate import context_from_payload, render_text
 from loopline.runtime.model import (
@@ -103,8 +104,7 @@ def _where(path: Any) -> str:
 
 def schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
     """The most relevant violation of ``schema`` by ``value``, as one sentence, or None."""
-    cls = jsonschema.validators.validator_for(schema)
-    error = jsonschema.exceptions.best_match(cls(schema).iter_errors(value))
+    error = jsonschema.exceptions.best_match(schema_validator(schema).iter_errors(value))
     if error is None:
         return None
     return f"{_where(error.absolute_path)}: {error.message} (rule {error.validator})"

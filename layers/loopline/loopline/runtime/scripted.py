@@ -163,7 +163,7 @@ class ScriptedModel:
     def from_text(cls, text: str, name: str = "<script>") -> ScriptedModel:
         """Parse YAML or JSON text; raise ``ScriptInvalid`` with located problems."""
         try:
-            doc = parse_text(text, name)
+            doc = parse_text(text, name, max_bytes=None)  # answers may be large
         except WorkflowInvalid as exc:
             raise ScriptInvalid(exc.problems, name) from None
         return cls._validate(doc, name)
