@@ -63,6 +63,10 @@ golden: $(STAMP)
 	for f in tests/golden/compile/*.yaml; do \
 	  $(BIN)/loopline compile -q $$f -o $${f%.yaml}.asl.json || exit 1; \
 	done
+	for f in tests/golden/graph/*.yaml; do \
+	  $(BIN)/loopline graph $$f --format mermaid -o $${f%.yaml}.mmd || exit 1; \
+	  $(BIN)/loopline graph $$f --format dot -o $${f%.yaml}.dot || exit 1; \
+	done
 
 # template.yaml: the SAM transform and cfn-lint (ASL definitions included), offline.
 validate: $(SAM_STAMP)

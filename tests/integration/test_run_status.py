@@ -223,9 +223,11 @@ CASES: dict[str, Case] = {
     parallel:
       - id: x
         task: slow
-        args: {sleep: 2}
+        args: {sleep: 4}
       - id: y
-        fail: boom
+        task: slow
+        retry: {max_attempts: 1}
+        args: {sleep: 1, fail: boom}
 """,
         "FAILED",
         {"p": ("failed", 1), "x": ("aborted", 1), "y": ("failed", 1)},
