@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path as FsPath
 
 from loopline.dsl.checks import CheckContext, check_workflow, step_locations
-from loopline.dsl.loader import Document, parse_document, read_file, validate_document
+from loopline.dsl.loader import (
+    Document,
+    parse_document,
+    read_file,
+    validate_document,
+    with_parse_problems,
+)
 from loopline.dsl.models import Workflow
 from loopline.dsl.problems import Loc, Problem, WorkflowInvalid, format_loc
 
@@ -24,10 +30,10 @@ def load_workflow_text(
     """
     doc = parse_document(text, filename)
     validated = validate_document(doc)
-    problems = [
-        *validated.problems,
-        *check_workflow(validated.workflow, doc, context, validated.gaps),
-    ]
+    problems = with_parse_problems(
+        doc,
+        [*validated.problems, *check_workflow(validated.workflow, doc, context, validated.gaps)],
+    )
     if problems:
         raise WorkflowInvalid(list(dict.fromkeys(problems)), filename)
     _remember(validated.workflow, doc, filename)

@@ -27,6 +27,12 @@ class Document:
 
     data: Any
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    #: Problems of single values found while parsing (a duplicate key, a value its tag
+    #: does not fit) when the rest of the file could still be read (``keep_going``).
+    problems: list[Problem] = field(default_factory=list)
+    #: The paths of ``problems`` whose value is unusable (a duplicate key keeps its first
+    #: value, which later stages still judge).
+    spoilt: set[str] = field(default_factory=set)
 
     def position(self, loc: Loc) -> tuple[int, int]:
         """The position of ``loc`` or of its nearest located ancestor."""
@@ -256,6 +262,7 @@ class _Builder:
         self.next_event = loader.get_event
         self.positions = doc.positions
         self.problems = problems
+        self.spoilt = doc.spoilt
         self.log: list[tuple[Loc, tuple[int, int]]] = []
         #: Anchored or merged values being built: while any is, positions are logged.
         self.logging = 0
@@ -266,8 +273,10 @@ class _Builder:
 
     # ---------------------------------------------------------------- helpers
 
-    def problem(self, mark: Any, loc: Loc, message: str) -> None:
+    def problem(self, mark: Any, loc: Loc, message: str, *, spoils: bool = True) -> None:
         self.problems.append(Problem(mark.line + 1, mark.column + 1, format_loc(loc), message))
+        if spoils:
+            self.spoilt.add(format_loc(loc))
 
     def record(self, loc: Loc, pos: tuple[int, int]) -> None:
         self.positions[loc] = pos
@@ -412,7 +421,7 @@ class _Builder:
             mark = key_event.start_mark
             if key is None or key in out:
                 if key is not None:
-                    self.problem(mark, (*loc, key), f'duplicate key "{key}"')
+                    self.problem(mark, (*loc, key), f'duplicate key "{key}"', spoils=False)
                 self.value(value_event, (*loc, "<ignored>"))
                 continue
             self.record(("__key__", *loc, key), (mark.line + 1, mark.column + 1))
@@ -524,11 +533,13 @@ def _check_json_numbers(data: Any, doc: Document, problems: list[Problem]) -> No
             problems.append(
                 Problem(line, col, format_loc(loc), "the integer is too large (at most 64 bits)")
             )
+            doc.spoilt.add(format_loc(loc))
         elif isinstance(value, float) and not math.isfinite(value):
             line, col = doc.position(loc)
             problems.append(
                 Problem(line, col, format_loc(loc), "the number is too large to be finite")
             )
+            doc.spoilt.add(format_loc(loc))
 
 
 class _NotJson(ValueError):
@@ -540,12 +551,19 @@ def _refuse_constant(name: str) -> Any:
 
 
 def parse_text(
-    text: str, filename: str = "<workflow>", max_bytes: int | None = MAX_FILE_BYTES
+    text: str,
+    filename: str = "<workflow>",
+    max_bytes: int | None = MAX_FILE_BYTES,
+    *,
+    keep_going: bool = False,
 ) -> Document:
     """Parse YAML or JSON text; raise ``WorkflowInvalid`` on a syntax error.
 
     Text over ``max_bytes`` (a workflow file's limit unless told otherwise; None: no
-    limit) is refused before it is parsed.
+    limit) is refused before it is parsed. Problems of single values that leave the rest
+    of the file readable (a duplicate key, a value its tag does not fit) raise too,
+    unless ``keep_going``: then they are in ``Document.problems`` (the value is null, a
+    duplicate key keeps its first value), so that later stages report theirs with them.
     """
     try:
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
@@ -625,8 +643,9 @@ def parse_text(
     if is_json and not problems:
         doc.data = json_data
         _check_json_numbers(json_data, doc, problems)
-    if problems:
+    if problems and not keep_going:
         raise WorkflowInvalid(problems, filename)
+    doc.problems = problems
     return doc
 
 
@@ -1125,18 +1144,32 @@ def load_text(text: str, filename: str = "<workflow>") -> tuple[models.Workflow,
     """Parse and validate the models (no cross-step checks); raise ``WorkflowInvalid``."""
     doc = parse_document(text, filename)
     validated = validate_document(doc)
-    if validated.problems:
-        raise WorkflowInvalid(validated.problems, filename)
+    problems = with_parse_problems(doc, validated.problems)
+    if problems:
+        raise WorkflowInvalid(problems, filename)
     return validated.workflow, doc
 
 
+def with_parse_problems(doc: Document, problems: list[Problem]) -> list[Problem]:
+    """``doc``'s own parse problems, then those of ``problems`` that are not about a value
+    a parse problem already concerns (a null left for a bad tag is no second problem)."""
+    if not doc.problems:
+        return problems
+    spoilt = doc.spoilt
+
+    def about_spoilt(path: str) -> bool:
+        return any(path == s or path.startswith((f"{s}.", f"{s}[")) for s in spoilt)
+
+    return [*doc.problems, *(p for p in problems if not about_spoilt(p.path))]
+
+
 def parse_document(text: str, filename: str = "<workflow>") -> Document:
-    """Parse ``text`` into the mapping a workflow file is; raise ``WorkflowInvalid``."""
-    doc = parse_text(text, filename)
+    """Parse ``text`` into the mapping a workflow file is; raise ``WorkflowInvalid`` when
+    it cannot be read (the problems of single values travel in ``Document.problems``)."""
+    doc = parse_text(text, filename, keep_going=True)
     if not isinstance(doc.data, dict):
-        raise WorkflowInvalid(
-            [Problem(1, 1, "(file)", "a workflow file is a mapping with name and steps")], filename
-        )
+        not_mapping = Problem(1, 1, "(file)", "a workflow file is a mapping with name and steps")
+        raise WorkflowInvalid([*doc.problems, not_mapping], filename)
     return doc
 
 
