@@ -33,7 +33,7 @@ from loopline.dsl.expr import (
     parse_expression,
 )
 from loopline.dsl.template import Template, parse_template
-from loopline.runtime.errors import StepError
+from loopline.runtime.errors import StepError, json_type
 
 
 class _Missing:
@@ -189,23 +189,6 @@ def evaluate_value(expr: Expr | str, ctx: Context) -> Any:
 # --------------------------------------------------------------------------- templates
 
 
-def json_kind(value: Any) -> str:
-    """What a JSON value is, in words (never a Python type name)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return "a value of no JSON type"
-
-
 def _why_missing(expr: Expr, ctx: Context) -> str:
     """A sentence on why ``expr`` (a path or ``len(path)``) has no value."""
     path = expr.arg if isinstance(expr, Call) else expr
@@ -215,7 +198,7 @@ def _why_missing(expr: Expr, ctx: Context) -> str:
         value = lookup(path, ctx)
         if value is not MISSING:
             return (
-                f"{expr.source()} has no value: {path.source()} is {json_kind(value)}, "
+                f"{expr.source()} has no value: {path.source()} is {json_type(value)}, "
                 "not a list, text or object"
             )
     reason = ""
