@@ -416,3 +416,10 @@ def test_a_user_tool_raising_any_exception_gives_a_readable_cause(
     err = failure("raise_it", {"kind": kind})
     assert (err.name, err.message) == (name, message)
     assert not re.search(r"\b[A-Z]\w*(Error|Exception)\b|QuotaBlown|NoneType|<|0x", err.message)
+
+
+def test_the_checks_know_the_builtin_tools_by_name_without_importing_the_registry() -> None:
+    from loopline.environment import BUILTIN_TOOLS
+    from loopline.runtime.tools import BUILTINS
+
+    assert {t.name for t in BUILTINS} == BUILTIN_TOOLS
