@@ -48,7 +48,7 @@ def _hostile_files(tmp_path: Path) -> dict[str, str]:
     [
         ("deep", "nested deeper than 100 levels"),
         ("digits", "an integer of 5000 digits (at most 100)"),
-        ("latin1", "latin1.json is not UTF-8 text (byte 0xe9 at offset 21)"),
+        ("latin1", "latin1.json: not UTF-8 text (byte 0xe9 at offset 21)"),
         ('{"n": NaN}', "--input: NaN is not a JSON number"),
         ('{"n": 1, "data": {"x": Infinity}}', "--input: Infinity is not a JSON number"),
         ('{"n": -Infinity}', "--input: -Infinity is not a JSON number"),

@@ -100,7 +100,7 @@ def read_argument(text: str, what: str) -> Any:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise JsonTextError(
-                f"{what}: {path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+                f"{what} {path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
                 f"{exc.start})"
             ) from None
         what = f"{what} {path}"
