@@ -23,7 +23,7 @@ from functools import cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from loopline.config_error import ConfigError
@@ -317,31 +317,13 @@ class Settings(BaseSettings):
                 )
         return text
 
-    @field_validator("http_max_bytes", mode="before")
+    @field_validator("http_max_bytes", "large_value_bytes", mode="before")
     @classmethod
-    def _max_bytes(cls, value: Any) -> int:
+    def _bytes(cls, value: Any, info: ValidationInfo) -> int:
+        high = STATE_DATA_LIMIT if info.field_name == "large_value_bytes" else HTTP_MAX_BYTES_LIMIT
         return int(
             _number(
-                value,
-                "a whole number of bytes",
-                low=1,
-                high=HTTP_MAX_BYTES_LIMIT,
-                low_open=False,
-                integer=True,
-            )
-        )
-
-    @field_validator("large_value_bytes", mode="before")
-    @classmethod
-    def _large_value_bytes(cls, value: Any) -> int:
-        return int(
-            _number(
-                value,
-                "a whole number of bytes",
-                low=1,
-                high=STATE_DATA_LIMIT,
-                low_open=False,
-                integer=True,
+                value, "a whole number of bytes", low=1, high=high, low_open=False, integer=True
             )
         )
 
