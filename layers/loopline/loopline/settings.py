@@ -212,6 +212,16 @@ class Settings(BaseSettings):
     #: Definition substitutions for workflows compiled at run time, as JSON
     #: (``{"LlmFunctionArn": "arn:aws:lambda:...", ...}``).
     function_arns: Annotated[dict[str, str], NoDecode] = {}
+    #: The workflows deployed with the stack, as JSON: workflow name → state machine ARN
+    #: (``{"ticket-triage": "arn:aws:states:…:stateMachine:loopline-ticket-triage"}``).
+    stack_workflows: Annotated[dict[str, str], NoDecode] = {}
+
+    # -- the task service ---------------------------------------------------------------------
+    #: Hosts webhook URLs may name although they are plain http or resolve to loopback,
+    #: private or link-local addresses (comma-separated; ``loopline serve --allow-hosts``).
+    webhook_allow_hosts: str = ""
+    #: Base URL that links in messages use (``https://<api>/<stage>``); unset: the API's own.
+    public_url: str | None = None
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -229,7 +239,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be openai, bedrock or scripted (or unset), got {_shown(value)}")
         return text
 
-    @field_validator("llm_base_url", "webhook_queue_url", mode="before")
+    @field_validator("llm_base_url", "webhook_queue_url", "public_url", mode="before")
     @classmethod
     def _url(cls, value: Any) -> str | None:
         return check_http_url(value)
@@ -304,7 +314,7 @@ class Settings(BaseSettings):
                 )
         return text
 
-    @field_validator("http_allow_hosts", mode="before")
+    @field_validator("http_allow_hosts", "webhook_allow_hosts", mode="before")
     @classmethod
     def _hosts(cls, value: Any) -> str:
         text = _optional_text(value) or ""
@@ -385,12 +395,15 @@ class Settings(BaseSettings):
             )
         return text
 
-    @field_validator("function_arns", mode="before")
+    @field_validator("function_arns", "stack_workflows", mode="before")
     @classmethod
-    def _function_arns(cls, value: Any) -> dict[str, str]:
+    def _function_arns(cls, value: Any, info: ValidationInfo) -> dict[str, str]:
         need = (
             'must be a JSON object of placeholder names to function ARNs ({"LlmFunctionArn": '
             '"arn:aws:lambda:…"})'
+            if info.field_name == "function_arns"
+            else 'must be a JSON object of workflow names to state machine ARNs ({"triage": '
+            '"arn:aws:states:…"})'
         )
         if value is None or (isinstance(value, str) and not value.strip()):
             return {}
@@ -416,6 +429,10 @@ class Settings(BaseSettings):
     @property
     def http_allow_host_list(self) -> list[str]:
         return [h.strip().lower() for h in self.http_allow_hosts.split(",") if h.strip()]
+
+    @property
+    def webhook_allow_host_list(self) -> list[str]:
+        return [h.strip().lower() for h in self.webhook_allow_hosts.split(",") if h.strip()]
 
     @property
     def s3_allow_list(self) -> list[str]:

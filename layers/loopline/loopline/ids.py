@@ -1,0 +1,44 @@
+"""Ids and times of the task service.
+
+Ids are opaque strings sortable by creation time: a short kind prefix and a ULID in lower
+case (``tsk_01jd8v…``), 30 characters at most, so a task id is also a valid Step
+Functions execution name. Times are RFC 3339 UTC strings with milliseconds
+(``2026-11-23T10:15:00.123Z``), which sort as they compare.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from ulid import ULID
+
+#: The prefix of each kind of id.
+PREFIXES = {
+    "task": "tsk",
+    "key": "key",
+    "human_task": "hum",
+    "webhook": "whk",
+    "delivery": "dlv",
+    "run": "run",
+}
+
+
+def new_id(kind: str) -> str:
+    """A new id of ``kind`` (a key of ``PREFIXES``)."""
+    return f"{PREFIXES[kind]}_{str(ULID()).lower()}"
+
+
+def format_time(moment: datetime) -> str:
+    """``moment`` as an RFC 3339 UTC string with milliseconds."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def now() -> str:
+    """The current time as an RFC 3339 UTC string with milliseconds."""
+    return format_time(datetime.now(UTC))
+
+
+def parse_time(text: str) -> datetime:
+    """The moment of an RFC 3339 string (``Z`` or an offset)."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
