@@ -1,0 +1,1 @@
+"""``loopline`` subcommands that talk to the task service (one module each)."""
