@@ -569,6 +569,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             body = None
             self.close_connection = True
+            self._discard(length)
         elif self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             body = self._chunked()
         else:
@@ -587,6 +588,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(answer.body)
+
+    def _discard(self, length: int) -> None:
+        """Read what the client sends (so it sees the answer), keeping none of it."""
+        left = min(length, 8 * MAX_BODY)
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                return
+            left -= len(chunk)
 
     def _chunked(self) -> bytes | None:
         data = bytearray()
