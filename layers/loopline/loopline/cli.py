@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from loopline import __version__, jsontext
 from loopline.commands import keys as keys_command
+from loopline.commands import serve as serve_command
 from loopline.compiler import CompileResult, compile_workflow
 from loopline.compiler.compile import CompileError
 from loopline.config_error import ConfigError
@@ -355,6 +356,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     r.set_defaults(func=cmd_run)
     keys_command.add_parser(sub)
+    serve_command.add_parser(sub)
     return p
 
 

@@ -575,7 +575,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             body = self.rfile.read(length) if length else b""
         items = [(k, v) for k, v in self.headers.items() if k.lower() != "transfer-encoding"]
-        answer = self.server.gateway.handle(
+        gateway = self.server.gateway
+        assert gateway is not None  # set before the server starts
+        answer = gateway.handle(
             self.command, self.path, items, body, self.client_address[0]
         )
         self.send_response(answer.status)
@@ -621,18 +623,30 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], gateway: ApiGateway) -> None:
-        self.gateway = gateway
+    def __init__(self, address: tuple[str, int], gateway: ApiGateway | None) -> None:
+        self.gateway: ApiGateway | None = gateway
         super().__init__(address, _Handler)
 
 
 class ApiServer:
-    """The API on ``http://127.0.0.1:<port>`` (``port=0``: a free port), in a thread."""
+    """The API on ``http://127.0.0.1:<port>`` (``port=0``: a free port), in a thread.
 
-    def __init__(self, gateway: ApiGateway, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.gateway = gateway
+    The port is bound at once (``OSError`` when it is taken); the gateway may be given
+    later, before ``start``."""
+
+    def __init__(
+        self, gateway: ApiGateway | None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._server = _Server((host, port), gateway)
         self._thread: threading.Thread | None = None
+
+    @property
+    def gateway(self) -> ApiGateway | None:
+        return self._server.gateway
+
+    @gateway.setter
+    def gateway(self, value: ApiGateway) -> None:
+        self._server.gateway = value
 
     @property
     def port(self) -> int:
@@ -643,6 +657,8 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ApiServer:
+        if self._server.gateway is None:
+            raise LocalStackError("the API server has no gateway to serve")
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="loopline-api", daemon=True
         )
@@ -650,7 +666,8 @@ class ApiServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:
+            self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)

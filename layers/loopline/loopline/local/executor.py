@@ -235,7 +235,7 @@ class LocalExecutor:
             self._mock.start()
             # What AWS does and moto does not (status events, Lambda rule targets,
             # serialised DynamoDB writes): loopline.local.fidelity.
-            self.fidelity = Fidelity(self._async_invoke)
+            self.fidelity = Fidelity(self._async_invoke, self.region)
             self.fidelity.start()
             self._original_invoke = LambdaSimpleBackend.invoke
             LambdaSimpleBackend.invoke = _patched_invoke  # type: ignore[method-assign]

@@ -22,6 +22,9 @@ Each item, and why the local stack needs it:
   condition expression is checked and the write made atomically. moto's backend does the
   check and the write as separate Python steps, and its item dictionaries are not safe to
   read while another thread writes: every backend operation on items runs under one lock.
+- **The region of the functions.** Lambda sets ``AWS_REGION`` and ``AWS_DEFAULT_REGION``
+  for its functions, which make their clients with no region named: the local stack sets
+  them (to its region) when the shell did not.
 - **Cached AWS clients.** ``loopline.aws`` keeps one boto3 client per service and process;
   clients made before or after a mock must not be reused across it: ``reset()`` on start
   and stop.
@@ -36,6 +39,7 @@ import copy
 import functools
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -125,8 +129,10 @@ def status_detail(execution: Any, status: str) -> dict[str, Any]:
 class Fidelity:
     """Patches moto while active: see the module docstring for each thing it supplies."""
 
-    def __init__(self, invoke: Invoke) -> None:
+    def __init__(self, invoke: Invoke, region: str = "us-east-1") -> None:
         self._invoke = invoke
+        self.region = region
+        self._saved_env: dict[str, str | None] = {}
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
         self._busy = 0
         self._idle = threading.Condition()
@@ -146,6 +152,10 @@ class Fidelity:
         from loopline import aws
 
         aws.reset()
+        for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            if not os.environ.get(name):
+                self._saved_env[name] = os.environ.get(name)
+                os.environ[name] = self.region
         self._patch_stepfunctions()
         self._patch_events()
         self._patch_dynamodb()
@@ -171,6 +181,12 @@ class Fidelity:
             self._worker = None
         while self._undo:
             self._undo.pop()()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
         aws.reset()
 
     def drain(self, timeout: float = 10.0) -> bool:
