@@ -190,7 +190,10 @@ def test_a_path_no_route_takes_is_403_missing_authentication_token(api: Client) 
     status, _, data = api.request("GET", "/", key=None)
 
     assert status == 403
-    assert json.loads(data) == {"title": "Missing Authentication Token", "kind": "MISSING_AUTHENTICATION_TOKEN"}
+    assert json.loads(data) == {
+        "title": "Missing Authentication Token",
+        "kind": "MISSING_AUTHENTICATION_TOKEN",
+    }
 
 
 def test_a_body_over_10_mb_is_413_before_anything_runs(api: Client) -> None:

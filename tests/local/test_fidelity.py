@@ -202,9 +202,9 @@ def _increments() -> None:
             for _ in range(25):
                 while True:
                     n = int(
-                        client.get_item(TableName="counters", Key={"pk": {"S": "c"}})["Item"][
-                            "n"
-                        ]["N"]
+                        client.get_item(TableName="counters", Key={"pk": {"S": "c"}})["Item"]["n"][
+                            "N"
+                        ]
                     )
                     try:
                         client.put_item(

@@ -103,7 +103,16 @@ def test_the_repository_template_serves_the_real_functions_with_the_printed_key(
 
 def test_a_port_in_use_is_an_error_exit_2(served: Served) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "loopline.cli", "serve", "--port", str(served.port), "--template", str(FIXTURE)],
+        [
+            sys.executable,
+            "-m",
+            "loopline.cli",
+            "serve",
+            "--port",
+            str(served.port),
+            "--template",
+            str(FIXTURE),
+        ],
         capture_output=True,
         text=True,
         env=_env(),
@@ -119,7 +128,18 @@ def test_a_bad_keys_file_is_an_error_exit_2(tmp_path: Path) -> None:
     keys = tmp_path / "keys.yaml"
     keys.write_text("keys:\n  - {key: nope, tenant: acme}\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "loopline.cli", "serve", "--port", "0", "--keys", str(keys), "--template", str(FIXTURE)],
+        [
+            sys.executable,
+            "-m",
+            "loopline.cli",
+            "serve",
+            "--port",
+            "0",
+            "--keys",
+            str(keys),
+            "--template",
+            str(FIXTURE),
+        ],
         capture_output=True,
         text=True,
         env=_env(),
@@ -173,7 +193,10 @@ def test_messages_ses_sends_are_written_to_the_outbox(tmp_path: Path) -> None:
             ses.send_email(
                 Source="loopline@example.com",
                 Destination={"ToAddresses": ["ann@example.com"]},
-                Message={"Subject": {"Data": f"review {n}"}, "Body": {"Text": {"Data": f"body {n}"}}},
+                Message={
+                    "Subject": {"Data": f"review {n}"},
+                    "Body": {"Text": {"Data": f"body {n}"}},
+                },
             )
         time.sleep(0.3)
         outbox.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "serve",
         help="serve the task API on the local stack (template.yaml) on 127.0.0.1",
@@ -22,15 +22,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         ),
     )
     s.add_argument("--port", type=int, default=8000, help="port (0: a free one; default 8000)")
-    s.add_argument("--keys", metavar="FILE", help="API keys to accept (keys: [{key, tenant, user, roles}])")
+    s.add_argument(
+        "--keys", metavar="FILE", help="API keys to accept (keys: [{key, tenant, user, roles}])"
+    )
     s.add_argument("--outbox", metavar="DIR", help="write each email sent as DIR/mail/<n>.eml")
     s.add_argument(
         "--allow-hosts",
         metavar="H,...",
         help="hosts webhook URLs may name although they resolve to loopback or private addresses",
     )
-    s.add_argument("--public-url", metavar="URL", help="base URL of links in messages (default: the served URL)")
-    s.add_argument("--template", metavar="PATH", help="the SAM template (default: the nearest template.yaml)")
+    s.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="base URL of links in messages (default: the served URL)",
+    )
+    s.add_argument(
+        "--template", metavar="PATH", help="the SAM template (default: the nearest template.yaml)"
+    )
     s.set_defaults(func=cmd_serve)
 
 

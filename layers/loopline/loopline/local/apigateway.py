@@ -217,7 +217,9 @@ def api_definition(stack: LocalStack, logical_id: str | None = None) -> ApiDefin
                     f"Resources.{fn.logical_id}.Events.{ev_name}: unknown authorizer {chosen!r}"
                 )
             method = str(ep.get("Method", "ANY")).upper()
-            routes.append(Route(str(ep["Path"]), "ANY" if method == "ANY" else method, fn.name, chosen))
+            routes.append(
+                Route(str(ep["Path"]), "ANY" if method == "ANY" else method, fn.name, chosen)
+            )
     if not routes:
         raise LocalStackError(f"{where}: no function has an Api event on it")
     digest = hashlib.sha256(f"{stack.stack_name}/{api.logical_id}".encode()).hexdigest()
@@ -236,7 +238,9 @@ def api_definition(stack: LocalStack, logical_id: str | None = None) -> ApiDefin
 
 
 def _pattern(text: str) -> re.Pattern[str]:
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text))
+    return re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
+    )
 
 
 def _listed(value: Any) -> list[str]:
@@ -426,9 +430,7 @@ class ApiGateway:
                 answer = self.authorize(authorizer, headers, self.api.method_arn(method, path))
                 auth = {"principalId": str(answer["principalId"])}
                 for k, v in (answer.get("context") or {}).items():
-                    auth[str(k)] = (
-                        ("true" if v else "false") if isinstance(v, bool) else str(v)
-                    )
+                    auth[str(k)] = ("true" if v else "false") if isinstance(v, bool) else str(v)
         except GatewayError as exc:
             return self.gateway_response(exc.kind, exc.message, request_id, headers)
         event = self.proxy_event(
@@ -503,7 +505,10 @@ class ApiGateway:
     def _integrate(self, route: Route, event: dict[str, Any]) -> Answer:
         failed = Answer(
             502,
-            [("Content-Type", "application/json"), ("x-amzn-ErrorType", "InternalServerErrorException")],
+            [
+                ("Content-Type", "application/json"),
+                ("x-amzn-ErrorType", "InternalServerErrorException"),
+            ],
             b'{"message": "Internal server error"}',
         )
         handler = self.executor.functions.get(route.function)
@@ -577,9 +582,7 @@ class _Handler(BaseHTTPRequestHandler):
         items = [(k, v) for k, v in self.headers.items() if k.lower() != "transfer-encoding"]
         gateway = self.server.gateway
         assert gateway is not None  # set before the server starts
-        answer = gateway.handle(
-            self.command, self.path, items, body, self.client_address[0]
-        )
+        answer = gateway.handle(self.command, self.path, items, body, self.client_address[0])
         self.send_response(answer.status)
         for name, value in answer.headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):

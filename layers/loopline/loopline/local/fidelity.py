@@ -286,7 +286,7 @@ class Fidelity:
             env.event_manager.add_event(
                 context=env.event_history_context,
                 event_type=HistoryEventType.ExecutionAborted,
-                event_details=EventDetails(
+                event_details=EventDetails(  # type: ignore[typeddict-item]
                     executionAbortedEventDetails=ExecutionAbortedEventDetails()
                 ),
             )

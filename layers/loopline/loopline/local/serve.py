@@ -55,7 +55,8 @@ class Outbox:
         try:
             self.mail.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise LocalStackError(f"--outbox: cannot create {self.mail}: {exc.strerror or exc}")
+            why = exc.strerror or exc
+            raise LocalStackError(f"--outbox: cannot create {self.mail}: {why}") from None
         self._thread = threading.Thread(target=self._loop, name="loopline-outbox", daemon=True)
         self._thread.start()
 
@@ -221,7 +222,9 @@ class LocalService:
         self._saved_env = {}
         settings.cache_clear()
 
-    def serve_until(self, stop: threading.Event, on_start: Callable[[], None] | None = None) -> None:
+    def serve_until(
+        self, stop: threading.Event, on_start: Callable[[], None] | None = None
+    ) -> None:
         """Start, call ``on_start``, and serve until ``stop`` is set."""
         self.start()
         try:

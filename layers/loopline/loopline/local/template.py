@@ -20,6 +20,7 @@ read, not provisioned, by ``loopline.local.apigateway``, which serves it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -435,7 +436,11 @@ class LocalStack:
                     "EventPattern": p["EventPattern"],
                     "State": str(p.get("State") or "ENABLED"),
                     "Targets": [
-                        {k: v for k, v in t.items() if k in ("Id", "Arn", "Input", "InputPath", "InputTransformer")}
+                        {
+                            k: v
+                            for k, v in t.items()
+                            if k in ("Id", "Arn", "Input", "InputPath", "InputTransformer")
+                        }
                         for t in p.get("Targets") or []
                     ],
                 }
@@ -447,10 +452,8 @@ class LocalStack:
         for rule in self.rules():
             bus = rule["EventBusName"]
             if bus != "default":
-                try:
+                with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
                     events.create_event_bus(Name=bus)
-                except events.exceptions.ResourceAlreadyExistsException:
-                    pass
             events.put_rule(
                 Name=rule["Name"],
                 EventBusName=bus,
