@@ -130,7 +130,10 @@ def test_stopping_an_execution_waiting_for_a_task_token_aborts_it_at_once(
     }
     arn = stack.ex.create_state_machine("loopline-local-t", waits)
     execution = stack.ex.start_execution(arn, {}, name="run-4")
-    time.sleep(0.3)
+    deadline = time.monotonic() + 5
+    while "TaskSubmitted" not in [e["type"] for e in stack.ex.history(execution)]:
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.02)
     stack.ex.sfn.stop_execution(executionArn=execution)
 
     assert stack.ex.status(execution) == "ABORTED"

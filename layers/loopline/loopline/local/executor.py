@@ -218,6 +218,8 @@ class LocalExecutor:
             # Many handlers share one process here (one per Lambda in AWS): Powertools then
             # warns that concurrent invocations reset each other's metric dimensions.
             warnings.filterwarnings("ignore", message="Dimension .* has already been added")
+            # A function that records no metric (the status events one, say) says so.
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
             self._mock = mock_aws(
                 config={
                     "stepfunctions": {"execute_state_machine": True},
