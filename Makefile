@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format compile golden bench fuzz clean venv sam-venv validate build
+.PHONY: demo test lint format compile golden bench fuzz clean venv sam-venv validate build serve
 
 # AWS SAM CLI in a virtualenv of its own (its pins clash with the dev tools').
 SAM_VENV := .venv-sam
@@ -76,6 +76,10 @@ validate: $(SAM_STAMP)
 # the registry, see BuildArchitecture in template.yaml).
 build: $(SAM_STAMP)
 	$(SAM) build
+
+# The task API on the local stack (template.yaml) on http://127.0.0.1:8000; prints a key.
+serve: $(STAMP)
+	$(BIN)/loopline serve
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from loopline import __version__, jsontext
+from loopline.commands import keys as keys_command
+from loopline.commands import serve as serve_command
 from loopline.compiler import CompileResult, compile_workflow
 from loopline.compiler.compile import CompileError
 from loopline.config_error import ConfigError
@@ -353,6 +355,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     r.set_defaults(func=cmd_run)
+    keys_command.add_parser(sub)
+    serve_command.add_parser(sub)
     return p
 
 

@@ -222,6 +222,9 @@ class Settings(BaseSettings):
     webhook_allow_hosts: str = ""
     #: Base URL that links in messages use (``https://<api>/<stage>``); unset: the API's own.
     public_url: str | None = None
+    #: The one browser origin allowed to call the API (``https://app.example.com``): the
+    #: stack's ``CorsOrigin`` parameter. Unset: CORS is off.
+    cors_origin: str | None = None
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -230,6 +233,17 @@ class Settings(BaseSettings):
             raise config_error(exc) from None
 
     # -- checks ------------------------------------------------------------------------
+
+    @field_validator("cors_origin", mode="before")
+    @classmethod
+    def _origin(cls, value: Any) -> str | None:
+        text = check_http_url(value)
+        if text is not None and urlsplit(text)._replace(scheme="", netloc="").geturl():
+            raise ValueError(
+                "must be an origin: scheme, host and port only (https://app.example.com, "
+                f"no path), got {_shown(text)}"
+            )
+        return text
 
     @field_validator("llm_provider", mode="before")
     @classmethod

@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 
+from loopline.local.fidelity import Fidelity
 from loopline.runtime import actions
 from loopline.runtime.errors import StepError, readable
 from loopline.settings import settings
@@ -196,6 +197,7 @@ class LocalExecutor:
         self._mock: Any = None
         self._sfn: Any = None
         self._executions: list[str] = []
+        self.fidelity: Fidelity | None = None
         if loopline_functions:
             for placeholder, name in LOOPLINE_FUNCTIONS.items():
                 self.register_function(name, self._loopline_handler, placeholder=placeholder)
@@ -216,6 +218,8 @@ class LocalExecutor:
             # Many handlers share one process here (one per Lambda in AWS): Powertools then
             # warns that concurrent invocations reset each other's metric dimensions.
             warnings.filterwarnings("ignore", message="Dimension .* has already been added")
+            # A function that records no metric (the status events one, say) says so.
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
             self._mock = mock_aws(
                 config={
                     "stepfunctions": {"execute_state_machine": True},
@@ -231,6 +235,10 @@ class LocalExecutor:
                 }
             )
             self._mock.start()
+            # What AWS does and moto does not (status events, Lambda rule targets,
+            # serialised DynamoDB writes): loopline.local.fidelity.
+            self.fidelity = Fidelity(self._async_invoke, self.region)
+            self.fidelity.start()
             self._original_invoke = LambdaSimpleBackend.invoke
             LambdaSimpleBackend.invoke = _patched_invoke  # type: ignore[method-assign]
             # The real handlers take their model and inbox from the process's default Env.
@@ -257,6 +265,9 @@ class LocalExecutor:
 
     def _teardown(self) -> None:
         global _active
+        fidelity = self.fidelity
+        if fidelity is not None:
+            fidelity.quiesce()
         if self._sfn is not None:
             for arn in self._executions:
                 # A run left waiting for a person stays blocked in moto's worker thread
@@ -275,6 +286,9 @@ class LocalExecutor:
         if hasattr(self, "_original_invoke"):
             LambdaSimpleBackend.invoke = self._original_invoke  # type: ignore[method-assign]
             del self._original_invoke
+        if fidelity is not None:
+            fidelity.stop()
+            self.fidelity = None
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
@@ -361,6 +375,18 @@ class LocalExecutor:
         except Exception as exc:
             log.debug("function %s failed", name, exc_info=True)
             raise StepError(type(exc).__name__, readable(exc)) from exc
+
+    def _async_invoke(self, name: str, event: Any) -> Any:
+        """An asynchronous invocation (an EventBridge target): the function's own
+        exception, as Lambda's retries see it."""
+        handler = self.functions.get(function_name_of(name))
+        if handler is None:
+            raise LocalStackError(f"no local function named {name!r}")
+        return handler(event, LocalContext(name, self.function_arn(name)))
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every event put so far reached its rules' functions."""
+        return self.fidelity.drain(timeout) if self.fidelity is not None else True
 
     def _lambda_invoke(self, function_name: str, body: Any, response_headers: Any) -> bytes:
         """What moto's Lambda invoke returns: the handler's JSON result or a function error."""

@@ -342,8 +342,9 @@ def run_workflow(
     stopped at: it is left to time out, so its ``on_timeout`` applies.
     With ``template`` (a SAM ``template.yaml``), the local stack is what it declares: its
     tables, bucket, queues, topics, functions (the handlers its ``CodeUri``/``Handler``
-    name, with their environment) and state machines; without it, the six Loopline
-    functions of ``functions/``.
+    name, with their environment), state machines and EventBridge rules (the execution's
+    status events reach the rules' functions before this returns); without it, the six
+    Loopline functions of ``functions/``.
     Raise ``DecisionError`` when a decision cannot answer its step, before anything runs.
     """
     model = _load_model(llm_script)
@@ -362,7 +363,10 @@ def run_workflow(
         for fname, fn in (functions or {}).items():
             # A custom step type names its function by template logical id: ${<Id>Arn}.
             ex.register_function(fname, fn, placeholder=f"{fname}Arn")
-        sm = ex.create_state_machine(name, defn)
+        # Named as the stack names its state machines, so the template's rules (the
+        # status events one) take this execution's events as they would in AWS.
+        sm_name = f"{stack.stack_name}-{name}" if stack is not None else name
+        sm = ex.create_state_machine(sm_name, defn)
         run_name = uuid.uuid4().hex
         # Large input values go to the bucket and travel by reference, like large outputs.
         sent = largevalues.offload_inputs(
@@ -374,6 +378,7 @@ def run_workflow(
             desc = ex.describe(arn)
             if desc["status"] != "RUNNING":
                 tracker.feed(ex.history(arn))
+                ex.drain()  # the status events reached the rules' functions
                 return _result(desc, tracker, arn, env.bucket, queues)
             pending = env.inbox.pending()
             if pending:
@@ -388,6 +393,7 @@ def run_workflow(
                     continue  # nobody could answer in time: let its on_timeout apply
                 answer = _decide(wait, queues, ask, max_asks)
                 if answer is None:
+                    ex.drain()
                     return _waiting(ex, arn, tracker, env.inbox.pending(), queues)
                 env.inbox.take(wait.token)
                 what = _answer(ex, wait, *answer)

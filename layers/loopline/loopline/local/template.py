@@ -6,17 +6,21 @@ resolves its parameters, conditions and intrinsic functions; ``provision(executo
 creates in moto the DynamoDB tables (keys, indexes, TTL), S3 buckets, SQS queues (with
 their redrive policies), SNS topics, Lambda functions (each dispatched in-process to the
 handler its ``CodeUri`` and ``Handler`` name, with its environment variables) and state
-machines (``DefinitionUri`` with ``DefinitionSubstitutions`` resolved). No resource is
+machines (``DefinitionUri`` with ``DefinitionSubstitutions`` resolved) and EventBridge
+rules (functions' ``EventBridgeRule`` events and ``AWS::Events::Rule``, their Lambda
+targets delivered by ``loopline.local.fidelity``). No resource is
 described a second time anywhere else: change the template and the local stack follows.
 
 Supported intrinsics: ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::If``, ``Fn::Equals``,
 ``Fn::Not``, ``Fn::And``, ``Fn::Or``, ``Fn::Join``, ``Fn::Select``, ``Fn::Split``,
-``Condition`` and ``AWS::NoValue``. Resources of other types (roles, log groups, layers)
-need nothing locally and are skipped.
+``Condition`` and ``AWS::NoValue``. Resources of other types (roles, log groups, layers,
+alarms) need nothing locally and are skipped; the REST API (``AWS::Serverless::Api``) is
+read, not provisioned, by ``loopline.local.apigateway``, which serves it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -392,6 +396,78 @@ class LocalStack:
             executor.env.bucket = bucket
         for r in self.of_type("AWS::Serverless::StateMachine"):
             self._state_machine(executor, r)
+        self._rules(session)
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The EventBridge rules the template declares: each function's ``EventBridgeRule``
+        events (SAM, the function as target) and ``AWS::Events::Rule`` resources, as
+        ``{Name, EventBusName, EventPattern, State, Targets}``."""
+        out: list[dict[str, Any]] = []
+        for fn in self.functions():
+            events = self.properties(fn.logical_id).get("Events") or {}
+            for event_name, event in events.items():
+                if (event or {}).get("Type") != "EventBridgeRule":
+                    continue
+                p = event.get("Properties") or {}
+                target: dict[str, Any] = {
+                    "Id": str((p.get("Target") or {}).get("Id") or f"{fn.logical_id}{event_name}"),
+                    "Arn": fn.arn,
+                }
+                for key in ("Input", "InputPath", "InputTransformer"):
+                    if key in p:
+                        target[key] = p[key]
+                out.append(
+                    {
+                        "Name": str(p.get("RuleName") or f"{fn.name}-{event_name}")[:64],
+                        "EventBusName": str(p.get("EventBusName") or "default"),
+                        "EventPattern": p.get("Pattern") or {},
+                        "State": str(p.get("State") or "ENABLED"),
+                        "Targets": [target],
+                    }
+                )
+        for r in self.of_type("AWS::Events::Rule"):
+            p = self.properties(r.logical_id)
+            if "EventPattern" not in p:
+                continue  # schedules: nothing triggers them locally
+            out.append(
+                {
+                    "Name": str(p.get("Name") or r.name)[:64],
+                    "EventBusName": str(p.get("EventBusName") or "default"),
+                    "EventPattern": p["EventPattern"],
+                    "State": str(p.get("State") or "ENABLED"),
+                    "Targets": [
+                        {
+                            k: v
+                            for k, v in t.items()
+                            if k in ("Id", "Arn", "Input", "InputPath", "InputTransformer")
+                        }
+                        for t in p.get("Targets") or []
+                    ],
+                }
+            )
+        return out
+
+    def _rules(self, session: Any) -> None:
+        events = session.client("events")
+        for rule in self.rules():
+            bus = rule["EventBusName"]
+            if bus != "default":
+                with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
+                    events.create_event_bus(Name=bus)
+            events.put_rule(
+                Name=rule["Name"],
+                EventBusName=bus,
+                EventPattern=json.dumps(rule["EventPattern"]),
+                State=rule["State"],
+            )
+            targets = []
+            for t in rule["Targets"]:
+                target = dict(t)
+                if isinstance(target.get("Input"), (dict, list)):
+                    target["Input"] = json.dumps(target["Input"])
+                targets.append(target)
+            if targets:
+                events.put_targets(Rule=rule["Name"], EventBusName=bus, Targets=targets)
 
     def _apply_environment(self, env: dict[str, str]) -> None:
         """Set the functions' variables in this process. The shell's own value wins (as a

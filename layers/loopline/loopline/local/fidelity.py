@@ -1,0 +1,445 @@
+"""What AWS does and moto does not: the one place the local stack supplies it.
+
+Each item, and why the local stack needs it:
+
+- **Execution status change events.** Step Functions puts a "Step Functions Execution
+  Status Change" event on the account's default event bus when a STANDARD execution starts
+  (``RUNNING``) and when it ends (``SUCCEEDED``, ``FAILED``, ``TIMED_OUT``, ``ABORTED``);
+  moto's executions emit none. Loopline's task status is driven by these events, so the
+  local stack emits them, in the shape AWS documents, from moto's own execution lifecycle
+  (``Execution.start``, the worker's ``terminated``, ``stop_execution``).
+- **Stopping an execution that waits for a task token.** moto's ``StopExecution`` leaves
+  such an execution ``RUNNING`` until its token is answered; in AWS it is ``ABORTED`` at
+  once. After a short grace (an execution in a ``Wait`` or between states stops by
+  itself), the execution is marked ``ABORTED`` with an ``ExecutionAborted`` history event.
+- **Lambda targets of EventBridge rules.** moto's ``PutEvents`` delivers to SQS queues
+  and log groups only (a Lambda target raises). Events are still put on moto's bus and
+  matched by moto's own rule patterns; the Lambda targets of each matching rule are
+  invoked here, asynchronously like EventBridge (one delivery thread, in order, which AWS
+  does not promise), with Lambda's asynchronous semantics (a failing invocation is retried
+  twice, then logged and dropped). ``drain`` waits until every event was delivered.
+- **DynamoDB writes serialised.** DynamoDB applies writes to an item one at a time, so a
+  condition expression is checked and the write made atomically. moto's backend does the
+  check and the write as separate Python steps, and its item dictionaries are not safe to
+  read while another thread writes: every backend operation on items runs under one lock.
+- **The region of the functions.** Lambda sets ``AWS_REGION`` and ``AWS_DEFAULT_REGION``
+  for its functions, which make their clients with no region named: the local stack sets
+  them (to its region) when the shell did not.
+- **Cached AWS clients.** ``loopline.aws`` keeps one boto3 client per service and process;
+  clients made before or after a mock must not be reused across it: ``reset()`` on start
+  and stop.
+
+``Fidelity.start()`` patches moto and ``stop()`` undoes every patch; only one is active at
+a time (moto's mock is process-wide), owned by the active ``LocalExecutor``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger("loopline.local")
+
+DETAIL_TYPE = "Step Functions Execution Status Change"
+SOURCE = "aws.states"
+#: Retries of a failing asynchronous Lambda invocation (Lambda's default).
+ASYNC_RETRIES = 2
+#: Seconds between those retries locally (AWS waits about a minute, then two).
+RETRY_DELAYS = (0.05, 0.1)
+#: Seconds a stopped execution gets to end by itself before it is marked ABORTED.
+STOP_GRACE = 0.25
+
+#: moto's DynamoDB backend operations on items (run one at a time).
+_DYNAMODB_OPERATIONS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "batch_write_item",
+    "get_item",
+    "query",
+    "scan",
+    "batch_get_item",
+    "transact_get_items",
+    "execute_statement",
+    "batch_execute_statement",
+)
+
+#: Invoke a function by name with an event; raises when the function fails.
+Invoke = Callable[[str, Any], Any]
+
+
+def _epoch_ms(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return int(value.timestamp() * 1000)
+    return int(float(value) * 1000)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_detail(execution: Any, status: str) -> dict[str, Any]:
+    """The ``detail`` of a status change event of moto's ``execution`` (AWS's shape)."""
+    ended = status != "RUNNING"
+    output = None
+    if status == "SUCCEEDED" and execution.output is not None:
+        output = json.dumps(execution.output, separators=(",", ":"))
+    redrivable = status in ("FAILED", "TIMED_OUT", "ABORTED")
+    state_machine = execution.state_machine
+    state_machine_arn = getattr(state_machine, "source_arn", None) or state_machine.arn
+    return {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": state_machine_arn,
+        "name": execution.name,
+        "status": status,
+        "startDate": _epoch_ms(execution.start_date),
+        "stopDate": _epoch_ms(execution.stop_date) if ended else None,
+        "input": json.dumps(execution.input_data, separators=(",", ":")),
+        "inputDetails": {"included": True},
+        "output": output,
+        "outputDetails": {"included": True} if output is not None else None,
+        "error": execution.error if ended else None,
+        "cause": execution.cause if ended else None,
+        "redriveCount": 0,
+        "redriveStatus": "REDRIVABLE" if redrivable else "NOT_REDRIVABLE",
+        "redriveStatusReason": (
+            f"Execution is {status} and can be redriven"
+            if redrivable
+            else f"Execution is {status} and cannot be redriven"
+        ),
+        "stateMachineVersionArn": None,
+        "stateMachineAliasArn": None,
+    }
+
+
+class Fidelity:
+    """Patches moto while active: see the module docstring for each thing it supplies."""
+
+    def __init__(self, invoke: Invoke, region: str = "us-east-1") -> None:
+        self._invoke = invoke
+        self.region = region
+        self._saved_env: dict[str, str | None] = {}
+        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
+        self._busy = 0
+        self._idle = threading.Condition()
+        self._ended: set[str] = set()
+        self._ended_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._undo: list[Callable[[], None]] = []
+        self._emitting = False
+        self._stopping = False
+        self.dynamodb_lock = threading.RLock()
+        #: Deliveries that failed three times: (function name, event, error text).
+        self.failed: list[tuple[str, dict[str, Any], str]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        from loopline import aws
+
+        aws.reset()
+        for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+            if not os.environ.get(name):
+                self._saved_env[name] = os.environ.get(name)
+                os.environ[name] = self.region
+        self._patch_stepfunctions()
+        self._patch_events()
+        self._patch_dynamodb()
+        self._emitting = True
+        self._worker = threading.Thread(
+            target=self._deliver_loop, name="loopline-eventbridge", daemon=True
+        )
+        self._worker.start()
+
+    def quiesce(self) -> None:
+        """Emit no more events (executions stopped while the stack shuts down are not news)."""
+        self._emitting = False
+
+    def stop(self) -> None:
+        """Stop delivering (what is still queued is dropped) and undo every patch."""
+        from loopline import aws
+
+        self._emitting = False
+        self._stopping = True
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(timeout=5)
+            self._worker = None
+        while self._undo:
+            self._undo.pop()()
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+        aws.reset()
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until every event emitted so far was delivered; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
+        original = owner.__dict__[name]
+        setattr(owner, name, make(original))
+        self._undo.append(lambda: setattr(owner, name, original))
+
+    def _hold(self) -> None:
+        with self._idle:
+            self._busy += 1
+
+    def _release(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.notify_all()
+
+    # ------------------------------------------------------------------ Step Functions
+
+    def _patch_stepfunctions(self) -> None:
+        from moto.stepfunctions.models import StepFunctionBackend
+        from moto.stepfunctions.parser.backend import execution as sfn_execution
+
+        fidelity = self
+
+        def start(original: Any) -> Any:
+            @functools.wraps(original)
+            def wrapper(execution: Any) -> None:
+                # Emitted before the worker starts, so RUNNING always comes first.
+                fidelity._status_changed(execution, "RUNNING")
+                original(execution)
+
+            return wrapper
+
+        def terminated(original: Any) -> Any:
+            @functools.wraps(original)
+            def wrapper(comm: Any) -> None:
+                execution = comm.execution
+                with fidelity._ended_lock:
+                    if execution.exec_arn in fidelity._ended:
+                        return  # already marked ABORTED by stop_execution
+                    fidelity._ended.add(execution.exec_arn)
+                fidelity._hold()  # drain() waits for the event about to be put
+                try:
+                    original(comm)
+                    fidelity._status_changed(execution, str(execution.exec_status.value))
+                finally:
+                    fidelity._release()
+
+            return wrapper
+
+        def stop_execution(original: Any) -> Any:
+            @functools.wraps(original)
+            def wrapper(backend: Any, execution_arn: str) -> Any:
+                execution = original(backend, execution_arn)
+                if fidelity._emitting:
+                    fidelity._abort_if_stuck(execution)
+                return execution
+
+            return wrapper
+
+        self._patch(sfn_execution.Execution, "start", start)
+        self._patch(sfn_execution.BaseExecutionWorkerCommunication, "terminated", terminated)
+        self._patch(StepFunctionBackend, "stop_execution", stop_execution)
+
+    def _abort_if_stuck(self, execution: Any) -> None:
+        """End a stopped execution that moto leaves RUNNING (it waits for a task token)."""
+        from moto.stepfunctions.parser.api import (
+            ExecutionAbortedEventDetails,
+            ExecutionStatus,
+            HistoryEventType,
+        )
+        from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+        deadline = time.monotonic() + STOP_GRACE
+        while time.monotonic() < deadline:
+            if getattr(execution, "exec_status", None) != ExecutionStatus.RUNNING:
+                return
+            time.sleep(0.01)
+        with self._ended_lock:
+            if execution.exec_arn in self._ended:
+                return
+            self._ended.add(execution.exec_arn)
+        env = execution.exec_worker.env if execution.exec_worker else None
+        if env is not None:
+            env.event_manager.add_event(
+                context=env.event_history_context,
+                event_type=HistoryEventType.ExecutionAborted,
+                event_details=EventDetails(  # type: ignore[typeddict-item]
+                    executionAbortedEventDetails=ExecutionAbortedEventDetails()
+                ),
+            )
+        execution.stop_date = datetime.now(UTC)
+        execution.exec_status = ExecutionStatus.ABORTED
+        self._status_changed(execution, "ABORTED")
+
+    def _status_changed(self, execution: Any, status: str) -> None:
+        """Put the status change event of ``execution`` on moto's default bus."""
+        if not self._emitting:
+            return
+        from moto.stepfunctions.parser.backend.execution import SyncExecution
+
+        # Express workflows (and synchronous executions) emit no status events in AWS.
+        if isinstance(execution, SyncExecution) or (
+            getattr(execution.sm_type, "value", execution.sm_type) == "EXPRESS"
+        ):
+            return
+        detail = status_detail(execution, status)
+        self.put_event(
+            execution.account_id,
+            execution.region_name,
+            source=SOURCE,
+            detail_type=DETAIL_TYPE,
+            detail=detail,
+            resources=[execution.exec_arn],
+        )
+
+    # ------------------------------------------------------------------ EventBridge
+
+    def put_event(
+        self,
+        account_id: str,
+        region: str,
+        *,
+        source: str,
+        detail_type: str,
+        detail: dict[str, Any],
+        resources: list[str] | None = None,
+    ) -> None:
+        """Put one event on moto's default bus (its rules' Lambda targets get it here)."""
+        from moto.events.models import events_backends
+
+        backend = events_backends[account_id][region]
+        self._hold()
+        try:
+            backend.put_events(
+                [
+                    {
+                        "Source": source,
+                        "DetailType": detail_type,
+                        "Detail": json.dumps(detail),
+                        "Resources": resources or [],
+                        "Time": _iso(datetime.now(UTC)),
+                    }
+                ]
+            )
+        except Exception:
+            log.warning("could not put a %s event", detail_type, exc_info=True)
+        finally:
+            self._release()
+
+    def _patch_events(self) -> None:
+        from moto.events.models import EventTemplateParser, Rule
+        from moto.utilities.arns import parse_arn
+
+        fidelity = self
+
+        def send_to_targets(original: Any) -> Any:
+            @functools.wraps(original)
+            def wrapper(rule: Any, event: Any, transform_input: bool = True) -> None:
+                if rule.state != "ENABLED" or not rule.event_pattern.matches_event(event):
+                    return
+                others = []
+                for target in rule.targets:
+                    arn = parse_arn(target["Arn"])
+                    if arn.service != "lambda":
+                        others.append(target)
+                        continue
+                    payload: Any = {k: v for k, v in event.items() if k != "ingestion-time"}
+                    if "Input" in target:
+                        payload = json.loads(target["Input"])
+                    elif "InputTransformer" in target:
+                        transformer = target["InputTransformer"]
+                        payload = EventTemplateParser.parse(
+                            input_template=transformer.get("InputTemplate"),
+                            input_paths_map=transformer.get("InputPathsMap", {}),
+                            event=event,
+                        )
+                    fidelity._enqueue(arn.resource_id.split(":")[0], payload)
+                if others:
+                    rest = copy.copy(rule)
+                    rest.targets = others
+                    original(rest, event, transform_input)
+
+            return wrapper
+
+        self._patch(Rule, "send_to_targets", send_to_targets)
+
+    def _enqueue(self, function: str, event: Any) -> None:
+        self._hold()
+        self._queue.put((function, copy.deepcopy(event)))
+
+    def _deliver_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            function, event = item
+            try:
+                if not self._stopping:
+                    self._deliver(function, event)
+            finally:
+                self._release()
+
+    def _deliver(self, function: str, event: Any) -> None:
+        """Invoke ``function`` as Lambda does an asynchronous invocation: retried twice."""
+        error = ""
+        for attempt in range(ASYNC_RETRIES + 1):
+            if attempt:
+                time.sleep(RETRY_DELAYS[min(attempt - 1, len(RETRY_DELAYS) - 1)])
+            if self._stopping:
+                return
+            try:
+                self._invoke(function, event)
+                return
+            except Exception as exc:
+                error = str(exc) or type(exc).__name__
+                log.debug("%s failed on attempt %d: %s", function, attempt + 1, error)
+        log.error(
+            "event %s to function %s dropped after %d attempts: %s",
+            event.get("id") if isinstance(event, dict) else "?",
+            function,
+            ASYNC_RETRIES + 1,
+            error,
+        )
+        self.failed.append((function, event, error))
+
+    # ------------------------------------------------------------------ DynamoDB
+
+    def _patch_dynamodb(self) -> None:
+        from moto.dynamodb.models import DynamoDBBackend
+
+        lock = self.dynamodb_lock
+
+        def serialised(original: Any) -> Any:
+            @functools.wraps(original)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                with lock:
+                    return original(*args, **kwargs)
+
+            return wrapper
+
+        for name in _DYNAMODB_OPERATIONS:
+            if name in DynamoDBBackend.__dict__:
+                self._patch(DynamoDBBackend, name, serialised)
