@@ -300,7 +300,7 @@ def _execution_ended(
             "steps": end.steps,
         },
         expect_status=NON_TERMINAL,
-        event=store.NewEvent(event_type, None, data, finished_at),
+        event=store.NewEvent(event_type, None, data),
     )
     if done is None:  # ended meanwhile (a cancel): keep the steps
         store.update_task(task_id, set={"steps": end.steps})
