@@ -9,10 +9,13 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 import yaml
+from loopline.settings import settings
 
 from tests.conftest import ROOT
+from tests.tasktable import tasks_table  # noqa: F401 - the fixture
 from tests.template.cfn_yaml import load_template
 
 
@@ -59,15 +62,26 @@ def test_the_api_answers_501_until_it_is_implemented() -> None:
     assert json.loads(response["body"]) == {"message": "not implemented yet"}
 
 
-def test_status_events_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_status_events_of_executions_that_are_no_tasks_change_nothing(
+    tasks_table: str,  # noqa: F811 - the fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the function does with a task's events: tests/tracking.
     event = {
         "detail-type": "Step Functions Execution Status Change",
-        "detail": {"status": "SUCCEEDED", "executionArn": "arn:x", "stateMachineArn": "arn:y"},
+        "detail": {
+            "status": "SUCCEEDED",
+            "executionArn": "arn:x:tsk_1",
+            "stateMachineArn": "arn:y",
+        },
     }
-    with caplog.at_level("INFO", logger="loopline"):
-        assert _function_module("status_events").handler(event, Context()) is None
-    [record] = [r for r in caplog.records if r.getMessage() == "execution status changed"]
-    assert (record.status, record.execution) == ("SUCCEEDED", "arn:x")
+    handler = _function_module("status_events").handler
+    assert handler(event, Context()) is None
+    client = boto3.client("dynamodb")
+    assert client.scan(TableName=tasks_table)["Items"] == []
+    monkeypatch.delenv("LOOPLINE_TABLE")
+    settings.cache_clear()
+    assert handler(event, Context()) is None  # no table: nothing to do
 
 
 def test_the_template_loader_refuses_intrinsics_the_local_stack_cannot_resolve(

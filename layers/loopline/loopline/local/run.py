@@ -23,9 +23,9 @@ from typing import Any
 
 from loopline import jsontext
 from loopline.dsl import models
+from loopline.history import EXECUTION_ENDS, Progress, Tracker, decode_cause, details
 from loopline.local.executor import LocalExecutor
 from loopline.local.template import LocalStack
-from loopline.local.tracker import EXECUTION_ENDS, Progress, Tracker, decode_cause, details
 from loopline.runtime import largevalues
 from loopline.runtime.actions import Env, HumanWait, schema_problem
 from loopline.runtime.errors import StepError

@@ -22,6 +22,7 @@ from loopline.observability import logger, metrics, tracer
 from loopline.runtime.actions import dispatch
 from loopline.runtime.errors import StepError
 from loopline.runtime.llm import lambda_context
+from loopline.service import tracking
 
 Handler = Callable[[Any, Any], Any]
 
@@ -45,10 +46,14 @@ def handle(event: Any, context: Any = None) -> Any:
     metrics.add_dimension(name="action", value=action)
     tracer.put_annotation(key="action", value=action)
     started = time.perf_counter()
+    # The task's step run and events (docs/internals.md, "Status tracking"): recording
+    # never fails the step.
+    run = tracking.step_started(payload)
     try:
         with lambda_context(context):  # the remaining time, for Retry-After waits
             result = dispatch(event)
     except StepError as exc:
+        tracking.step_finished(run, error=exc.name, cause=exc.message)
         metrics.add_metric(name="StepErrors", unit=MetricUnit.Count, value=1)
         # An unexpected exception stays chained to the StepError made of it: its
         # traceback is for the operator's log (redacted by the logger), not the cause.
@@ -60,6 +65,7 @@ def handle(event: Any, context: Any = None) -> Any:
     finally:
         elapsed = (time.perf_counter() - started) * 1000
         metrics.add_metric(name="StepLatency", unit=MetricUnit.Milliseconds, value=elapsed)
+    tracking.step_finished(run, result=result)
     usage = result.get("usage") if isinstance(result, dict) else None
     if isinstance(usage, dict):
         for key, metric in (("input_tokens", "InputTokens"), ("output_tokens", "OutputTokens")):

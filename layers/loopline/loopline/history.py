@@ -76,6 +76,9 @@ class Progress:
     step: str
     event: str
     detail: str | None = None
+    #: The error and readable cause of a failure (``failed``, and ``retrying`` after one).
+    error: str | None = None
+    cause: str | None = None
 
 
 def details(event: dict[str, Any]) -> dict[str, Any]:
@@ -420,7 +423,7 @@ class Tracker:
             run = thread.stack.pop()
             f = failure or run.failure
             if f is not None:
-                self._close(run, "failed", f.text())
+                self._close(run, "failed", f.text(), f)
             else:
                 self._close(run, "succeeded")
 
@@ -434,7 +437,7 @@ class Tracker:
             if outcome == "aborted" and f is None:
                 self._close(run, "aborted", "stopped")
             elif f is not None:
-                self._close(run, "failed", f.text())
+                self._close(run, "failed", f.text(), f)
             else:
                 self._close(run, "succeeded")
 
@@ -483,7 +486,7 @@ class Tracker:
         run.status = "running"
         self._refresh(run.step)
         after = f" after {failure.text()}" if failure is not None else ""
-        self._emit(run.step, "retrying", f"attempt {attempt}{after}")
+        self._emit(run.step, "retrying", f"attempt {attempt}{after}", failure)
 
     # ------------------------------------------------------------------ Map and Parallel
 
@@ -565,14 +568,19 @@ class Tracker:
                 self.steps[step]["status"] = status
                 return
 
-    def _close(self, run: _Run, status: str, detail: str | None = None) -> None:
+    def _close(
+        self, run: _Run, status: str, detail: str | None = None, failure: _Failure | None = None
+    ) -> None:
         run.status = status
         self._refresh(run.step)
-        self._emit(run.step, status, detail)
+        self._emit(run.step, status, detail, failure)
 
-    def _emit(self, step: str, event: str, detail: str | None = None) -> None:
+    def _emit(
+        self, step: str, event: str, detail: str | None = None, failure: _Failure | None = None
+    ) -> None:
         if self.on_progress is not None:
-            self.on_progress(Progress(step, event, detail))
+            error, cause = (failure.error, failure.cause) if failure is not None else (None, None)
+            self.on_progress(Progress(step, event, detail, error, cause))
 
     # ------------------------------------------------------------------ waits
 
