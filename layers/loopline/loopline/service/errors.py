@@ -87,6 +87,13 @@ class Invalid(ServiceError):
     title = "Unprocessable Content"
 
 
+class UnsupportedMediaType(ServiceError):
+    """The body is in a format the route does not take."""
+
+    status = 415
+    title = "Unsupported Media Type"
+
+
 class Unauthorized(ServiceError):
     """No caller: the request did not come through the authorizer."""
 
@@ -129,4 +136,5 @@ __all__ = [
     "ServiceError",
     "Unauthorized",
     "Unavailable",
+    "UnsupportedMediaType",
 ]
