@@ -20,22 +20,60 @@ Conditional writes encode the invariants:
   so a late or repeated status event never undoes a later one;
 - an idempotency key is claimed once (``claim_idempotency``).
 
-**Interface under construction**: signatures and docstrings are the contract other
-modules code against.
+The items, their keys and the indexes they use are described next to ``TasksTable`` in
+``template.yaml`` and in docs/internals.md ("Storage"). The table's name is the setting
+``LOOPLINE_TABLE``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import base64
+import binascii
+import hashlib
+import json
+import random
+import time
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
 from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from loopline import aws, ids
+from loopline.settings import ConfigError, settings
 
 #: Statuses a task never leaves.
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"})
 
+#: The fields of a task record, as ``get_task`` returns them (missing ones are None).
+TASK_FIELDS = (
+    "id", "tenant", "workflow", "version", "status", "run", "inputs", "labels", "webhook",
+    "output", "error", "cause", "created_at", "started_at", "finished_at", "steps",
+    "execution_arn", "state_machine_arn", "seq", "input_tokens", "output_tokens", "updated_at",
+)  # fmt: skip
+#: Fields holding user data: kept as JSON text, whatever the value.
+JSON_FIELDS = frozenset({"inputs", "labels", "output", "steps", "data", "inputs_schema"})
+#: Attributes that are the store's own (keys), never part of a record.
+_KEY_ATTRIBUTES = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "expires_at"})
+#: Fields ``update_task`` may not set: they are keys or kept by the store itself.
+_NOT_SETTABLE = frozenset({"id", "tenant", "seq", "input_tokens", "output_tokens"})
+#: Attempts at an event's ``seq`` before a write gives up (each lost race is one).
+_SEQ_ATTEMPTS = 200
+_SEQ_DIGITS = 10
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
 
 class InvalidCursor(ValueError):
     """A ``cursor`` that is not one this store handed out for this tenant and query."""
+
+
+class StoreError(RuntimeError):
+    """The table refused a write in a way no caller can act on (too many lost races)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +86,145 @@ class NewEvent:
     at: str | None = None  # default: now
 
 
+# --------------------------------------------------------------------------- plumbing
+
+
+def configured() -> bool:
+    """Whether ``LOOPLINE_TABLE`` names a table (nothing is recorded without one)."""
+    return settings().table is not None
+
+
+def table_name() -> str:
+    """The tasks table's name; ``ConfigError`` when ``LOOPLINE_TABLE`` is unset."""
+    name = settings().table
+    if name is None:
+        raise ConfigError(
+            ["LOOPLINE_TABLE is not set: it must name the tasks table (TasksTable of the stack)"]
+        )
+    return name
+
+
+def _db() -> Any:
+    return aws.client("dynamodb")
+
+
+def _attr(value: Any) -> dict[str, Any]:
+    if isinstance(value, float):
+        value = Decimal(repr(value))
+    return _serializer.serialize(value)
+
+
+def _item(values: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item of plain values: None is left out, user data becomes JSON text."""
+    return {k: _attr(_encode(k, v)) for k, v in values.items() if v is not None}
+
+
+def _encode(name: str, value: Any) -> Any:
+    if name in JSON_FIELDS:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted(_plain(v) for v in value)
+    return value
+
+
+def _record(item: dict[str, Any]) -> dict[str, Any]:
+    """The plain record of a DynamoDB item: keys dropped, JSON text parsed, no Decimal."""
+    out: dict[str, Any] = {}
+    for name, raw in item.items():
+        if name in _KEY_ATTRIBUTES:
+            continue
+        value = _plain(_deserializer.deserialize(raw))
+        if name in JSON_FIELDS and isinstance(value, str):
+            value = json.loads(value)
+        out[name] = value
+    return out
+
+
+def _key(pk: str, sk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "sk": {"S": sk}}
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _get(pk: str, sk: str) -> dict[str, Any] | None:
+    found = _db().get_item(TableName=table_name(), Key=_key(pk, sk), ConsistentRead=True)
+    item = found.get("Item")
+    return item if item else None
+
+
+def _query(**kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a query, page after page."""
+    kwargs["TableName"] = table_name()
+    while True:
+        page = _db().query(**kwargs)
+        yield from page.get("Items", [])
+        last = page.get("LastEvaluatedKey")
+        if not last:
+            return
+        kwargs["ExclusiveStartKey"] = last
+
+
+def _epoch(moment: str) -> int:
+    return int(ids.parse_time(moment).timestamp())
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ----- key formats (here and only here)
+
+
+def _task_pk(task_id: str) -> str:
+    return f"TASK#{task_id}"
+
+
+def _tenant_tasks(tenant: str) -> str:
+    return f"TENANT#{tenant}#TASK"
+
+
+def _tenant_status(tenant: str, status: str) -> str:
+    return f"TENANT#{tenant}#STATUS#{status}"
+
+
+def _event_sk(seq: int) -> str:
+    return f"EVENT#{seq:0{_SEQ_DIGITS}d}"
+
+
+def _step_prefix(step: str | None) -> str:
+    return "STEP#" if step is None else f"STEP#{step}#"
+
+
+def _idempotency_pk(tenant: str, key: str) -> str:
+    return f"IDEMPOTENCY#{tenant}#{_sha256(key)}"
+
+
 # --------------------------------------------------------------------------- API keys
+
+
+def _key_record(item: dict[str, Any]) -> dict[str, Any]:
+    rec = _record(item)
+    return {
+        "key_id": rec.get("key_id"),
+        "key_hash": rec.get("key_hash"),
+        "tenant": rec.get("tenant"),
+        "user": rec.get("user"),
+        "roles": list(rec.get("roles") or []),
+        "created_at": rec.get("created_at"),
+        "revoked_at": rec.get("revoked_at"),
+    }
 
 
 def put_api_key(
@@ -60,23 +236,67 @@ def put_api_key(
     roles: list[str],
     created_at: str,
 ) -> None:
-    """Record an API key by the SHA-256 hex digest of its text (never the text)."""
-    raise NotImplementedError
+    """Record an API key by the SHA-256 hex digest of its text (never the text).
+
+    A hash already recorded is refused (``ValueError``): a key is created once.
+    """
+    item = _item(
+        {
+            "pk": f"KEY#{key_hash}",
+            "sk": "KEY",
+            "gsi1pk": f"KEYID#{key_id}",
+            "gsi1sk": "KEY",
+            "key_hash": key_hash,
+            "key_id": key_id,
+            "tenant": tenant,
+            "user": user,
+            "roles": list(roles),
+            "created_at": created_at,
+        }
+    )
+    try:
+        _db().put_item(
+            TableName=table_name(), Item=item, ConditionExpression="attribute_not_exists(pk)"
+        )
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            raise ValueError("this key is already recorded") from None
+        raise
 
 
 def get_api_key(key_hash: str) -> dict[str, Any] | None:
     """``{key_id, tenant, user, roles, created_at, revoked_at}`` of a key, or None."""
-    raise NotImplementedError
+    item = _get(f"KEY#{key_hash}", "KEY")
+    return _key_record(item) if item else None
 
 
 def find_api_key(key_id: str) -> dict[str, Any] | None:
     """The key record of ``key_id`` (with its ``key_hash``), or None."""
-    raise NotImplementedError
+    for item in _query(
+        IndexName="GSI1",
+        KeyConditionExpression="gsi1pk = :p AND gsi1sk = :s",
+        ExpressionAttributeValues={":p": {"S": f"KEYID#{key_id}"}, ":s": {"S": "KEY"}},
+    ):
+        return _key_record(item)
+    return None
 
 
 def revoke_api_key(key_hash: str, at: str) -> bool:
-    """Mark the key revoked; False when there is no such key."""
-    raise NotImplementedError
+    """Mark the key revoked (an earlier revocation's time is kept); False when there is
+    no such key."""
+    try:
+        _db().update_item(
+            TableName=table_name(),
+            Key=_key(f"KEY#{key_hash}", "KEY"),
+            UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :at)",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":at": {"S": at}},
+        )
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 # --------------------------------------------------------------------------- workflows
@@ -88,19 +308,38 @@ def put_workflow(tenant: str, record: dict[str, Any]) -> bool:
     ``record``: ``{name, version, description, source, inputs_schema, steps, graph,
     state_machine_arn, created_at, updated_at}``. Returns True when it was created.
     """
-    raise NotImplementedError
+    values = {k: v for k, v in record.items() if k not in _KEY_ATTRIBUTES and k != "tenant"}
+    item = _item(
+        {"pk": f"TENANT#{tenant}", "sk": f"WORKFLOW#{record['name']}", "tenant": tenant, **values}
+    )
+    old = _db().put_item(TableName=table_name(), Item=item, ReturnValues="ALL_OLD")
+    return not old.get("Attributes")
 
 
 def get_workflow(tenant: str, name: str) -> dict[str, Any] | None:
-    raise NotImplementedError
+    """The tenant's registered workflow ``name``, or None."""
+    item = _get(f"TENANT#{tenant}", f"WORKFLOW#{name}")
+    return _record(item) if item else None
 
 
 def list_workflows(tenant: str) -> list[dict[str, Any]]:
     """The tenant's registered workflows, by name."""
-    raise NotImplementedError
+    items = _query(
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+        ExpressionAttributeValues={":p": {"S": f"TENANT#{tenant}"}, ":s": {"S": "WORKFLOW#"}},
+    )
+    return sorted((_record(i) for i in items), key=lambda r: str(r.get("name")))
 
 
 # --------------------------------------------------------------------------- tasks
+
+
+def _task_view(item: dict[str, Any]) -> dict[str, Any]:
+    rec = _record(item)
+    out = {name: rec.get(name) for name in TASK_FIELDS}
+    for counter in ("seq", "input_tokens", "output_tokens"):
+        out[counter] = out[counter] or 0
+    return out
 
 
 def create_task(tenant: str, task: dict[str, Any]) -> None:
@@ -108,20 +347,81 @@ def create_task(tenant: str, task: dict[str, Any]) -> None:
 
     ``task``: ``{id, workflow, version, status, run, inputs, labels, webhook, output,
     error, cause, created_at, started_at, finished_at, steps, execution_arn,
-    state_machine_arn}``; ``input_tokens``/``output_tokens`` start at 0.
+    state_machine_arn}``; ``input_tokens``/``output_tokens`` start at 0. An id already
+    used is refused (``ValueError``).
     """
-    raise NotImplementedError
+    task_id = str(task["id"])
+    status = str(task["status"])
+    values = {
+        k: v for k, v in task.items() if k in TASK_FIELDS and k not in _NOT_SETTABLE and k != "id"
+    }
+    values.setdefault("updated_at", task.get("created_at") or ids.now())
+    item = _item(
+        {
+            "pk": _task_pk(task_id),
+            "sk": "TASK",
+            "gsi1pk": _tenant_tasks(tenant),
+            "gsi1sk": task_id,
+            "gsi2pk": _tenant_status(tenant, status),
+            "gsi2sk": task_id,
+            **values,
+            "id": task_id,
+            "tenant": tenant,
+            "seq": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+        }
+    )
+    try:
+        _db().put_item(
+            TableName=table_name(), Item=item, ConditionExpression="attribute_not_exists(pk)"
+        )
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            raise ValueError(f"task {task_id} already exists") from None
+        raise
 
 
 def get_task(tenant: str, task_id: str) -> dict[str, Any] | None:
     """The task (with ``seq``, ``input_tokens``, ``output_tokens``), or None when it does
     not exist or belongs to another tenant."""
-    raise NotImplementedError
+    task = get_task_record(task_id)
+    if task is None or task.get("tenant") != tenant:
+        return None
+    return task
 
 
 def get_task_record(task_id: str) -> dict[str, Any] | None:
     """The task whatever its tenant (``tenant`` included): for the service's own writers."""
-    raise NotImplementedError
+    item = _get(_task_pk(task_id), "TASK")
+    return _task_view(item) if item else None
+
+
+def _cursor_tag(tenant: str, index: str, status: str | None, workflow: str | None) -> str:
+    return _sha256(json.dumps([tenant, index, status, workflow]))[:16]
+
+
+def _encode_cursor(tag: str, key: dict[str, str]) -> str:
+    text = json.dumps({"q": tag, "k": key}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, tag: str, key_names: tuple[str, ...]) -> dict[str, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise InvalidCursor("not a cursor this list handed out") from None
+    key = data.get("k") if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or data.get("q") != tag
+        or not isinstance(key, dict)
+        or set(key) != set(key_names)
+        or not all(isinstance(v, str) for v in key.values())
+    ):
+        raise InvalidCursor("not a cursor this list handed out (or one of another query)")
+    return key
 
 
 def list_tasks(
@@ -134,9 +434,92 @@ def list_tasks(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The tenant's tasks, newest first, and the cursor of the next page (None at the end).
 
+    Without ``status``: GSI1 (every task of the tenant); with it: GSI2 (the tenant's tasks
+    in that status). ``workflow`` filters, and the query goes on until it has ``limit``
+    items or reaches the end, so a page is short only when it is the last. The indexes
+    are eventually consistent: a task written a moment ago may be missing.
+
     Raise ``InvalidCursor`` for a cursor this store did not hand out for this query.
     """
-    raise NotImplementedError
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    if status is None:
+        index, pk_name, sk_name, partition = "GSI1", "gsi1pk", "gsi1sk", _tenant_tasks(tenant)
+    else:
+        index, pk_name, sk_name = "GSI2", "gsi2pk", "gsi2sk"
+        partition = _tenant_status(tenant, status)
+    key_names = ("pk", "sk", pk_name, sk_name)
+    tag = _cursor_tag(tenant, index, status, workflow)
+    kwargs: dict[str, Any] = {
+        "TableName": table_name(),
+        "IndexName": index,
+        "KeyConditionExpression": "#p = :p",
+        "ExpressionAttributeNames": {"#p": pk_name},
+        "ExpressionAttributeValues": {":p": {"S": partition}},
+        "ScanIndexForward": False,
+    }
+    if workflow is not None:
+        kwargs["FilterExpression"] = "#w = :w"
+        kwargs["ExpressionAttributeNames"]["#w"] = "workflow"
+        kwargs["ExpressionAttributeValues"][":w"] = {"S": workflow}
+    if cursor is not None:
+        start = _decode_cursor(cursor, tag, key_names)
+        if start[pk_name] != partition or start["sk"] != "TASK":
+            raise InvalidCursor("not a cursor this list handed out (or one of another query)")
+        kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start.items()}
+    # One more than a page: whether there is a next page is known, never guessed.
+    items: list[dict[str, Any]] = []
+    while len(items) <= limit:
+        kwargs["Limit"] = limit + 1 - len(items) if workflow is None else max(limit + 1, 50)
+        try:
+            page = _db().query(**kwargs)
+        except ClientError as exc:
+            if cursor is not None and _code(exc) == "ValidationException":
+                raise InvalidCursor("not a cursor this list handed out") from None
+            raise
+        items.extend(page.get("Items", []))
+        last = page.get("LastEvaluatedKey")
+        if not last:
+            break
+        kwargs["ExclusiveStartKey"] = last
+    next_cursor = None
+    if len(items) > limit:
+        items = items[:limit]
+        end = items[-1]
+        next_cursor = _encode_cursor(tag, {k: end[k]["S"] for k in key_names})
+    return [_task_view(i) for i in items], next_cursor
+
+
+def _update_parts(
+    fields: dict[str, Any], tenant: str | None
+) -> tuple[list[str], list[str], dict[str, str], dict[str, Any]]:
+    """SET and REMOVE clauses of ``fields`` (None removes), with names and values."""
+    sets: list[str] = []
+    removes: list[str] = []
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for i, (name, value) in enumerate(fields.items()):
+        if name in _NOT_SETTABLE or name in _KEY_ATTRIBUTES:
+            raise ValueError(f"update_task cannot set {name}")
+        names[f"#f{i}"] = name
+        if value is None:
+            removes.append(f"#f{i}")
+        else:
+            values[f":f{i}"] = _attr(_encode(name, value))
+            sets.append(f"#f{i} = :f{i}")
+    if "status" in fields and fields["status"] is not None and tenant is not None:
+        names["#g2"] = "gsi2pk"
+        values[":g2"] = {"S": _tenant_status(tenant, str(fields["status"]))}
+        sets.append("#g2 = :g2")
+    return sets, removes, names, values
+
+
+def _holds(
+    task: dict[str, Any], expect_status: Collection[str] | None, require_unset: str | None
+) -> bool:
+    if expect_status is not None and task.get("status") not in expect_status:
+        return False
+    return require_unset is None or task.get(require_unset) is None
 
 
 def update_task(
@@ -149,23 +532,137 @@ def update_task(
 ) -> int | None:
     """Change a task in one conditional write.
 
-    ``set`` assigns fields (``status`` among them); with ``expect_status`` the write
-    happens only while the task's status is one of them; with ``require_unset`` only while
-    that field is absent or null; with ``event`` the event is appended in the same
+    ``set`` assigns fields (``status`` among them; a None value removes the field;
+    ``updated_at`` is set to now unless given); with ``expect_status`` the write happens
+    only while the task's status is one of them; with ``require_unset`` only while that
+    field is absent or null; with ``event`` the event is appended in the same
     transaction. Returns the event's ``seq`` (0 without an event), or None when there is
     no such task or a condition did not hold (nothing was written).
     """
-    raise NotImplementedError
-
-
-def add_usage(task_id: str, input_tokens: int, output_tokens: int) -> None:
-    """Add a model call's tokens to the task's totals (atomic counters)."""
-    raise NotImplementedError
+    fields = dict(set or {})
+    if fields:
+        fields.setdefault("updated_at", ids.now())
+    return _write_task(task_id, fields, expect_status, require_unset, event)
 
 
 def append_event(task_id: str, event: NewEvent) -> int | None:
     """Append an event with the next ``seq``; None when there is no such task."""
-    raise NotImplementedError
+    return _write_task(task_id, {}, None, None, event)
+
+
+def _write_task(
+    task_id: str,
+    fields: dict[str, Any],
+    expect_status: Collection[str] | None,
+    require_unset: str | None,
+    event: NewEvent | None,
+) -> int | None:
+    """The one write path of a task item: an UpdateItem, or with an event a transaction
+    that moves ``seq`` from the value read to the next and puts the event; a lost race
+    (``seq`` moved meanwhile) reads again and retries."""
+    if not fields and event is None and expect_status is None and require_unset is None:
+        return 0 if get_task_record(task_id) is not None else None
+    expect = tuple(expect_status) if expect_status is not None else None
+    for attempt in range(_SEQ_ATTEMPTS):
+        task = get_task_record(task_id)
+        if task is None or not _holds(task, expect, require_unset):
+            return None
+        sets, removes, names, values = _update_parts(fields, str(task["tenant"]))
+        conditions = ["attribute_exists(pk)"]
+        if expect is not None:
+            names["#st"] = "status"
+            options = []
+            for i, status in enumerate(expect):
+                values[f":x{i}"] = {"S": status}
+                options.append(f":x{i}")
+            conditions.append(f"#st IN ({', '.join(options)})")  # never empty: _holds
+        if require_unset is not None:
+            names["#ru"] = require_unset
+            conditions.append("attribute_not_exists(#ru)")
+        seq = 0
+        if event is not None:
+            current = int(task["seq"])
+            seq = current + 1
+            names["#seq"] = "seq"
+            values[":cur"] = {"N": str(current)}
+            values[":next"] = {"N": str(seq)}
+            sets.append("#seq = :next")
+            conditions.append("#seq = :cur")
+        expression = ""
+        if sets:
+            expression += "SET " + ", ".join(sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(removes)
+        update: dict[str, Any] = {
+            "TableName": table_name(),
+            "Key": _key(_task_pk(task_id), "TASK"),
+            "ConditionExpression": " AND ".join(conditions),
+            "ExpressionAttributeNames": names,
+        }
+        if expression:
+            update["UpdateExpression"] = expression.strip()
+        if values:
+            update["ExpressionAttributeValues"] = values
+        try:
+            if event is None:
+                if "UpdateExpression" not in update:
+                    # Only conditions: a conditional no-op check.
+                    update["UpdateExpression"] = "SET #pk0 = #pk0"
+                    names["#pk0"] = "id"
+                _db().update_item(**update)
+                return 0
+            put = {
+                "TableName": update["TableName"],
+                "Item": _event_item(task_id, str(task["tenant"]), seq, event),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+            _db().transact_write_items(TransactItems=[{"Update": update}, {"Put": put}])
+            return seq
+        except ClientError as exc:
+            code = _code(exc)
+            if code == "ConditionalCheckFailedException":
+                return None  # no event: only the caller's conditions (or the task) failed
+            if code not in ("TransactionCanceledException", "TransactionConflictException"):
+                raise
+        # Lost a race or a conflict: the next round reads the task again, and gives up
+        # (None) when the caller's conditions no longer hold.
+        time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 25)))
+    raise StoreError(f"task {task_id}: could not append an event after {_SEQ_ATTEMPTS} tries")
+
+
+def _event_item(task_id: str, tenant: str, seq: int, event: NewEvent) -> dict[str, Any]:
+    return _item(
+        {
+            "pk": _task_pk(task_id),
+            "sk": _event_sk(seq),
+            "task_id": task_id,
+            "tenant": tenant,
+            "seq": seq,
+            "at": event.at or ids.now(),
+            "type": event.type,
+            "step": event.step,
+            "data": event.data or {},
+        }
+    )
+
+
+def add_usage(task_id: str, input_tokens: int, output_tokens: int) -> None:
+    """Add a model call's tokens to the task's totals (atomic counters); nothing when
+    there is no such task."""
+    try:
+        _db().update_item(
+            TableName=table_name(),
+            Key=_key(_task_pk(task_id), "TASK"),
+            UpdateExpression="ADD input_tokens :i, output_tokens :o",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={
+                ":i": {"N": str(int(input_tokens))},
+                ":o": {"N": str(int(output_tokens))},
+            },
+        )
+    except ClientError as exc:
+        if _code(exc) != "ConditionalCheckFailedException":
+            raise
 
 
 def list_events(task_id: str, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
@@ -173,26 +670,114 @@ def list_events(task_id: str, *, after: int = 0, limit: int = 100) -> list[dict[
 
     The caller has checked the task's tenant with ``get_task`` first.
     """
-    raise NotImplementedError
+    if limit < 1:
+        return []
+    out: list[dict[str, Any]] = []
+    for item in _query(
+        KeyConditionExpression="pk = :p AND sk BETWEEN :lo AND :hi",
+        ExpressionAttributeValues={
+            ":p": {"S": _task_pk(task_id)},
+            ":lo": {"S": _event_sk(max(after, 0) + 1)},
+            ":hi": {"S": _event_sk(10**_SEQ_DIGITS - 1)},
+        },
+        ConsistentRead=True,
+        Limit=limit,
+    ):
+        rec = _record(item)
+        out.append(
+            {
+                "seq": rec["seq"],
+                "at": rec.get("at"),
+                "type": rec.get("type"),
+                "step": rec.get("step"),
+                "data": rec.get("data") or {},
+            }
+        )
+        if len(out) >= limit:
+            break
+    return out
 
 
 # --------------------------------------------------------------------------- step runs
+
+_STEP_RUN_FIELDS = (
+    "step", "run_id", "attempt", "started_at", "finished_at", "status", "output", "error",
+    "cause",
+)  # fmt: skip
+
+
+def _step_run(item: dict[str, Any]) -> dict[str, Any]:
+    rec = _record(item)
+    return {name: rec.get(name) for name in _STEP_RUN_FIELDS}
 
 
 def put_step_run(task_id: str, record: dict[str, Any]) -> None:
     """Record one start of a step: ``{step, run_id, attempt, started_at, finished_at,
     status, output, error, cause}`` (``run_id`` from ``ids.new_id("run")``)."""
-    raise NotImplementedError
+    values = {k: v for k, v in record.items() if k in _STEP_RUN_FIELDS}
+    item = _item(
+        {
+            "pk": _task_pk(task_id),
+            "sk": f"{_step_prefix(str(record['step']))}{record['run_id']}",
+            "task_id": task_id,
+            **values,
+        }
+    )
+    _db().put_item(TableName=table_name(), Item=item)
 
 
-def update_step_run(task_id: str, step: str, run_id: str, fields: dict[str, Any]) -> None:
-    """Set fields of a step run (``status``, ``finished_at``, ``output``, ``error``…)."""
-    raise NotImplementedError
+def update_step_run(task_id: str, step: str, run_id: str, fields: dict[str, Any]) -> bool:
+    """Set fields of a step run (``status``, ``finished_at``, ``output``, ``error``…; None
+    removes one). False when there is no such run (nothing is written)."""
+    sets: list[str] = []
+    removes: list[str] = []
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for i, (name, value) in enumerate(fields.items()):
+        if name in ("step", "run_id") or name in _KEY_ATTRIBUTES:
+            raise ValueError(f"update_step_run cannot set {name}")
+        names[f"#f{i}"] = name
+        if value is None:
+            removes.append(f"#f{i}")
+        else:
+            values[f":f{i}"] = _attr(_encode(name, value))
+            sets.append(f"#f{i} = :f{i}")
+    if not sets and not removes:
+        return _get(_task_pk(task_id), f"{_step_prefix(step)}{run_id}") is not None
+    expression = ("SET " + ", ".join(sets) if sets else "") + (
+        " REMOVE " + ", ".join(removes) if removes else ""
+    )
+    update: dict[str, Any] = {
+        "TableName": table_name(),
+        "Key": _key(_task_pk(task_id), f"{_step_prefix(step)}{run_id}"),
+        "UpdateExpression": expression.strip(),
+        "ConditionExpression": "attribute_exists(pk)",
+        "ExpressionAttributeNames": names,
+    }
+    if values:
+        update["ExpressionAttributeValues"] = values
+    try:
+        _db().update_item(**update)
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def list_step_runs(task_id: str, step: str | None = None) -> list[dict[str, Any]]:
     """The runs of one step (or of every step), oldest first."""
-    raise NotImplementedError
+    items = _query(
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+        ExpressionAttributeValues={
+            ":p": {"S": _task_pk(task_id)},
+            ":s": {"S": _step_prefix(step)},
+        },
+        ConsistentRead=True,
+    )
+    runs = [_step_run(i) for i in items]
+    # Run ids are ULIDs: their order is the order the runs started.
+    return sorted(runs, key=lambda r: str(r["run_id"]))
 
 
 # --------------------------------------------------------------------------- idempotency
@@ -205,16 +790,76 @@ def claim_idempotency(
 
     None: the claim is this caller's (go on, then ``complete_idempotency``). Otherwise the
     live record of an earlier request: ``{body_hash, task_id (None while in flight),
-    created_at}``. A record older than ``ttl_seconds`` counts as absent.
+    created_at}``. A record older than ``ttl_seconds`` counts as absent (DynamoDB's TTL
+    deletes it later, by ``expires_at``).
     """
-    raise NotImplementedError
+    pk = _idempotency_pk(tenant, key)
+    now_epoch = _epoch(now)
+    item = _item(
+        {
+            "pk": pk,
+            "sk": "IDEMPOTENCY",
+            "tenant": tenant,
+            "body_hash": body_hash,
+            "created_at": now,
+            "expires_at": now_epoch + ttl_seconds,
+        }
+    )
+    while True:
+        try:
+            _db().put_item(
+                TableName=table_name(),
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR #c < :cutoff",
+                ExpressionAttributeNames={"#c": "created_at"},
+                ExpressionAttributeValues={":cutoff": {"S": _cutoff(now, ttl_seconds)}},
+            )
+            return None
+        except ClientError as exc:
+            if _code(exc) != "ConditionalCheckFailedException":
+                raise
+        found = _get(pk, "IDEMPOTENCY")
+        if found is None:
+            continue  # released meanwhile: claim again
+        rec = _record(found)
+        if str(rec.get("created_at", "")) < _cutoff(now, ttl_seconds):
+            continue  # expired meanwhile
+        return {
+            "body_hash": rec.get("body_hash"),
+            "task_id": rec.get("task_id"),
+            "created_at": rec.get("created_at"),
+        }
+
+
+def _cutoff(now: str, ttl_seconds: int) -> str:
+    """The creation time before which a record of ``ttl_seconds`` has lapsed."""
+    return ids.format_time(ids.parse_time(now) - timedelta(seconds=ttl_seconds))
 
 
 def complete_idempotency(tenant: str, key: str, task_id: str) -> None:
-    """Attach the task the claimed request started."""
-    raise NotImplementedError
+    """Attach the task the claimed request started (nothing when the claim is gone)."""
+    try:
+        _db().update_item(
+            TableName=table_name(),
+            Key=_key(_idempotency_pk(tenant, key), "IDEMPOTENCY"),
+            UpdateExpression="SET task_id = :t",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":t": {"S": task_id}},
+        )
+    except ClientError as exc:
+        if _code(exc) != "ConditionalCheckFailedException":
+            raise
 
 
 def release_idempotency(tenant: str, key: str) -> None:
-    """Drop a claim whose request started nothing (invalid inputs, a failed start)."""
-    raise NotImplementedError
+    """Drop a claim whose request started nothing (invalid inputs, a failed start); a
+    claim that has its task is kept."""
+    try:
+        _db().delete_item(
+            TableName=table_name(),
+            Key=_key(_idempotency_pk(tenant, key), "IDEMPOTENCY"),
+            ConditionExpression="attribute_not_exists(task_id)",
+        )
+    except ClientError as exc:
+        if _code(exc) != "ConditionalCheckFailedException":
+            raise
