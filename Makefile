@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format compile golden bench fuzz clean venv sam-venv validate build serve
+.PHONY: demo test lint format compile golden docs bench fuzz clean venv sam-venv validate build serve
 
 # AWS SAM CLI in a virtualenv of its own (its pins clash with the dev tools').
 SAM_VENV := .venv-sam
@@ -58,6 +58,7 @@ compile: $(STAMP)
 	  n=$$(basename $$f .yaml); \
 	  $(BIN)/loopline compile -q $$f -o statemachines/$$n.asl.json || exit 1; \
 	done
+	$(BIN)/python -m loopline.service.catalog workflows/*.yaml -o functions/api/workflows.json
 
 golden: $(STAMP)
 	for f in tests/golden/compile/*.yaml; do \
@@ -67,6 +68,10 @@ golden: $(STAMP)
 	  $(BIN)/loopline graph $$f --format mermaid -o $${f%.yaml}.mmd || exit 1; \
 	  $(BIN)/loopline graph $$f --format dot -o $${f%.yaml}.dot || exit 1; \
 	done
+
+# docs/api.md, rendered from the API's OpenAPI document.
+docs: $(STAMP)
+	$(BIN)/python -m loopline.api.reference > docs/api.md
 
 # template.yaml: the SAM transform and cfn-lint (ASL definitions included), offline.
 validate: $(SAM_STAMP)

@@ -15,7 +15,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from loopline.dsl.models import InputSpec, Workflow
-from loopline.dsl.problems import InputsInvalid
+from loopline.dsl.problems import InputsInvalid, InputViolation
 from loopline.patterns import schema_validator
 
 if TYPE_CHECKING:
@@ -116,21 +116,28 @@ def _rule(spec: InputSpec, err: jsonschema.ValidationError) -> str:
 
 def check_value(spec: InputSpec, value: Any) -> list[str]:
     """Every rule of ``spec`` that ``value`` breaks, as ``<rule> (got <value>)``."""
+    return [f"{text} (got {show(value)})" for _, text in violations(spec, value)]
+
+
+def violations(spec: InputSpec, value: Any) -> list[tuple[str, str]]:
+    """Every rule of ``spec`` that ``value`` breaks: ``(rule, message)``, where ``rule``
+    is the JSON Schema keyword (``type``, ``enum``, ``pattern``, ``minLength``…),
+    ``maxDepth`` or ``finite``."""
     schema = input_schema(spec)
     import jsonschema  # imported on use: compiling a workflow does not need it
 
     depth, finite = _shape(value)
     if depth > MAX_DEPTH:  # before jsonschema, whose messages hold the value's repr
-        return [f"must not be nested more than {MAX_DEPTH} levels deep (got {show(value)})"]
+        return [("maxDepth", f"must not be nested more than {MAX_DEPTH} levels deep")]
     validator = schema_validator(schema, default=jsonschema.Draft202012Validator)
-    rules: list[str] = []
+    rules: list[tuple[str, str]] = []
     if not finite:
-        rules.append("must not be NaN or infinite (JSON has no such numbers)")
+        rules.append(("finite", "must not be NaN or infinite (JSON has no such numbers)"))
     for err in validator.iter_errors(value):
-        rule = _rule(spec, err)
-        if rule not in rules:
+        rule = (str(err.validator), _rule(spec, err))
+        if rule[1] not in [text for _, text in rules]:
             rules.append(rule)
-    return [f"{rule} (got {show(value)})" for rule in rules]
+    return rules
 
 
 #: Deepest nesting of lists and objects an input value may have (as in a workflow file).
@@ -165,33 +172,50 @@ def resolve_inputs(workflow: Workflow, given: dict[str, Any] | None) -> dict[str
     if given is None:
         given = {}
     if not isinstance(given, dict):
-        raise InputsInvalid([f"inputs: must be a JSON object (got {show(given)})"])
+        message = "must be a JSON object"
+        raise InputsInvalid(
+            [f"inputs: {message} (got {show(given)})"],
+            [InputViolation("inputs", "type", message, given)],
+        )
     if workflow.inputs is None:
         return given
-    problems: list[str] = []
+    found: list[InputViolation] = []
     out: dict[str, Any] = {}
     for name, spec in workflow.inputs.items():
         value = given.get(name)
         if value is None:
             if spec.required:
-                got = "null" if name in given else "nothing"
-                problems.append(f"inputs.{name}: is required (got {got})")
+                found.append(
+                    InputViolation(
+                        f"inputs.{name}", "required", "is required", None, name in given
+                    )
+                )
                 continue
             out[name] = copy.deepcopy(spec.default)
             continue
-        problems.extend(f"inputs.{name}: {rule}" for rule in check_value(spec, value))
+        found.extend(
+            InputViolation(f"inputs.{name}", rule, text, value)
+            for rule, text in violations(spec, value)
+        )
         out[name] = value
     declared = list(workflow.inputs)
     for name in given:
         if name not in workflow.inputs:
             close = difflib.get_close_matches(str(name), declared, n=1, cutoff=0.6)
             if close:
-                rule = f'unknown input, did you mean "{close[0]}"?'
+                text = f'unknown input, did you mean "{close[0]}"?'
             elif declared:
-                rule = f"unknown input; declared: {', '.join(declared)}"
+                text = f"unknown input; declared: {', '.join(declared)}"
             else:
-                rule = "unknown input; this workflow takes no inputs"
-            problems.append(f"inputs.{name}: {rule} (got {show(given[name])})")
-    if problems:
-        raise InputsInvalid(problems)
+                text = "unknown input; this workflow takes no inputs"
+            found.append(InputViolation(f"inputs.{name}", "unknown", text, given[name]))
+    if found:
+        raise InputsInvalid([_line(v) for v in found], found)
     return out
+
+
+def _line(v: InputViolation) -> str:
+    """``inputs.<field>: <rule> (got <value>)``, as the CLI prints a violation."""
+    if v.rule == "required":
+        return f"{v.field}: is required (got {'null' if v.has_value else 'nothing'})"
+    return f"{v.field}: {v.message} (got {show(v.value)})"

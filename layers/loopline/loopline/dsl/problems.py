@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 Loc = tuple[str | int, ...]
 
@@ -61,12 +62,31 @@ class WorkflowInvalid(Exception):
         return "\n".join(p.render(self.filename) for p in self.problems)
 
 
+@dataclass(frozen=True)
+class InputViolation:
+    """One violation of an input spec, for callers that report it field by field (the
+    task API): ``field`` (``inputs.topic``), the ``rule`` broken (``required``,
+    ``unknown``, ``type``, ``enum``, ``pattern``, ``minLength``…), the readable
+    ``message`` (without the field), and the ``value`` given (absent: ``has_value``
+    False)."""
+
+    field: str
+    rule: str
+    message: str
+    value: Any = None
+    has_value: bool = True
+
+
 class InputsInvalid(Exception):
     """A task submission does not satisfy the workflow's input specs.
 
-    ``problems`` lists every violation as ``inputs.<field>: <rule> (got <value>)``.
+    ``problems`` lists every violation as ``inputs.<field>: <rule> (got <value>)``;
+    ``violations`` holds the same, one ``InputViolation`` each, in the same order.
     """
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(
+        self, problems: Sequence[str], violations: Sequence[InputViolation] = ()
+    ) -> None:
         self.problems = list(problems)
+        self.violations = list(violations)
         super().__init__("\n".join(self.problems))

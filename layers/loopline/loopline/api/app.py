@@ -1,0 +1,453 @@
+"""The task API's routes: Powertools' REST resolver with request validation, one domain
+call per route, and every error as ``application/problem+json`` (RFC 9457), mapped here
+and only here:
+
+- a domain error (``loopline.service.errors.ServiceError``) becomes its status, title,
+  detail, ``errors`` and headers (``Retry-After``, ``WWW-Authenticate``);
+- a request that does not fit a route's types (Powertools' ``RequestValidationError``:
+  a missing field, ``limit=0``, a body that is not JSON) is ``422`` listing every problem
+  as ``{field, rule, message, value?}`` (Powertools' own answer, ``{"statusCode",
+  "detail": [{"loc", "type"}]}``, is replaced by registering a handler for it);
+- an unknown route is ``404``; anything unexpected ``500`` without a traceback (logged).
+
+The caller is the authorizer's context (``requestContext.authorizer``: ``tenant``,
+``user``, ``roles`` comma-joined, ``key_id``), never the request body; a request without
+it is ``401``. ``GET /v1/openapi.json`` (no key needed) serves the OpenAPI document.
+
+The resolver keeps the request being answered on itself, so each thread gets its own
+(``resolver()``): the local stack answers requests concurrently in one process, as many
+Lambda containers would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from functools import cache
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.exceptions import ServiceError as PowertoolsError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopline.service import tasks, workflows
+from loopline.service.errors import (
+    FieldError,
+    Invalid,
+    NotFound,
+    ServiceError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from loopline.service.keys import Caller
+
+log = logging.getLogger("loopline.api")
+
+PROBLEM = "application/problem+json"
+TITLE = "Loopline task API"
+API_VERSION = "1.0.0"
+TaskStatus = Literal[
+    "QUEUED", "RUNNING", "WAITING", "PAUSED", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"
+]
+_NAME = r"^[a-z][a-z0-9_-]*$"
+
+
+class SubmitTask(BaseModel):
+    """``POST /v1/tasks``: the workflow to run, its inputs, and optionally a webhook URL
+    for the task's events and labels to find it by."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: Annotated[str, Field(min_length=1, max_length=128)]
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    webhook: Annotated[str | None, Field(max_length=2048)] = None
+    labels: Annotated[dict[str, Annotated[str, Field(max_length=256)]], Field(max_length=50)] = (
+        Field(default_factory=dict)
+    )
+
+
+# --------------------------------------------------------------------------- problems
+
+
+def problem_response(
+    status: int, title: str, detail: str, errors: list[dict[str, Any]], headers: Any = None
+) -> Response[Any]:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    body["errors"] = errors
+    return Response(
+        status_code=status,
+        content_type=PROBLEM,
+        body=json.dumps(body, ensure_ascii=False),
+        headers=dict(headers or {}),
+    )
+
+
+def service_problem(exc: ServiceError) -> Response[Any]:
+    doc = exc.problem()
+    return problem_response(exc.status, doc["title"], doc["detail"], doc["errors"], exc.headers)
+
+
+#: Pydantic's error types in the API's words (its own messages name Python types).
+_RULE_WORDS = {
+    "missing": "is required",
+    "extra_forbidden": "is not a field of this request",
+    "dict_type": "must be a JSON object",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "string_type": "must be text",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "list_type": "must be a JSON array",
+    "json_invalid": "is not valid JSON",
+    "json_type": "is not valid JSON",
+}
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = list(loc)
+    where = parts.pop(0) if parts else "body"
+    if where == "body" and parts and isinstance(parts[-1], int) and len(parts) == 1:
+        parts = []  # ("body", <position>) of a JSON syntax error
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    if where == "header":
+        out = "-".join(w.capitalize() for w in out.split("-"))
+    return out or "body"
+
+
+def _validation_problem(exc: RequestValidationError) -> Response[Any]:
+    errors: list[FieldError] = []
+    for err in exc.errors():
+        rule = str(err.get("type", "invalid"))
+        message = _RULE_WORDS.get(rule) or str(err.get("msg") or "is invalid")
+        if message.startswith("Input should be "):
+            message = "must be " + message[len("Input should be ") :]
+        elif message.startswith("Input should have "):
+            message = "must have " + message[len("Input should have ") :]
+        if rule == "json_invalid" and (err.get("ctx") or {}).get("error"):
+            message = f"is not valid JSON: {err['ctx']['error']}"
+        value = err.get("input")
+        field = _field(err.get("loc") or ())
+        if isinstance(value, (str, int, float, bool)) and rule not in ("missing", "json_invalid"):
+            errors.append(FieldError(field, rule, message, value))
+        else:
+            errors.append(FieldError(field, rule, message))
+    count = len(errors)
+    doc = Invalid(f"the request has {count} problem{'s' if count != 1 else ''}", errors)
+    return service_problem(doc)
+
+
+# --------------------------------------------------------------------------- the resolver
+
+
+def _caller(app: APIGatewayRestResolver) -> Caller:
+    context = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
+    tenant = str(context.get("tenant") or "")
+    if not tenant:
+        raise Unauthorized("send an API key: Authorization: Bearer <key>")
+    roles = tuple(r for r in str(context.get("roles") or "").split(",") if r)
+    return Caller(
+        tenant=tenant,
+        user=str(context.get("user") or "") or None,
+        roles=roles,
+        key_id=str(context.get("key_id") or context.get("principalId") or ""),
+    )
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body, ensure_ascii=False),
+        headers=headers or {},
+    )
+
+
+_PROBLEM_RESPONSES: dict[int, Any] = {
+    code: {"description": HTTPStatus(code).phrase, "content": {PROBLEM: {}}}
+    for code in (401, 404, 422)
+}
+
+
+def build() -> APIGatewayRestResolver:
+    """A resolver with every route and error handler."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    # -- errors ---------------------------------------------------------------------
+
+    @app.exception_handler(ServiceError)
+    def _service_error(exc: ServiceError) -> Response[Any]:
+        return service_problem(exc)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(exc: RequestValidationError) -> Response[Any]:
+        return _validation_problem(exc)
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported(exc: RequestUnsupportedContentType) -> Response[Any]:
+        return service_problem(
+            UnsupportedMediaType("send the request body as application/json")
+        )
+
+    @app.not_found
+    def _no_route(exc: NotFoundError) -> Response[Any]:
+        event = app.current_event
+        return service_problem(
+            NotFound(f"there is no route {event.http_method} {event.path}")
+        )
+
+    @app.exception_handler(PowertoolsError)
+    def _powertools_error(exc: PowertoolsError) -> Response[Any]:
+        status = HTTPStatus(exc.status_code)
+        return problem_response(status.value, status.phrase, str(exc.msg), [])
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response[Any]:
+        log.exception("unexpected error answering %s", app.current_event.path)
+        return problem_response(
+            500, "Internal Server Error", "the service failed; the request may be retried", []
+        )
+
+    # -- workflows ----------------------------------------------------------------------
+
+    @app.get(
+        "/v1/workflows",
+        summary="The workflows the tenant can start",
+        description="Those deployed with the stack (every tenant) and those the tenant "
+        "registered, by name, as one page (`next_cursor` is null).",
+        tags=["workflows"],
+        responses={200: {"description": "A page of workflows"}, **_PROBLEM_RESPONSES},
+    )
+    def list_workflows() -> Response[Any]:
+        items = workflows.list_workflows(_caller(app))
+        return _json({"items": items, "next_cursor": None})
+
+    @app.get(
+        "/v1/workflows/<name>",
+        summary="One workflow",
+        description="`{name, version, description, origin, inputs_schema, steps, graph}`: "
+        "`inputs_schema` is the JSON Schema of the inputs, `graph` a Mermaid flowchart.",
+        tags=["workflows"],
+        responses={200: {"description": "The workflow"}, **_PROBLEM_RESPONSES},
+    )
+    def get_workflow(name: Annotated[str, Path(max_length=128)]) -> Response[Any]:
+        return _json(workflows.get_workflow(_caller(app), name))
+
+    @app.put(
+        "/v1/workflows/<name>",
+        summary="Register a workflow",
+        description="The body is the workflow file (`application/yaml`, `text/yaml` or "
+        "`application/json`). It is compiled and the tenant's state machine created "
+        "(201) or updated (200). An invalid file is 422 with the compiler's located "
+        "problems (`field` the workflow path, `line`, `column`); a file whose `name` is "
+        "not `{name}` is 422; a name the stack deploys is 409.",
+        tags=["workflows"],
+        responses={
+            200: {"description": "Updated"},
+            201: {"description": "Created"},
+            409: {"description": "A stack workflow's name", "content": {PROBLEM: {}}},
+            415: {"description": "Not YAML or JSON", "content": {PROBLEM: {}}},
+            **_PROBLEM_RESPONSES,
+        },
+    )
+    def put_workflow(
+        name: Annotated[str, Path(max_length=64, pattern=_NAME)],
+    ) -> Response[Any]:
+        event = app.current_event
+        body = event.decoded_body or ""
+        view, created = workflows.register_workflow(
+            _caller(app), name, body, event.headers.get("content-type")
+        )
+        return _json(view, 201 if created else 200)
+
+    # -- tasks --------------------------------------------------------------------------
+
+    @app.post(
+        "/v1/tasks",
+        summary="Start a task",
+        description="Checks `inputs` against the workflow's input specs before anything "
+        "starts (422 listing each violation, `field` = `inputs.<name>`), and the "
+        "`webhook` URL (https; its host's addresses must be public). 202 with the task "
+        "view and `Location`. With `Idempotency-Key`, the same key and body within 24 h "
+        "answer the same task (200); another body is 409; while the first request is in "
+        "flight, 409 with `Retry-After`.",
+        tags=["tasks"],
+        responses={
+            200: {"description": "The task an earlier request with this key started"},
+            202: {"description": "Started", "headers": {"Location": {"schema": {"type": "string"}}}},
+            409: {"description": "Key reused or in flight", "content": {PROBLEM: {}}},
+            503: {"description": "The execution did not start", "content": {PROBLEM: {}}},
+            **_PROBLEM_RESPONSES,
+        },
+    )
+    def submit_task(
+        body: Annotated[SubmitTask, Body()],
+        idempotency_key: Annotated[str | None, Header(alias="idempotency-key")] = None,
+    ) -> Response[Any]:
+        view, started = tasks.submit_task(
+            _caller(app),
+            body.workflow,
+            body.inputs,
+            webhook=body.webhook,
+            labels=body.labels,
+            idempotency_key=idempotency_key,
+        )
+        location = view["links"]["self"]
+        return _json(view, 202 if started else 200, {"Location": location})
+
+    @app.get(
+        "/v1/tasks",
+        summary="The tenant's tasks, newest first",
+        description="Filters `status` and `workflow`; `limit` 1..100 (default 20); "
+        "`cursor` from the previous page's `next_cursor` (null at the end). Items show "
+        "`steps` as recorded once a task ended (`{}` before) and large values as "
+        "references.",
+        tags=["tasks"],
+        responses={200: {"description": "A page of tasks"}, **_PROBLEM_RESPONSES},
+    )
+    def list_tasks(
+        status: Annotated[TaskStatus | None, Query()] = None,
+        workflow: Annotated[str | None, Query(max_length=128)] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    ) -> Response[Any]:
+        page = tasks.list_tasks(
+            _caller(app), status=status, workflow=workflow, limit=limit, cursor=cursor
+        )
+        return _json(page)
+
+    @app.get(
+        "/v1/tasks/<task_id>",
+        summary="One task",
+        tags=["tasks"],
+        responses={200: {"description": "The task view"}, **_PROBLEM_RESPONSES},
+    )
+    def get_task(task_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
+        return _json(tasks.get_task(_caller(app), task_id))
+
+    @app.get(
+        "/v1/tasks/<task_id>/steps/<step>",
+        summary="One step of a task",
+        description="`{task, step, status, starts, runs}`: every start of the step "
+        "(`runs: [{attempt, started_at, finished_at, status, output, error, cause}]`), "
+        "newest last. Outputs stored in S3 are shown whole, or as "
+        "`{link, size, preview, expires_at}` when over 1 MB.",
+        tags=["tasks"],
+        responses={200: {"description": "The step"}, **_PROBLEM_RESPONSES},
+    )
+    def get_step(
+        task_id: Annotated[str, Path(max_length=64)],
+        step: Annotated[str, Path(max_length=128)],
+    ) -> Response[Any]:
+        return _json(tasks.get_step(_caller(app), task_id, step))
+
+    @app.get(
+        "/v1/tasks/<task_id>/events",
+        summary="A task's events, in order",
+        description="`{items: [{seq, at, type, step?, data}], next_cursor}`: the events "
+        "with `seq` greater than `after`; `next_cursor` is the `after` of the next page "
+        "when this one is full, else null. With `wait` (seconds, at most 20) an empty "
+        "answer is held until an event arrives; an ended task answers at once.",
+        tags=["tasks"],
+        responses={200: {"description": "A page of events"}, **_PROBLEM_RESPONSES},
+    )
+    def list_events(
+        task_id: Annotated[str, Path(max_length=64)],
+        after: Annotated[int, Query(ge=0)] = 0,
+        wait: Annotated[float, Query(ge=0, le=tasks.MAX_WAIT)] = 0,
+        limit: Annotated[int, Query(ge=1, le=100)] = 100,
+    ) -> Response[Any]:
+        return _json(
+            tasks.list_events(_caller(app), task_id, after=after, wait=wait, limit=limit)
+        )
+
+    @app.post(
+        "/v1/tasks/<task_id>/cancel",
+        summary="Cancel a task",
+        description="Stops the execution; the task is `CANCELLED` (event "
+        "`task.cancelled`). 409 when it has already ended.",
+        tags=["tasks"],
+        responses={
+            200: {"description": "The cancelled task"},
+            409: {"description": "Already ended", "content": {PROBLEM: {}}},
+            **_PROBLEM_RESPONSES,
+        },
+    )
+    def cancel_task(task_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
+        return _json(tasks.cancel_task(_caller(app), task_id))
+
+    # -- the document ---------------------------------------------------------------
+
+    @app.get("/v1/openapi.json", include_in_schema=False)
+    def openapi() -> Response[Any]:
+        return Response(
+            status_code=200, content_type="application/json", body=openapi_text()
+        )
+
+    return app
+
+
+_threads = threading.local()
+
+
+def resolver() -> APIGatewayRestResolver:
+    """This thread's resolver."""
+    app = getattr(_threads, "app", None)
+    if app is None:
+        app = _threads.app = build()
+    return app
+
+
+def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Answer one API Gateway (REST, proxy integration) event."""
+    return resolver().resolve(event, context)
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document of every route (3.1)."""
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+    app = build()
+    schema = app.get_openapi_schema(
+        title=TITLE,
+        version=API_VERSION,
+        description="Start, follow and cancel tasks, and register workflows. Errors are "
+        "`application/problem+json` (RFC 9457) listing every problem as "
+        "`{field, rule, message, value?}`.",
+        security_schemes={"bearer": HTTPBearer(scheme="bearer")},
+        security=[{"bearer": []}],
+    )
+    doc: dict[str, Any] = json.loads(
+        schema.model_dump_json(by_alias=True, exclude_none=True)
+    )
+    put = doc["paths"]["/v1/workflows/{name}"]["put"]
+    put["requestBody"] = {
+        "required": True,
+        "content": {
+            media: {"schema": {"type": "string"}}
+            for media in ("application/yaml", "text/yaml", "application/json")
+        },
+    }
+    return doc
+
+
+@cache
+def openapi_text() -> str:
+    return json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
