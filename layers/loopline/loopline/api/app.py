@@ -198,16 +198,12 @@ def build() -> APIGatewayRestResolver:
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported(exc: RequestUnsupportedContentType) -> Response[Any]:
-        return service_problem(
-            UnsupportedMediaType("send the request body as application/json")
-        )
+        return service_problem(UnsupportedMediaType("send the request body as application/json"))
 
     @app.not_found
     def _no_route(exc: NotFoundError) -> Response[Any]:
         event = app.current_event
-        return service_problem(
-            NotFound(f"there is no route {event.http_method} {event.path}")
-        )
+        return service_problem(NotFound(f"there is no route {event.http_method} {event.path}"))
 
     @app.exception_handler(PowertoolsError)
     def _powertools_error(exc: PowertoolsError) -> Response[Any]:
@@ -287,7 +283,10 @@ def build() -> APIGatewayRestResolver:
         tags=["tasks"],
         responses={
             200: {"description": "The task an earlier request with this key started"},
-            202: {"description": "Started", "headers": {"Location": {"schema": {"type": "string"}}}},
+            202: {
+                "description": "Started",
+                "headers": {"Location": {"schema": {"type": "string"}}},
+            },
             409: {"description": "Key reused or in flight", "content": {PROBLEM: {}}},
             503: {"description": "The execution did not start", "content": {PROBLEM: {}}},
             **_PROBLEM_RESPONSES,
@@ -370,9 +369,7 @@ def build() -> APIGatewayRestResolver:
         wait: Annotated[float, Query(ge=0, le=tasks.MAX_WAIT)] = 0,
         limit: Annotated[int, Query(ge=1, le=100)] = 100,
     ) -> Response[Any]:
-        return _json(
-            tasks.list_events(_caller(app), task_id, after=after, wait=wait, limit=limit)
-        )
+        return _json(tasks.list_events(_caller(app), task_id, after=after, wait=wait, limit=limit))
 
     @app.post(
         "/v1/tasks/<task_id>/cancel",
@@ -393,9 +390,7 @@ def build() -> APIGatewayRestResolver:
 
     @app.get("/v1/openapi.json", include_in_schema=False)
     def openapi() -> Response[Any]:
-        return Response(
-            status_code=200, content_type="application/json", body=openapi_text()
-        )
+        return Response(status_code=200, content_type="application/json", body=openapi_text())
 
     return app
 
@@ -434,9 +429,7 @@ def openapi_document() -> dict[str, Any]:
         security_schemes={"bearer": HTTPBearer(scheme="bearer")},
         security=[{"bearer": []}],
     )
-    doc: dict[str, Any] = json.loads(
-        schema.model_dump_json(by_alias=True, exclude_none=True)
-    )
+    doc: dict[str, Any] = json.loads(schema.model_dump_json(by_alias=True, exclude_none=True))
     put = doc["paths"]["/v1/workflows/{name}"]["put"]
     put["requestBody"] = {
         "required": True,

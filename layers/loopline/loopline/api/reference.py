@@ -23,7 +23,9 @@ def _schema_text(schema: dict[str, Any]) -> str:
         words.append(str(schema["type"]))
     low, high = schema.get("minimum"), schema.get("maximum")
     if low is not None or high is not None:
-        words.append(f"{_num(low) if low is not None else ''}..{_num(high) if high is not None else ''}")
+        words.append(
+            f"{_num(low) if low is not None else ''}..{_num(high) if high is not None else ''}"
+        )
     if "maxLength" in schema:
         words.append(f"at most {schema['maxLength']} characters")
     if "pattern" in schema:

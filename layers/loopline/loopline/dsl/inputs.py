@@ -186,9 +186,7 @@ def resolve_inputs(workflow: Workflow, given: dict[str, Any] | None) -> dict[str
         if value is None:
             if spec.required:
                 found.append(
-                    InputViolation(
-                        f"inputs.{name}", "required", "is required", None, name in given
-                    )
+                    InputViolation(f"inputs.{name}", "required", "is required", None, name in given)
                 )
                 continue
             out[name] = copy.deepcopy(spec.default)

@@ -84,9 +84,7 @@ class InputsInvalid(Exception):
     ``violations`` holds the same, one ``InputViolation`` each, in the same order.
     """
 
-    def __init__(
-        self, problems: Sequence[str], violations: Sequence[InputViolation] = ()
-    ) -> None:
+    def __init__(self, problems: Sequence[str], violations: Sequence[InputViolation] = ()) -> None:
         self.problems = list(problems)
         self.violations = list(violations)
         super().__init__("\n".join(self.problems))

@@ -624,6 +624,8 @@ for _method in _METHODS:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    #: Connections waiting to be accepted (the default, 5, resets bursts of clients).
+    request_queue_size = 256
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], gateway: ApiGateway | None) -> None:

@@ -267,7 +267,7 @@ def terminal_ask(wait: HumanWait) -> str | dict[str, Any] | None:
 Ask = Callable[[HumanWait], "str | dict[str, Any] | None"]
 
 
-def _load_model(llm_script: Any) -> Model | None:
+def load_model(llm_script: Any) -> Model | None:
     """The scripted model of ``llm_script``; without one, the provider the settings name."""
     if llm_script is None:
         model = provider_for(settings())
@@ -347,7 +347,7 @@ def run_workflow(
     Loopline functions of ``functions/``.
     Raise ``DecisionError`` when a decision cannot answer its step, before anything runs.
     """
-    model = _load_model(llm_script)
+    model = load_model(llm_script)
     if workflow is not None:
         check_decisions(workflow, decisions)
     queues: dict[str, list[Decision]] = {}

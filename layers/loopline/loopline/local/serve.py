@@ -20,6 +20,7 @@ from typing import Any
 
 from loopline.local.apigateway import ApiGateway, ApiServer, api_definition
 from loopline.local.executor import ACCOUNT_ID, LocalExecutor, LocalStackError
+from loopline.local.run import load_model
 from loopline.local.template import LocalStack
 from loopline.runtime.actions import Env
 from loopline.settings import settings
@@ -167,7 +168,9 @@ class LocalService:
         if self.allow_hosts is not None:
             self._set_env("LOOPLINE_WEBHOOK_ALLOW_HOSTS", self.allow_hosts)
         settings.cache_clear()
-        self._executor = LocalExecutor(env=Env(model=self.model), loopline_functions=False)
+        # The model the settings name (LOOPLINE_LLM_*), as for ``loopline run``.
+        model = self.model if self.model is not None else load_model(None)
+        self._executor = LocalExecutor(env=Env(model=model), loopline_functions=False)
         self._executor.__enter__()
         self._stack = stack
         stack.provision(self._executor)

@@ -194,6 +194,12 @@ class LocalStack:
             r.name = self._name(props, "Name", default)
             r.ref = arn.format("states", f"stateMachine:{r.name}")
             r.attributes.update(Arn=r.ref, Name=r.name)
+        elif rtype == "AWS::IAM::Role":
+            # Not created locally, but named where an ARN of one is passed on (a
+            # function's environment, a state machine made at run time).
+            r.name = self._name(props, "RoleName", default)
+            r.ref = r.name
+            r.attributes.update(Arn=f"arn:aws:iam::{ACCOUNT_ID}:role/{r.name}", RoleId=r.name)
         else:
             r.name = default
             r.ref = default
