@@ -1,5 +1,7 @@
 """``make bench``: compile time of large generated workflows (the whole CLI call, as a
-user runs it) and the state transitions each example takes when it runs in moto."""
+user runs it), the state transitions each example takes when it runs in moto, the Lambda
+handlers' cold imports, and the task service (``bench/service.py``): request latency with
+concurrent clients, AWS calls per request, transitions with and without tracking."""
 
 from __future__ import annotations
 
@@ -127,6 +129,10 @@ def bench_handler_imports() -> None:
 
 
 if __name__ == "__main__":
+    from service import bench_requests, bench_tracking_transitions
+
     bench_compile()
     bench_transitions()
     bench_handler_imports()
+    bench_requests()
+    bench_tracking_transitions()

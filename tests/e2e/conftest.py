@@ -100,15 +100,21 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     chat = ChatServer().start()
     for _ in range(2000):
         chat.answer("1. Tides 2. The moon")
+    # A user's shell: nothing another test of this process left in the environment.
     env = {
-        **os.environ,
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("LOOPLINE_", "POWERTOOLS_", "AWS_"))
+        },
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
         "LOOPLINE_LLM_PROVIDER": "openai",
         "LOOPLINE_LLM_BASE_URL": chat.base_url,
         "LOOPLINE_LLM_API_KEY": "test-key",
         "LOOPLINE_LLM_MODEL": "small-model",
         "PYTHONUNBUFFERED": "1",
     }
-    env.pop("LOOPLINE_LLM_SCRIPT", None)
     cli = Path(sys.executable).parent / "loopline"
     process = subprocess.Popen(
         [str(cli), "serve", "--port", "0", "--keys", str(keys), "--allow-hosts", "127.0.0.1"],

@@ -55,11 +55,13 @@ def test_word_count_returns_the_number_of_words_of_its_text() -> None:
     assert handler({**event, "args": {"text": ""}}, None) == 0
 
 
-def test_the_api_answers_501_until_it_is_implemented() -> None:
-    response = _function_module("api").handler({"httpMethod": "GET", "path": "/"}, Context())
-    assert response["statusCode"] == 501
-    assert response["headers"]["Content-Type"] == "application/json"
-    assert json.loads(response["body"]) == {"message": "not implemented yet"}
+def test_the_api_answers_a_request_without_a_caller_with_a_problem() -> None:
+    # Routes and their answers: tests/api and tests/e2e.
+    response = _function_module("api").handler(
+        {"httpMethod": "GET", "path": "/v1/tasks", "resource": "/{proxy+}"}, Context()
+    )
+    assert response["statusCode"] == 401
+    assert json.loads(response["body"])["status"] == 401
 
 
 def test_status_events_of_executions_that_are_no_tasks_change_nothing(
