@@ -87,7 +87,6 @@ def _row(name: str, times: list[float], ref: float, calls: Counter[str], n: int)
 
 def bench_requests() -> None:
     import boto3
-
     from loopline import aws
     from loopline.local.serve import LocalService
 
