@@ -353,6 +353,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     r.set_defaults(func=cmd_run)
+    from loopline.commands import task
+
+    task.add_parser(sub)
     return p
 
 
