@@ -397,3 +397,28 @@ def test_step_functions_touch_only_the_artifact_objects_and_the_table_itself() -
         "ArtifactMissingObjects": {"Fn::GetAtt": ["ArtifactsBucket", "Arn"]},
         "RecordStepRuns": {"Fn::GetAtt": ["TasksTable", "Arn"]},
     }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", None),
+        ("https://app.example.com", "https://app.example.com"),
+        ("http://localhost:3000", "http://localhost:3000"),
+        ("https://app.example.com/", 'no path), got "https://app.example.com/"'),
+        ("app.example.com", "URL with a host"),
+    ],
+)
+def test_the_api_function_reads_cors_origin_as_one_origin(
+    value: str, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopline.settings import ConfigError, Settings
+
+    env = FUNCTIONS["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["LOOPLINE_CORS_ORIGIN"] == {"Ref": "CorsOrigin"}
+    monkeypatch.setenv("LOOPLINE_CORS_ORIGIN", value)
+    if expected is None or expected.startswith("http"):
+        assert Settings().cors_origin == expected
+    else:
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            Settings()

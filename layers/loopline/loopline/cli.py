@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from loopline import __version__, jsontext
 from loopline.commands import keys as keys_command
 from loopline.commands import serve as serve_command
+from loopline.commands import task as task_command
 from loopline.compiler import CompileResult, compile_workflow
 from loopline.compiler.compile import CompileError
 from loopline.config_error import ConfigError
@@ -357,6 +358,7 @@ def _parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     keys_command.add_parser(sub)
     serve_command.add_parser(sub)
+    task_command.add_parser(sub)
     return p
 
 
