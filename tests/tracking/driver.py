@@ -5,9 +5,7 @@ events delivered to the real status events function (``functions/status_events``
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -78,47 +76,14 @@ class Stack:
         self.ex.invoke(self.local.resources["StatusEventsFunction"].name, event)
 
 
-_DYNAMODB_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "get_item")
-
-
-@contextmanager
-def _serialised_dynamodb() -> Iterator[None]:
-    """DynamoDB serialises conditional writes on an item; moto's backend does not under
-    threads (parallel branches call the functions at once). Until the local stack does it
-    for every user, the tests do it here."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    saved = {
-        n: DynamoDBBackend.__dict__[n] for n in _DYNAMODB_WRITES if n in DynamoDBBackend.__dict__
-    }
-
-    def serialised(original: Any) -> Any:
-        @functools.wraps(original)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return original(*args, **kwargs)
-
-        return wrapper
-
-    for name, original in saved.items():
-        setattr(DynamoDBBackend, name, serialised(original))
-    try:
-        yield
-    finally:
-        for name, original in saved.items():
-            setattr(DynamoDBBackend, name, original)
-
-
 @contextmanager
 def local_stack(llm_script: Path | None = None) -> Iterator[Stack]:
     """The local stack of template.yaml, its tasks table included (``LOOPLINE_TABLE``)."""
     model = ScriptedModel.from_file(llm_script) if llm_script else None
     local = LocalStack.load(TEMPLATE)
-    with (
-        _serialised_dynamodb(),
-        LocalExecutor(env=Env(model=model), loopline_functions=False) as ex,
-    ):
+    # DynamoDB's conditional writes are atomic under the executor's threads
+    # (loopline.local.fidelity).
+    with LocalExecutor(env=Env(model=model), loopline_functions=False) as ex:
         try:
             local.provision(ex)
             aws.reset()
