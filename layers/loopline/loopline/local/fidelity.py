@@ -428,18 +428,36 @@ class Fidelity:
     # ------------------------------------------------------------------ DynamoDB
 
     def _patch_dynamodb(self) -> None:
-        from moto.dynamodb.models import DynamoDBBackend
+        self._undo.append(serialise_dynamodb(self.dynamodb_lock))
 
-        lock = self.dynamodb_lock
 
-        def serialised(original: Any) -> Any:
-            @functools.wraps(original)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                with lock:
-                    return original(*args, **kwargs)
+def serialise_dynamodb(lock: Any = None) -> Callable[[], None]:
+    """Run moto's DynamoDB item operations one at a time (under ``lock``, a new RLock when
+    none is given), as DynamoDB serialises conditional writes on an item; the reads too,
+    because moto's item dictionaries cannot be read while another thread writes them.
+    Returns the function that undoes it."""
+    from moto.dynamodb.models import DynamoDBBackend
 
-            return wrapper
+    guard = lock if lock is not None else threading.RLock()
+    saved = {
+        n: DynamoDBBackend.__dict__[n]
+        for n in _DYNAMODB_OPERATIONS
+        if n in DynamoDBBackend.__dict__
+    }
 
-        for name in _DYNAMODB_OPERATIONS:
-            if name in DynamoDBBackend.__dict__:
-                self._patch(DynamoDBBackend, name, serialised)
+    def serialised(original: Any) -> Any:
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with guard:
+                return original(*args, **kwargs)
+
+        return wrapper
+
+    for name, original in saved.items():
+        setattr(DynamoDBBackend, name, serialised(original))
+
+    def undo() -> None:
+        for name, original in saved.items():
+            setattr(DynamoDBBackend, name, original)
+
+    return undo
