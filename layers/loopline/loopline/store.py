@@ -53,9 +53,10 @@ TASK_FIELDS = (
     "id", "tenant", "workflow", "version", "status", "run", "inputs", "labels", "webhook",
     "output", "error", "cause", "created_at", "started_at", "finished_at", "steps",
     "execution_arn", "state_machine_arn", "seq", "input_tokens", "output_tokens", "updated_at",
+    "parents",
 )  # fmt: skip
 #: Fields holding user data: kept as JSON text, whatever the value.
-JSON_FIELDS = frozenset({"inputs", "labels", "output", "steps", "data", "inputs_schema"})
+JSON_FIELDS = frozenset({"inputs", "labels", "output", "steps", "data", "inputs_schema", "parents"})
 #: Attributes that are the store's own (keys), never part of a record.
 _KEY_ATTRIBUTES = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "expires_at"})
 #: Fields ``update_task`` may not set: they are keys or kept by the store itself.

@@ -154,6 +154,24 @@ def _model(wf: workflows.Workflow) -> Any:
         return _load(wf.name, wf.version, str(wf.record["source"]))
 
 
+def step_parents(model: Any) -> dict[str, str]:
+    """Each nested step's enclosing step (``{"inner": "group"}``): what a running task's
+    ``steps`` adds to the step runs recorded so far (``views.derived_steps``)."""
+    from loopline.dsl import models
+
+    parents: dict[str, str] = {}
+
+    def walk(steps: list[Any], parent: str | None) -> None:
+        for s in steps:
+            if parent is not None:
+                parents[s.id] = parent
+            for seq in models.children(s):
+                walk(seq, s.id)
+
+    walk(model.steps, None)
+    return parents
+
+
 def _input_errors(model: Any, inputs: Any) -> tuple[dict[str, Any], list[FieldError]]:
     from loopline.dsl import InputsInvalid, resolve_inputs
     from loopline.runtime.largevalues import REF_KEY
@@ -222,7 +240,8 @@ def _start(
             f"there is no workflow named {name}",
             [FieldError("workflow", "exists", "no such workflow", name)],
         )
-    resolved, errors = _input_errors(_model(wf), inputs)
+    model = _model(wf)
+    resolved, errors = _input_errors(model, inputs)
     if webhook is not None:
         problem = webhook_problem(webhook)
         if problem:
@@ -258,6 +277,7 @@ def _start(
             "steps": None,
             "execution_arn": sm_arn.replace(":stateMachine:", ":execution:", 1) + f":{task_id}",
             "state_machine_arn": sm_arn,
+            "parents": step_parents(model),
         },
     )
     _execute(task_id, sm_arn, sent)

@@ -109,16 +109,25 @@ def resolve_large(value: Any, workflow: str) -> Any:
 # --------------------------------------------------------------------------- tasks
 
 
-def derived_steps(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def derived_steps(
+    runs: list[dict[str, Any]], parents: dict[str, str] | None = None
+) -> dict[str, dict[str, Any]]:
     """``steps`` of a running task, from its step runs (oldest first): each step's
     status is its latest run's, ``starts`` counts its first attempts (a retry is the same
-    start, as in ``loopline run --json``)."""
+    start, as in ``loopline run --json``). The control steps that hold a recorded step
+    (``parents``: step → enclosing step) are ``RUNNING`` with one start until the task
+    ends; then the execution history says exactly what each did (``service.tracking``)."""
     steps: dict[str, dict[str, Any]] = {}
     for run in runs:
         entry = steps.setdefault(run["step"], {"status": "RUNNING", "starts": 0})
         entry["status"] = str(run.get("status") or "RUNNING").upper()
         if not run.get("attempt"):
             entry["starts"] += 1
+    for step in list(steps):
+        parent = (parents or {}).get(step)
+        while parent is not None and parent not in steps:
+            steps[parent] = {"status": "RUNNING", "starts": 1}
+            parent = (parents or {}).get(parent)
     return dict(sorted(steps.items()))
 
 
@@ -130,7 +139,7 @@ def task_view(
     tid = task["id"]
     steps = task.get("steps")
     if steps is None:
-        steps = derived_steps(runs or [])
+        steps = derived_steps(runs or [], task.get("parents"))
 
     def shown(value: Any) -> Any:
         return resolve_large(value, str(task["workflow"])) if resolve else value
@@ -180,7 +189,7 @@ def step_view(
     status = summary.get("status") if summary else None
     starts = summary.get("starts") if summary else None
     if summary is None and runs:
-        derived = derived_steps(runs)[step]
+        derived = derived_steps(runs, task.get("parents"))[step]
         status, starts = derived["status"], derived["starts"]
     return {
         "task": task["id"],
