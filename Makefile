@@ -58,7 +58,7 @@ compile: $(STAMP)
 	  n=$$(basename $$f .yaml); \
 	  $(BIN)/loopline compile -q $$f -o statemachines/$$n.asl.json || exit 1; \
 	done
-	$(BIN)/python -m loopline.service.catalog workflows/*.yaml -o functions/api/workflows.json
+	$(BIN)/python -m loopline.service.catalog workflows/*.yaml -o layers/loopline/loopline/catalog.json
 
 golden: $(STAMP)
 	for f in tests/golden/compile/*.yaml; do \

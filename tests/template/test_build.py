@@ -56,3 +56,10 @@ def test_every_wheel_in_the_built_layer_is_pure_python_or_aarch64() -> None:
         if not all(t.endswith("-any") or "aarch64" in t for t in ts)
     }
     assert not wrong, f"wheels for another platform: {wrong}"
+
+
+def test_the_built_layer_ships_the_stack_workflow_catalog() -> None:
+    # Every function that needs it (the API, the status events function) reads it there.
+    built = LAYER / "loopline" / "catalog.json"
+    assert built.is_file()
+    assert built.read_bytes() == (ROOT / "layers/loopline/loopline/catalog.json").read_bytes()

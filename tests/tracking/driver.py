@@ -100,28 +100,32 @@ class TaskRun:
     status: str  # the execution's
 
 
-def start_task(stack: Stack, source: str, inputs: dict[str, Any]) -> tuple[str, str]:
-    """Register ``source`` for the tenant, create its task and start the execution named
-    after it; ``(task id, execution ARN)``."""
+def start_task(
+    stack: Stack, source: str, inputs: dict[str, Any], *, register: bool = True
+) -> tuple[str, str]:
+    """Register ``source`` for the tenant (unless it is one of the stack's workflows:
+    ``register=False``), create its task and start the execution named after it;
+    ``(task id, execution ARN)``."""
     wf = load_workflow_text(source)
     definition = compile_workflow(wf).definition
     sm = stack.ex.create_state_machine(f"t-{TENANT}-{wf.name}", definition)
     now = ids.now()
-    store.put_workflow(
-        TENANT,
-        {
-            "name": wf.name,
-            "version": wf.version,
-            "description": wf.description,
-            "source": source,
-            "inputs_schema": {},
-            "steps": [],
-            "graph": "",
-            "state_machine_arn": sm,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+    if register:
+        store.put_workflow(
+            TENANT,
+            {
+                "name": wf.name,
+                "version": wf.version,
+                "description": wf.description,
+                "source": source,
+                "inputs_schema": {},
+                "steps": [],
+                "graph": "",
+                "state_machine_arn": sm,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
     task_id = ids.new_id("task")
     arn = sm.replace(":stateMachine:", ":execution:") + f":{task_id}"
     resolved = resolve_inputs(wf, inputs)
@@ -187,10 +191,11 @@ def run_task(
     *,
     llm_script: Path | None = None,
     deliver: bool = True,
+    register: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """Run a task to its end with status events delivered: (task, events, step runs)."""
     with local_stack(llm_script) as stack:
-        task_id, arn = start_task(stack, source, inputs)
+        task_id, arn = start_task(stack, source, inputs, register=register)
         if deliver:
             stack.deliver(stack.status_event(arn, "RUNNING"))
         drive(stack, arn, decisions)

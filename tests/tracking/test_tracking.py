@@ -101,9 +101,14 @@ def _example(name: str) -> tuple[str, Path | None]:
 
 
 def _same_steps_as_run_json(
-    source: str, inputs: dict[str, Any], decisions: list[str], script: Path | None
+    source: str,
+    inputs: dict[str, Any],
+    decisions: list[str],
+    script: Path | None,
+    *,
+    register: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    task, events, runs = run_task(source, inputs, decisions, llm_script=script)
+    task, events, runs = run_task(source, inputs, decisions, llm_script=script, register=register)
     expected = run_json(source, inputs, decisions, llm_script=script)
     assert task["status"] == ("CANCELLED" if expected.status == "ABORTED" else expected.status)
     assert task["steps"] == {
@@ -132,6 +137,16 @@ def test_example_task_steps_equal_run_json(name: str) -> None:
             assert "step.skipped" in types, step
     # No run is left open once the task has ended.
     assert all(r["status"] in ("SUCCEEDED", "FAILED", "CANCELLED") for r in runs)
+
+
+@pytest.mark.parametrize("name", ["research_brief", "triage"])
+def test_a_stack_workflows_task_nests_its_steps_from_the_packaged_catalog(name: str) -> None:
+    # Not registered for the tenant: the status events function finds the source in the
+    # catalog the layer ships (a group has no state of its own to nest by).
+    source, script = _example(name)
+    inputs, decisions = SAMPLES[name]
+    task, _, _ = _same_steps_as_run_json(source, inputs, decisions, script, register=False)
+    assert task["status"] == "SUCCEEDED"
 
 
 def test_release_gate_with_a_custom_step_type_equals_run_json() -> None:

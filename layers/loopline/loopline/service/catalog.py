@@ -1,14 +1,16 @@
-"""The stack's workflows: what the API knows of the workflows deployed with the stack.
+"""The stack's workflows: what the service knows of the workflows deployed with the stack.
 
-``make compile`` writes the catalog next to the API function::
+``make compile`` writes the catalog into the package (so the layer ships it to every
+function: the API function checks inputs with it, the status events function nests the
+steps of a stack workflow's task with it)::
 
-    python -m loopline.service.catalog workflows/*.yaml -o functions/api/workflows.json
+    python -m loopline.service.catalog workflows/*.yaml -o layers/loopline/loopline/catalog.json
 
 one entry per workflow, by name: ``{name, version, description, source, inputs_schema,
 steps, graph}`` (``source`` is the workflow file's text, which submission loads to check
 inputs; ``steps`` the step ids and kinds in file order; ``graph`` Mermaid). The file is
 byte-identical for the same workflow files, and a test keeps it up to date, as the
-state machines are. The API function reads it once (``use``/``entries``); which of these
+state machines are. A function reads it once, when first needed (``entries``); which of these
 workflows a tenant may start is decided by ``LOOPLINE_STACK_WORKFLOWS`` (the state machine
 of each).
 """
@@ -22,7 +24,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-_path: Path | None = None
+#: The catalog the layer ships (``use`` points elsewhere, for tests).
+PACKAGED = Path(__file__).resolve().parents[1] / "catalog.json"
+_path: Path | None = PACKAGED
 
 
 def describe(wf: Any, source: str) -> dict[str, Any]:
@@ -65,8 +69,8 @@ def dumps(catalog: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def use(path: Path) -> None:
-    """Read the catalog from ``path`` (the API function's ``workflows.json``)."""
+def use(path: Path | None) -> None:
+    """Read the catalog from ``path`` instead of the packaged one (None: no catalog)."""
     global _path
     _path = path
     entries.cache_clear()

@@ -25,7 +25,6 @@ A step function never fails because of recording: problems are logged and counte
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -362,11 +361,9 @@ def _workflow(store: Any, task: dict[str, Any]) -> Workflow | None:
     if record and record.get("version") == version and record.get("source"):
         source = record["source"]
     else:
-        try:
-            catalog: Any = importlib.import_module("loopline.service.catalog")
-            entry = catalog.entries().get(name)
-        except ImportError:
-            entry = None
+        from loopline.service import catalog
+
+        entry = catalog.entries().get(name)
         if entry and entry.get("version") == version:
             source = entry.get("source")
     if not source:
