@@ -340,3 +340,25 @@ def test_a_task_takes_as_many_transitions_as_a_run_without_a_table() -> None:
     )
     assert plain.status == "SUCCEEDED"
     assert task["transitions"] == plain.transitions
+
+
+def test_a_failed_task_counts_once_in_the_tasks_failed_metric(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counted: list[tuple[str, float]] = []
+    original = tracking.metrics.add_metric
+
+    def add_metric(*, name: str, unit: Any, value: float) -> None:
+        counted.append((name, value))
+        original(name=name, unit=unit, value=value)
+
+    monkeypatch.setattr(tracking.metrics, "add_metric", add_metric)
+    with local_stack() as stack:
+        _, arn = start_task(stack, LOOPS, {})
+        assert drive(stack, arn) == "FAILED"
+        end = stack.status_event(arn)
+        stack.deliver(end)
+        stack.deliver(end)  # EventBridge may deliver an event twice
+    assert [c for c in counted if c[0] == "TasksFailed"] == [("TasksFailed", 1)]
+    # The metric has no dimension but the service's: the stack's alarm watches exactly that.
+    assert "action" not in tracking.metrics.dimension_set

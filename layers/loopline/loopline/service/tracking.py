@@ -303,6 +303,10 @@ def _execution_ended(
     )
     if done is None:  # ended meanwhile (a cancel): keep the steps
         store.update_task(task_id, set={"steps": end.steps})
+    elif task_status in ("FAILED", "TIMED_OUT"):
+        # Once per task (only the write that ended it counts): the stack's TasksFailed
+        # alarm watches it, whatever state machine the task ran.
+        metrics.add_metric(name="TasksFailed", unit=MetricUnit.Count, value=1)
 
 
 def _ends_soon(store: Any, task_id: str) -> bool:
