@@ -164,6 +164,16 @@ def test_a_target_failing_every_time_is_dropped_after_three_attempts(stack: Stac
     assert stack.statuses("fail-9") == ["RUNNING"] * 3 + ["SUCCEEDED"] * 3
     assert stack.ex.fidelity is not None
     assert [f[0] for f in stack.ex.fidelity.failed] == ["loopline-local-RecorderFunction"] * 2
+    # Not lost: each is kept in the function's OnFailure queue, with why, as Lambda does.
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.get_queue_url(QueueName="loopline-local-FailedEventsQueue")["QueueUrl"]
+    kept = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    records = [json.loads(m["Body"]) for m in kept]
+    assert sorted(r["requestPayload"]["detail"]["status"] for r in records) == [
+        "RUNNING",
+        "SUCCEEDED",
+    ]
+    assert {r["requestContext"]["condition"] for r in records} == {"RetriesExhausted"}
 
 
 def test_the_template_rule_is_created_with_the_function_as_target(stack: Stack) -> None:

@@ -266,10 +266,24 @@ def test_failed_tasks_and_dead_letters_are_alarmed() -> None:
         {"Name": "service", "Value": service["POWERTOOLS_SERVICE_NAME"]}
     ]
     assert service["POWERTOOLS_METRICS_NAMESPACE"] == "Loopline"
-    dead = metrics["AWS/SQS", "ApproximateNumberOfMessagesVisible"]
-    assert dead["Dimensions"] == [
-        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "QueueName"]}}
-    ]
+    dead_letter_queues = {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in _alarms().values()
+        if (a["Namespace"], a["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    }
+    assert dead_letter_queues == {"WebhookDeadLetterQueue", "StatusEventsDeadLetterQueue"}
+
+
+def test_a_status_event_that_cannot_be_recorded_is_kept_not_dropped() -> None:
+    fn = RESOURCES["StatusEventsFunction"]["Properties"]
+    rule = fn["Events"]["ExecutionStatusChange"]["Properties"]
+    queue = {"Fn::GetAtt": ["StatusEventsDeadLetterQueue", "Arn"]}
+    assert rule["DeadLetterConfig"] == {"Arn": queue}
+    assert rule["RetryPolicy"]["MaximumEventAgeInSeconds"] == 86400
+    on_failure = fn["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+    assert on_failure == {"Type": "SQS", "Destination": queue}
+    policy = RESOURCES["StatusEventsDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]
+    assert policy["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
 
 
 def test_the_table_and_the_bucket_outlive_the_stack() -> None:

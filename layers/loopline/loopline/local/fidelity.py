@@ -143,6 +143,9 @@ class Fidelity:
         self._emitting = False
         self._stopping = False
         self.dynamodb_lock = threading.RLock()
+        #: Function name → SQS queue URL of its ``EventInvokeConfig`` ``OnFailure``
+        #: destination: where an event that failed every attempt is kept, as in AWS.
+        self.on_failure: dict[str, str] = {}
         #: Deliveries that failed three times: (function name, event, error text).
         self.failed: list[tuple[str, dict[str, Any], str]] = []
 
@@ -424,6 +427,32 @@ class Fidelity:
             error,
         )
         self.failed.append((function, event, error))
+        queue = self.on_failure.get(function)
+        if queue is not None:
+            self._send_on_failure(queue, function, event, error)
+
+    def _send_on_failure(self, queue_url: str, function: str, event: Any, error: str) -> None:
+        """What Lambda sends to an ``OnFailure`` SQS destination: the request and why."""
+        import boto3
+
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(UTC).isoformat(),
+            "requestContext": {
+                "functionArn": function,
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": ASYNC_RETRIES + 1,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": error},
+        }
+        try:
+            boto3.client("sqs", region_name=self.region).send_message(
+                QueueUrl=queue_url, MessageBody=json.dumps(record, default=str)
+            )
+        except Exception:  # pragma: no cover - the mock is gone
+            log.exception("could not keep the failed event of %s", function)
 
     # ------------------------------------------------------------------ DynamoDB
 

@@ -403,6 +403,21 @@ class LocalStack:
         for r in self.of_type("AWS::Serverless::StateMachine"):
             self._state_machine(executor, r)
         self._rules(session)
+        if executor.fidelity is not None:
+            executor.fidelity.on_failure.update(self.failure_destinations())
+
+    def failure_destinations(self) -> dict[str, str]:
+        """Function name → the queue URL of its ``EventInvokeConfig`` ``OnFailure`` SQS
+        destination (where an asynchronous event that failed every attempt is kept)."""
+        queues = {q.attributes.get("Arn"): q.ref for q in self.of_type("AWS::SQS::Queue")}
+        out: dict[str, str] = {}
+        for fn in self.functions():
+            config = self.properties(fn.logical_id).get("EventInvokeConfig") or {}
+            on_failure = (config.get("DestinationConfig") or {}).get("OnFailure") or {}
+            url = queues.get(on_failure.get("Destination"))
+            if on_failure.get("Type") == "SQS" and url:
+                out[fn.name] = str(url)
+        return out
 
     def rules(self) -> list[dict[str, Any]]:
         """The EventBridge rules the template declares: each function's ``EventBridgeRule``
