@@ -48,6 +48,7 @@ from loopline.service.errors import (
     UnsupportedMediaType,
 )
 from loopline.service.keys import Caller
+from loopline.settings import settings
 
 log = logging.getLogger("loopline.api")
 
@@ -183,8 +184,22 @@ _PROBLEM_RESPONSES: dict[int, Any] = {
 
 
 def build() -> APIGatewayRestResolver:
-    """A resolver with every route and error handler."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    """A resolver with every route and error handler; with ``LOOPLINE_CORS_ORIGIN`` (the
+    stack's ``CorsOrigin``), its answers carry the CORS headers for that one origin."""
+    from aws_lambda_powertools.event_handler import CORSConfig
+
+    origin = settings().cors_origin
+    cors = (
+        CORSConfig(
+            allow_origin=origin,
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+            expose_headers=["Location", "Retry-After"],
+            max_age=600,
+        )
+        if origin
+        else None
+    )
+    app = APIGatewayRestResolver(enable_validation=True, cors=cors)
 
     # -- errors ---------------------------------------------------------------------
 
