@@ -87,9 +87,7 @@ def test_a_json_file_is_accepted_and_json_syntax_errors_are_located(caller: Call
 
 
 def test_a_body_in_another_format_is_415(caller: Caller) -> None:
-    reply = caller(
-        "PUT", "/v1/workflows/greet", raw="<xml/>", headers={"Content-Type": "text/xml"}
-    )
+    reply = caller("PUT", "/v1/workflows/greet", raw="<xml/>", headers={"Content-Type": "text/xml"})
     assert reply.status == 415 and reply.body["title"] == "Unsupported Media Type"
 
 
@@ -123,9 +121,7 @@ def stack_workflows(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("stack_workflows")
-def test_list_shows_the_stacks_workflows_and_the_tenants_own(
-    caller: Caller, other: Caller
-) -> None:
+def test_list_shows_the_stacks_workflows_and_the_tenants_own(caller: Caller, other: Caller) -> None:
     caller.register(GREET)
 
     mine = caller("GET", "/v1/workflows").body
