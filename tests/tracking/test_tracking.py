@@ -14,6 +14,7 @@ import pytest
 from loopline import store
 from loopline.compiler import compile_workflow
 from loopline.dsl import load_workflow_text
+from loopline.observability import metrics
 from loopline.service import tracking
 
 from tests.conftest import WORKFLOWS
@@ -362,3 +363,85 @@ def test_a_failed_task_counts_once_in_the_tasks_failed_metric(
     assert [c for c in counted if c[0] == "TasksFailed"] == [("TasksFailed", 1)]
     # The metric has no dimension but the service's: the stack's alarm watches exactly that.
     assert "action" not in tracking.metrics.dimension_set
+
+
+def _tasks_failed(out: str) -> list[tuple[list[list[str]], dict[str, Any], list[float]]]:
+    """Each TasksFailed of the EMF documents printed: (dimension sets, the document's
+    dimension values, the metric's values)."""
+    found = []
+    for line in out.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(doc, dict) or "_aws" not in doc or "TasksFailed" not in doc:
+            continue
+        (directive,) = doc["_aws"]["CloudWatchMetrics"]
+        assert directive["Namespace"] == "Loopline"
+        dims = {d: doc[d] for dimset in directive["Dimensions"] for d in dimset}
+        values = doc["TasksFailed"]
+        found.append(
+            (directive["Dimensions"], dims, values if isinstance(values, list) else [values])
+        )
+    return found
+
+
+@pytest.mark.parametrize("status", ["FAILED", "TIMED_OUT"])
+def test_a_failed_or_timed_out_task_counts_once_in_tasks_failed(
+    status: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Metrics printed (EMF on stdout, as in Lambda), none left from earlier tests
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    metrics.clear_metrics()
+    source, script = _example("incident_response")
+    with local_stack(script) as stack:
+        if status == "FAILED":
+            task_id, arn = start_task(stack, LOOPS, {})
+            assert drive(stack, arn) == "FAILED"
+            end = stack.status_event(arn)
+        else:
+            # The stack's workflows set no execution timeout: an execution stopped while
+            # it waits, told as AWS tells one that timed out.
+            task_id, arn = start_task(stack, source, SAMPLES["incident_response"][0])
+            assert drive(stack, arn) == "WAITING"
+            stack.ex.sfn.stop_execution(executionArn=arn)
+            end = stack.status_event(arn, "TIMED_OUT")
+        capsys.readouterr()
+        # When its end is delivered, again, and once more by another delivery
+        stack.deliver(end)
+        stack.deliver(end)
+        stack.deliver({**end, "id": "another delivery"})
+        task = store.get_task_record(task_id)
+        assert task is not None and task["status"] == status
+    # Then TasksFailed counted it once, with the one dimension the alarm watches
+    found = _tasks_failed(capsys.readouterr().out)
+    assert [(dims, values) for _, dims, values in found] == [({"service": "loopline"}, [1.0])]
+    assert found[0][0] == [["service"]]
+
+
+def test_a_task_that_succeeded_or_was_cancelled_first_counts_no_failure(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    metrics.clear_metrics()
+    source, script = _example("triage")
+    with local_stack(script) as stack:
+        ok, ok_arn = start_task(stack, source, SAMPLES["triage"][0])
+        assert drive(stack, ok_arn) == "SUCCEEDED"
+        # A failing task whose cancel got there first: its end is no write of the status
+        cancelled, arn = start_task(stack, LOOPS, {})
+        store.update_task(
+            cancelled,
+            set={"status": "CANCELLED", "finished_at": "2026-01-01T00:00:00.000Z"},
+            expect_status=tracking.NON_TERMINAL,
+            event=store.NewEvent("task.cancelled", None, {"status": "CANCELLED"}),
+        )
+        assert drive(stack, arn) == "FAILED"
+        capsys.readouterr()
+        stack.deliver(stack.status_event(ok_arn))
+        stack.deliver(stack.status_event(arn))
+        done = store.get_task_record(ok)
+        assert done is not None and done["status"] == "SUCCEEDED"
+        task = store.get_task_record(cancelled)
+        assert task is not None and task["status"] == "CANCELLED" and task["steps"]
+    assert _tasks_failed(capsys.readouterr().out) == []
