@@ -10,5 +10,14 @@ from loopline.service.tracking import on_status_change
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> None:
+def _handle(event: dict[str, Any], context: Any) -> None:
     on_status_change(event)
+
+
+def handler(event: dict[str, Any], context: Any) -> None:
+    try:
+        _handle(event, context)
+    finally:
+        # log_metrics has flushed them in AWS; with metrics disabled (the local stack)
+        # nothing flushes, and Powertools would print them once 100 piled up.
+        metrics.clear_metrics()
