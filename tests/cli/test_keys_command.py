@@ -110,7 +110,10 @@ def test_target_is_required(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A CloudFormation stack in moto with the template's TasksTable and its output."""
-    monkeypatch.delenv("LOOPLINE_TABLE", raising=False)
+    # ``--stack`` points the process at the stack's table (os.environ, as the command
+    # does for the rest of its life): restored to absent after the test.
+    monkeypatch.setenv("LOOPLINE_TABLE", "unset")
+    monkeypatch.delenv("LOOPLINE_TABLE")
     with mock_aws():
         local = LocalStack.load(TEMPLATE, region="eu-west-1")
         properties = {**local.properties("TasksTable"), "TableName": "prod-tasks"}

@@ -19,7 +19,7 @@ from loopline import aws, ids, store
 from loopline.compiler import compile_workflow
 from loopline.dsl import load_workflow_text, resolve_inputs
 from loopline.local.executor import ACCOUNT_ID, LocalExecutor
-from loopline.local.run import RunResult, _answer, parse_decision, run_workflow
+from loopline.local.run import RunResult, answer_wait, open_waits, parse_decision, run_workflow
 from loopline.local.template import LocalStack
 from loopline.runtime.actions import Env
 from loopline.runtime.scripted import ScriptedModel
@@ -154,31 +154,33 @@ def drive(stack: Stack, arn: str, decisions: Sequence[str] = (), *, timeout: flo
     queues: dict[str, list[Any]] = {}
     for d in map(parse_decision, decisions):
         queues.setdefault(d.step, []).append(d)
-    inbox = stack.ex.env.inbox
+    task_id = arn.rsplit(":", 1)[-1]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = stack.ex.status(arn)
         if status in TERMINAL:
             return status
-        for wait in inbox.pending(arn):
+        for wait in open_waits(task_id):
             queue = queues.get(wait.step)
             if not queue:
                 return _waiting(stack, arn)
             decision = queue.pop(0)
-            inbox.take(wait.token)
-            _answer(stack.ex, wait, decision.value, decision.comment)
-        inbox.wait_for_new(0.05)
+            answer_wait(wait, decision.value, decision.comment)
+        time.sleep(0.05)
     raise TimeoutError(f"{arn} did not end in {timeout} s")
 
 
 def _waiting(stack: Stack, arn: str) -> str:
-    """``WAITING`` once the human function has recorded the wait (it returns after
-    putting the wait in the inbox)."""
+    """``WAITING`` once the human function has recorded the wait."""
     task_id = arn.rsplit(":", 1)[-1]
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         task = store.get_task_record(task_id)
-        if task is None or task["status"] == "WAITING":
+        if task is None:
+            break
+        # The human task made the task WAITING; the function's return marks its run.
+        runs = store.list_step_runs(task_id)
+        if task["status"] == "WAITING" and any(r["status"] == "WAITING" for r in runs):
             break
         time.sleep(0.02)
     return "WAITING"

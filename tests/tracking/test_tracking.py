@@ -216,7 +216,8 @@ def test_a_human_step_leaves_the_task_waiting() -> None:
         waiting = [r for r in store.list_step_runs(task_id) if r["status"] == "WAITING"]
         assert [r["step"] for r in waiting] == ["on_call"]
         events = store.list_events(task_id)
-        assert [e["type"] for e in events if e["step"] == "on_call"] == ["step.started"]
+        on_call = [e["type"] for e in events if e["step"] == "on_call"]
+        assert on_call == ["step.started", "human.waiting"]
         # Answered, the task runs to its end and the wait's run is closed from the history.
         assert drive(stack, arn, SAMPLES["incident_response"][1]) == "SUCCEEDED"
         stack.deliver(stack.status_event(arn))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Any
 
 import pytest
+from loopline import store
 from loopline.runtime import actions
 from loopline.runtime.actions import Env, dispatch, parse_verdict
 from loopline.runtime.errors import StepError
 from loopline.runtime.scripted import ScriptedModel
+from loopline.service import humans
+
+from tests.tasktable import tasks_table
+
+__all__ = ["tasks_table"]
 
 
 def payload(action: str, config: dict[str, Any], **values: Any) -> dict[str, Any]:
@@ -220,8 +227,9 @@ def test_render_renders_a_json_value() -> None:
     assert dispatch(p, Env()) == {"output": {"a": 1, "b": ["x=1"]}}
 
 
-def test_human_records_a_pending_wait_and_returns_nothing() -> None:
-    env = Env()
+def test_human_records_a_human_task_with_rendered_values_and_returns_nothing(
+    tasks_table: str,
+) -> None:
     p = payload(
         "human",
         {
@@ -235,12 +243,20 @@ def test_human_records_a_pending_wait_and_returns_nothing() -> None:
         steps={"d": {"output": "text"}},
     )
     p["token"] = "tok-1"
-    assert dispatch(p, env) == {}
-    [wait] = env.inbox.pending()
-    assert (wait.token, wait.step, wait.kind) == ("tok-1", "s", "approval")
-    assert wait.instruction == "Review tides" and wait.context == {"draft": "text"}
-    assert wait.rollback_to == ["d"]
-    assert env.inbox.take("tok-1") is wait and env.inbox.pending() == []
+    p["execution"] = "arn:aws:states:us-east-1:123456789012:execution:wf:run-1"
+    assert dispatch(p, Env()) == {}
+    [record] = store.list_task_human_tasks("run-1")
+    assert (record["task_token"], record["step"], record["kind"]) == ("tok-1", "s", "approval")
+    assert record["instruction"] == "Review tides" and record["context"] == {"draft": "text"}
+    assert record["rollback_to"] == ["d"] and record["status"] == "open"
+    assert "tok-1" not in json.dumps(humans.view(record))
+
+
+def test_human_without_the_tasks_table_is_a_clear_error() -> None:
+    p = payload("human", {"kind": "pause", "timeout": 60})
+    p["token"] = "tok-1"
+    with pytest.raises(StepError, match="human steps need the tasks table"):
+        dispatch(p, Env())
 
 
 # --------------------------------------------------------------------------- dispatch

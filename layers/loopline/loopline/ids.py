@@ -20,6 +20,7 @@ PREFIXES = {
     "webhook": "whk",
     "delivery": "dlv",
     "run": "run",
+    "notification": "ntf",
 }
 
 

@@ -56,7 +56,14 @@ TASK_FIELDS = (
     "parents",
 )  # fmt: skip
 #: Fields holding user data: kept as JSON text, whatever the value.
-JSON_FIELDS = frozenset({"inputs", "labels", "output", "steps", "data", "inputs_schema", "parents"})
+JSON_FIELDS = frozenset(
+    {
+        "inputs", "labels", "output", "steps", "data", "inputs_schema", "parents",
+        # human tasks
+        "context", "form_schema", "assignee", "notify", "escalate_to", "decision",
+        "rollback_to",
+    }
+)  # fmt: skip
 #: Attributes that are the store's own (keys), never part of a record.
 _KEY_ATTRIBUTES = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "expires_at"})
 #: Fields ``update_task`` may not set: they are keys or kept by the store itself.
@@ -727,9 +734,17 @@ def put_step_run(task_id: str, record: dict[str, Any]) -> None:
     _db().put_item(TableName=table_name(), Item=item)
 
 
-def update_step_run(task_id: str, step: str, run_id: str, fields: dict[str, Any]) -> bool:
+def update_step_run(
+    task_id: str,
+    step: str,
+    run_id: str,
+    fields: dict[str, Any],
+    *,
+    expect_status: str | None = None,
+) -> bool:
     """Set fields of a step run (``status``, ``finished_at``, ``output``, ``error``…; None
-    removes one). False when there is no such run (nothing is written)."""
+    removes one), only while its status is ``expect_status`` when given. False when there
+    is no such run or the condition did not hold (nothing is written)."""
     sets: list[str] = []
     removes: list[str] = []
     names: dict[str, str] = {}
@@ -748,11 +763,16 @@ def update_step_run(task_id: str, step: str, run_id: str, fields: dict[str, Any]
     expression = ("SET " + ", ".join(sets) if sets else "") + (
         " REMOVE " + ", ".join(removes) if removes else ""
     )
+    condition = "attribute_exists(pk)"
+    if expect_status is not None:
+        names["#rs"] = "status"
+        values[":rs"] = {"S": expect_status}
+        condition += " AND #rs = :rs"
     update: dict[str, Any] = {
         "TableName": table_name(),
         "Key": _key(_task_pk(task_id), f"{_step_prefix(step)}{run_id}"),
         "UpdateExpression": expression.strip(),
-        "ConditionExpression": "attribute_exists(pk)",
+        "ConditionExpression": condition,
         "ExpressionAttributeNames": names,
     }
     if values:
@@ -864,3 +884,409 @@ def release_idempotency(tenant: str, key: str) -> None:
     except ClientError as exc:
         if _code(exc) != "ConditionalCheckFailedException":
             raise
+
+
+# --------------------------------------------------------------------------- human tasks
+
+#: The fields of a human task record (``task_token`` is the server's alone: the domain
+#: never puts it in a view).
+HUMAN_FIELDS = (
+    "id", "tenant", "task", "execution", "workflow", "step", "kind", "status",
+    "instruction", "context", "form_schema", "rollback_to", "assignee", "notify",
+    "escalate_to", "escalated", "created_at", "due_at", "decision", "task_token",
+    "generation", "updated_at", "timeout",
+)  # fmt: skip
+_HUMAN_NOT_SETTABLE = frozenset({"id", "tenant", "task"})
+
+
+def _human_pk(human_id: str) -> str:
+    return f"HUMAN#{human_id}"
+
+
+def _task_humans(task_id: str) -> str:
+    return f"TASK#{task_id}#HUMAN"
+
+
+def _tenant_humans(tenant: str, status: str) -> str:
+    return f"TENANT#{tenant}#HUMAN#{status}"
+
+
+def _human(item: dict[str, Any]) -> dict[str, Any]:
+    rec = _record(item)
+    return {name: rec.get(name) for name in HUMAN_FIELDS}
+
+
+def _assignee_attrs(assignee: Any) -> dict[str, Any]:
+    """Plain ``assignee_role``/``assignee_user`` (for the inbox's filters; the JSON
+    ``assignee`` is the record's), and ``unassigned`` when it has neither."""
+    role = assignee.get("role") if isinstance(assignee, dict) else None
+    user = assignee.get("user") if isinstance(assignee, dict) else None
+    return {
+        "assignee_role": role or None,
+        "assignee_user": user or None,
+        "unassigned": True if not role and not user else None,
+    }
+
+
+def put_human_task(record: dict[str, Any]) -> None:
+    """Record a new human task (``id`` from ``ids.new_id("hum")``; ``status`` ``open``).
+    Listed by task (GSI1) and by tenant and status (GSI2)."""
+    values = {k: v for k, v in record.items() if k in HUMAN_FIELDS}
+    item = _item(
+        {
+            "pk": _human_pk(str(record["id"])),
+            "sk": "HUMAN",
+            "gsi1pk": _task_humans(str(record["task"])),
+            "gsi1sk": str(record["id"]),
+            "gsi2pk": _tenant_humans(str(record["tenant"]), str(record["status"])),
+            "gsi2sk": str(record["id"]),
+            **values,
+            **_assignee_attrs(record.get("assignee")),
+        }
+    )
+    _db().put_item(
+        TableName=table_name(), Item=item, ConditionExpression="attribute_not_exists(pk)"
+    )
+
+
+def get_human_task(human_id: str) -> dict[str, Any] | None:
+    """A human task by id, whatever its tenant (the domain checks the tenant)."""
+    found = _get(_human_pk(human_id), "HUMAN")
+    return _human(found) if found is not None else None
+
+
+def list_task_human_tasks(task_id: str) -> list[dict[str, Any]]:
+    """The human tasks of a task (or of an execution that is not a task), oldest first."""
+    items = _query(
+        IndexName="GSI1",
+        KeyConditionExpression="gsi1pk = :p",
+        ExpressionAttributeValues={":p": {"S": _task_humans(task_id)}},
+    )
+    return sorted((_human(i) for i in items), key=lambda r: str(r["id"]))
+
+
+def update_human_task(
+    tenant: str,
+    human_id: str,
+    set: dict[str, Any],
+    *,
+    expect_status: str | None = None,
+    expect_generation: int | None = None,
+    due_after: str | None = None,
+) -> bool:
+    """Change a human task of ``tenant`` in one conditional write: only while its status
+    is ``expect_status``, its ``generation`` is ``expect_generation`` and its ``due_at`` is
+    later than ``due_after`` (each when given). A new ``status`` moves it in GSI2; a new
+    ``assignee`` updates the inbox's filter attributes. False when a condition did not
+    hold or there is no such human task (nothing was written)."""
+    fields = dict(set)
+    fields.setdefault("updated_at", ids.now())
+    if "assignee" in fields:
+        fields.update(_assignee_attrs(fields["assignee"]))
+    names: dict[str, str] = {"#tn": "tenant"}
+    values: dict[str, Any] = {":tn": {"S": tenant}}
+    sets: list[str] = []
+    removes: list[str] = []
+    for i, (name, value) in enumerate(fields.items()):
+        if name in _HUMAN_NOT_SETTABLE or name in _KEY_ATTRIBUTES:
+            raise ValueError(f"update_human_task cannot set {name}")
+        names[f"#f{i}"] = name
+        if value is None:
+            removes.append(f"#f{i}")
+        else:
+            values[f":f{i}"] = _attr(_encode(name, value))
+            sets.append(f"#f{i} = :f{i}")
+    if fields.get("status") is not None:
+        names["#g2"] = "gsi2pk"
+        values[":g2"] = {"S": _tenant_humans(tenant, str(fields["status"]))}
+        sets.append("#g2 = :g2")
+    conditions = ["attribute_exists(pk)", "#tn = :tn"]
+    if expect_status is not None:
+        names["#st"] = "status"
+        values[":est"] = {"S": expect_status}
+        conditions.append("#st = :est")
+    if expect_generation is not None:
+        names["#gen"] = "generation"
+        values[":egen"] = {"N": str(expect_generation)}
+        conditions.append("#gen = :egen")
+    if due_after is not None:
+        names["#due"] = "due_at"
+        values[":due"] = {"S": due_after}
+        conditions.append("#due > :due")
+    expression = ("SET " + ", ".join(sets) if sets else "") + (
+        " REMOVE " + ", ".join(removes) if removes else ""
+    )
+    try:
+        _db().update_item(
+            TableName=table_name(),
+            Key=_key(_human_pk(human_id), "HUMAN"),
+            UpdateExpression=expression.strip(),
+            ConditionExpression=" AND ".join(conditions),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def list_human_tasks(
+    tenant: str,
+    *,
+    status: str = "open",
+    task: str | None = None,
+    roles: Collection[str] = (),
+    users: Collection[str] = (),
+    unassigned: bool = False,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The tenant's human tasks in ``status``, newest first, and the next page's cursor.
+
+    Filters: ``task``; and, when any of ``roles``, ``users``, ``unassigned`` is given, only
+    those assigned to one of the roles or users (or to nobody, with ``unassigned``). The
+    query goes on until it has ``limit`` items or reaches the end.
+    Raise ``InvalidCursor`` for a cursor this store did not hand out for this query.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    partition = _tenant_humans(tenant, status)
+    key_names = ("pk", "sk", "gsi2pk", "gsi2sk")
+    tag = _cursor_tag(
+        tenant, "HUMAN", status, json.dumps([task, sorted(roles), sorted(users), unassigned])
+    )
+    names: dict[str, str] = {"#p": "gsi2pk"}
+    values: dict[str, Any] = {":p": {"S": partition}}
+    filters: list[str] = []
+    if task is not None:
+        names["#t"] = "task"
+        values[":t"] = {"S": task}
+        filters.append("#t = :t")
+    who: list[str] = []
+    for i, role in enumerate(sorted(roles)):
+        values[f":r{i}"] = {"S": role}
+        who.append(f"assignee_role = :r{i}")
+    for i, user in enumerate(sorted(users)):
+        values[f":u{i}"] = {"S": user}
+        who.append(f"assignee_user = :u{i}")
+    if unassigned:
+        who.append("attribute_exists(unassigned)")
+    if who:
+        filters.append("(" + " OR ".join(who) + ")")
+    kwargs: dict[str, Any] = {
+        "TableName": table_name(),
+        "IndexName": "GSI2",
+        "KeyConditionExpression": "#p = :p",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": False,
+    }
+    if filters:
+        kwargs["FilterExpression"] = " AND ".join(filters)
+    if cursor is not None:
+        start = _decode_cursor(cursor, tag, key_names)
+        if start["gsi2pk"] != partition or start["sk"] != "HUMAN":
+            raise InvalidCursor("not a cursor this list handed out (or one of another query)")
+        kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start.items()}
+    items: list[dict[str, Any]] = []
+    while len(items) <= limit:
+        kwargs["Limit"] = max(limit + 1, 50) if filters else limit + 1 - len(items)
+        page = _db().query(**kwargs)
+        items.extend(page.get("Items", []))
+        last = page.get("LastEvaluatedKey")
+        if not last:
+            break
+        kwargs["ExclusiveStartKey"] = last
+    next_cursor = None
+    if len(items) > limit:
+        items = items[:limit]
+        end = items[-1]
+        next_cursor = _encode_cursor(tag, {k: end[k]["S"] for k in key_names})
+    return [_human(i) for i in items], next_cursor
+
+
+# ----- approval links (only the token's hash is stored)
+
+LINK_FIELDS = (
+    "human_task", "tenant", "recipient", "channel", "generation", "created_at", "due_at",
+    "status", "used_at",
+)  # fmt: skip
+
+
+def put_link(token_hash: str, record: dict[str, Any], *, keep_days: int = 30) -> None:
+    """Record an approval link by its token's hash; DynamoDB's TTL removes it
+    ``keep_days`` after it falls due (a late click then reads as unknown: 410 alike)."""
+    values = {k: v for k, v in record.items() if k in LINK_FIELDS}
+    due = str(record["due_at"])
+    item = _item(
+        {
+            "pk": f"LINK#{token_hash}",
+            "sk": "LINK",
+            **values,
+            "expires_at": _epoch(due) + keep_days * 86400,
+        }
+    )
+    _db().put_item(
+        TableName=table_name(), Item=item, ConditionExpression="attribute_not_exists(pk)"
+    )
+
+
+def get_link(token_hash: str) -> dict[str, Any] | None:
+    found = _get(f"LINK#{token_hash}", "LINK")
+    if found is None:
+        return None
+    rec = _record(found)
+    return {name: rec.get(name) for name in LINK_FIELDS}
+
+
+def use_link(token_hash: str, at: str) -> bool:
+    """Mark a link used, once: False when it was not ``active``."""
+    try:
+        _db().update_item(
+            TableName=table_name(),
+            Key=_key(f"LINK#{token_hash}", "LINK"),
+            UpdateExpression="SET #s = :used, used_at = :at",
+            ConditionExpression="#s = :active",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":used": {"S": "used"},
+                ":active": {"S": "active"},
+                ":at": {"S": at},
+            },
+        )
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def release_link(token_hash: str) -> None:
+    """Make a used link active again (its decision was refused before being recorded)."""
+    try:
+        _db().update_item(
+            TableName=table_name(),
+            Key=_key(f"LINK#{token_hash}", "LINK"),
+            UpdateExpression="SET #s = :active REMOVE used_at",
+            ConditionExpression="#s = :used",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":used": {"S": "used"}, ":active": {"S": "active"}},
+        )
+    except ClientError as exc:
+        if _code(exc) != "ConditionalCheckFailedException":
+            raise
+
+
+# ----- notifications of a human task (one item each, beside the human task)
+
+NOTIFICATION_FIELDS = (
+    "id", "channel", "to", "status", "attempts", "error", "link_hash", "slack_channel",
+    "slack_ts", "created_at", "sent_at", "generation",
+)  # fmt: skip
+
+
+def put_notification(human_id: str, record: dict[str, Any]) -> None:
+    values = {k: v for k, v in record.items() if k in NOTIFICATION_FIELDS}
+    item = _item({"pk": _human_pk(human_id), "sk": f"NOTE#{record['id']}", **values})
+    _db().put_item(TableName=table_name(), Item=item)
+
+
+def get_notification(human_id: str, notification_id: str) -> dict[str, Any] | None:
+    found = _get(_human_pk(human_id), f"NOTE#{notification_id}")
+    if found is None:
+        return None
+    rec = _record(found)
+    return {name: rec.get(name) for name in NOTIFICATION_FIELDS}
+
+
+def update_notification(human_id: str, notification_id: str, fields: dict[str, Any]) -> None:
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    sets: list[str] = []
+    for i, (name, value) in enumerate(fields.items()):
+        if name == "id" or name not in NOTIFICATION_FIELDS:
+            raise ValueError(f"update_notification cannot set {name}")
+        names[f"#f{i}"] = name
+        values[f":f{i}"] = _attr(value)
+        sets.append(f"#f{i} = :f{i}")
+    _db().update_item(
+        TableName=table_name(),
+        Key=_key(_human_pk(human_id), f"NOTE#{notification_id}"),
+        UpdateExpression="SET " + ", ".join(sets),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+
+
+def list_notifications(human_id: str) -> list[dict[str, Any]]:
+    items = _query(
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+        ExpressionAttributeValues={":p": {"S": _human_pk(human_id)}, ":s": {"S": "NOTE#"}},
+        ConsistentRead=True,
+    )
+    out = []
+    for item in items:
+        rec = _record(item)
+        out.append({name: rec.get(name) for name in NOTIFICATION_FIELDS})
+    return sorted(out, key=lambda r: str(r["id"]))
+
+
+# --------------------------------------------------------------------------- once
+
+
+def claim_once(kind: str, key: str, *, now: str, ttl_seconds: int) -> bool:
+    """True the first time ``(kind, key)`` is claimed within ``ttl_seconds`` (a replayed
+    signed request, say); False after."""
+    now_epoch = _epoch(now)
+    item = _item(
+        {
+            "pk": f"ONCE#{kind}#{_sha256(key)}",
+            "sk": "ONCE",
+            "created_at": now,
+            "expires_at": now_epoch + ttl_seconds,
+        }
+    )
+    try:
+        _db().put_item(
+            TableName=table_name(),
+            Item=item,
+            ConditionExpression="attribute_not_exists(pk) OR #c < :cutoff",
+            ExpressionAttributeNames={"#c": "created_at"},
+            ExpressionAttributeValues={":cutoff": {"S": _cutoff(now, ttl_seconds)}},
+        )
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+# --------------------------------------------------------------------------- local
+
+
+def create_table(name: str) -> None:
+    """Create a table shaped as the stack's ``TasksTable`` (keys, both indexes), for a
+    local stack that has no template to provision it from."""
+    attrs = ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]
+    _db().create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attrs],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": index,
+                "KeySchema": [
+                    {"AttributeName": f"{prefix}pk", "KeyType": "HASH"},
+                    {"AttributeName": f"{prefix}sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index, prefix in (("GSI1", "gsi1"), ("GSI2", "gsi2"))
+        ],
+    )

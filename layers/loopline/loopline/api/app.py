@@ -38,7 +38,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopline.service import tasks, workflows
+from loopline.service import humans, tasks, workflows
 from loopline.service.errors import (
     FieldError,
     Invalid,
@@ -59,6 +59,7 @@ TaskStatus = Literal[
     "QUEUED", "RUNNING", "WAITING", "PAUSED", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT"
 ]
 _NAME = r"^[a-z][a-z0-9_-]*$"
+HumanStatus = Literal["open", "decided", "expired", "closed"]
 
 
 class SubmitTask(BaseModel):
@@ -73,6 +74,34 @@ class SubmitTask(BaseModel):
     labels: Annotated[dict[str, Annotated[str, Field(max_length=256)]], Field(max_length=50)] = (
         Field(default_factory=dict)
     )
+
+
+class Approve(BaseModel):
+    """``POST /v1/human-tasks/{id}/approve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Annotated[str | None, Field(max_length=4000)] = None
+
+
+class Reject(BaseModel):
+    """``POST /v1/human-tasks/{id}/reject``: with ``rollback_to``, one of the step's
+    rollback targets runs again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: Annotated[str | None, Field(max_length=4000)] = None
+    rollback_to: Annotated[str | None, Field(max_length=128)] = None
+
+
+class Complete(BaseModel):
+    """``POST /v1/human-tasks/{id}/complete``: the form data of a ``human_task`` (checked
+    against its ``form_schema``); nothing for a ``pause``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: Any = None
+    comment: Annotated[str | None, Field(max_length=4000)] = None
 
 
 # --------------------------------------------------------------------------- problems
@@ -400,6 +429,124 @@ def build() -> APIGatewayRestResolver:
     )
     def cancel_task(task_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
         return _json(tasks.cancel_task(_caller(app), task_id))
+
+    # -- people in the loop -------------------------------------------------------------
+
+    decision_responses: dict[int, Any] = {
+        200: {"description": "The human task, `decision` filled"},
+        403: {"description": "Not the assignee", "content": {PROBLEM: {}}},
+        409: {"description": "Already decided (names the decision)", "content": {PROBLEM: {}}},
+        410: {"description": "Expired or closed", "content": {PROBLEM: {}}},
+        **_PROBLEM_RESPONSES,
+    }
+
+    @app.get(
+        "/v1/human-tasks",
+        summary="The inbox",
+        description="Human tasks, newest first, in `status` (default `open`); filters "
+        "`role`, `user`, `task`. With neither `role` nor `user`: the caller's own (assigned "
+        "to its user, one of its roles, or nobody; every one for an `admin` key).",
+        tags=["people"],
+        responses={200: {"description": "A page of human tasks"}, **_PROBLEM_RESPONSES},
+    )
+    def list_human_tasks(
+        status: Annotated[HumanStatus, Query()] = "open",
+        role: Annotated[str | None, Query(max_length=128)] = None,
+        user: Annotated[str | None, Query(max_length=256)] = None,
+        task: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    ) -> Response[Any]:
+        page = humans.list_human_tasks(
+            _caller(app), status=status, role=role, user=user, task=task, limit=limit, cursor=cursor
+        )
+        return _json(page)
+
+    @app.get(
+        "/v1/human-tasks/<human_task_id>",
+        summary="One human task",
+        description="`{id, task, step, kind, status, instruction, context, form_schema, "
+        "rollback_to, assignee, escalated, created_at, expires_at, decision}`, with "
+        "`instruction` and `context` rendered.",
+        tags=["people"],
+        responses={200: {"description": "The human task"}, **_PROBLEM_RESPONSES},
+    )
+    def get_human_task(human_task_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
+        return _json(humans.get_human_task(_caller(app), human_task_id))
+
+    @app.post(
+        "/v1/human-tasks/<human_task_id>/approve",
+        summary="Approve",
+        description="Decides an `approval`. The decision is recorded before the workflow "
+        "is told, once: a second decision is 409 naming the first.",
+        tags=["people"],
+        responses=decision_responses,
+    )
+    def approve(
+        human_task_id: Annotated[str, Path(max_length=64)],
+        body: Annotated[Approve | None, Body()] = None,
+    ) -> Response[Any]:
+        caller = _caller(app)
+        body = body or Approve()
+        return _json(
+            humans.decide(
+                human_task_id,
+                "approve",
+                actor=humans.Actor.of_caller(caller),
+                via="api",
+                comment=body.comment,
+            )
+        )
+
+    @app.post(
+        "/v1/human-tasks/<human_task_id>/reject",
+        summary="Reject",
+        description="Rejects an `approval` or `human_task`; `rollback_to` (one of the "
+        "step's targets, 422 otherwise) runs that step again and asks anew.",
+        tags=["people"],
+        responses=decision_responses,
+    )
+    def reject(
+        human_task_id: Annotated[str, Path(max_length=64)],
+        body: Annotated[Reject | None, Body()] = None,
+    ) -> Response[Any]:
+        caller = _caller(app)
+        body = body or Reject()
+        return _json(
+            humans.decide(
+                human_task_id,
+                "reject",
+                actor=humans.Actor.of_caller(caller),
+                via="api",
+                comment=body.comment,
+                rollback_to=body.rollback_to,
+            )
+        )
+
+    @app.post(
+        "/v1/human-tasks/<human_task_id>/complete",
+        summary="Complete",
+        description="Submits a `human_task`'s form data (checked against `form_schema`: 422 "
+        "with every violation, and the task keeps waiting) or resumes a `pause`.",
+        tags=["people"],
+        responses=decision_responses,
+    )
+    def complete(
+        human_task_id: Annotated[str, Path(max_length=64)],
+        body: Annotated[Complete | None, Body()] = None,
+    ) -> Response[Any]:
+        caller = _caller(app)
+        body = body or Complete()
+        return _json(
+            humans.decide(
+                human_task_id,
+                "complete",
+                actor=humans.Actor.of_caller(caller),
+                via="api",
+                comment=body.comment,
+                data=body.data,
+            )
+        )
 
     # -- the document ---------------------------------------------------------------
 

@@ -45,6 +45,8 @@ log = logging.getLogger("loopline.local")
 ACCOUNT_ID = "123456789012"
 #: The moto bucket that holds large step outputs when no bucket is configured.
 LOCAL_BUCKET = "loopline-local"
+#: The tasks table of a local stack with no template (human tasks are recorded there).
+LOCAL_TABLE = "loopline-local-tasks"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT_ID}:role/loopline-local"
 #: Loopline's functions: placeholder in the ASL → local function name.
 #: The function that serves each action (its folder under functions/).
@@ -198,6 +200,7 @@ class LocalExecutor:
         self._sfn: Any = None
         self._executions: list[str] = []
         self.fidelity: Fidelity | None = None
+        self._loopline_functions = loopline_functions
         if loopline_functions:
             for placeholder, name in LOOPLINE_FUNCTIONS.items():
                 self.register_function(name, self._loopline_handler, placeholder=placeholder)
@@ -250,6 +253,8 @@ class LocalExecutor:
                 aws_secret_access_key="testing",
             )
             self._create_bucket()
+            if self._loopline_functions:
+                self._create_table()
         except BaseException:
             self._teardown()
             raise
@@ -277,6 +282,13 @@ class LocalExecutor:
                         self._sfn.stop_execution(executionArn=arn)
                 except Exception:  # pragma: no cover - best effort
                     log.debug("could not stop %s", arn, exc_info=True)
+        if hasattr(self, "_previous_table"):
+            if self._previous_table is None:
+                os.environ.pop("LOOPLINE_TABLE", None)
+            else:
+                os.environ["LOOPLINE_TABLE"] = self._previous_table
+            settings.cache_clear()
+            del self._previous_table
         if hasattr(self, "_previous_bucket"):
             self.env.bucket = self._previous_bucket
             del self._previous_bucket
@@ -317,6 +329,16 @@ class LocalExecutor:
             if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
                 raise
         self.env.bucket = bucket
+
+    def _create_table(self) -> None:
+        """The tasks table (human tasks live there) when no template provisions one:
+        ``LOOPLINE_TABLE``'s name, else ``LOCAL_TABLE``."""
+        from loopline import store
+
+        self._previous_table = os.environ.get("LOOPLINE_TABLE")
+        os.environ["LOOPLINE_TABLE"] = self._previous_table or LOCAL_TABLE
+        settings.cache_clear()
+        store.create_table(os.environ["LOOPLINE_TABLE"])
 
     @property
     def sfn(self) -> Any:
@@ -506,21 +528,5 @@ class LocalExecutor:
 
     def send_task_failure(self, token: str, error: str, cause: str = "") -> None:
         """Fail a ``.waitForTaskToken`` task with ``error`` (routed by Retry/Catch) and
-        ``cause``.
-
-        moto's ``SendTaskFailure`` API drops the cause, so the call goes to its Step
-        Functions backend directly, as the API would (the history and the execution's
-        failure then carry the cause, as in AWS).
-        """
-        self.sfn  # noqa: B018 - only while the executor is active
-        from moto.stepfunctions.responses import get_backend
-
-        backend: Any = get_backend(ACCOUNT_ID, self.region)
-        try:
-            backend.send_task_failure(token, error=error, cause=cause)
-        except Exception as exc:  # moto's API errors (unknown or finished token)
-            code = getattr(exc, "code", None) or type(exc).__name__
-            raise ClientError(
-                {"Error": {"Code": str(code), "Message": str(getattr(exc, "message", exc))}},
-                "SendTaskFailure",
-            ) from None
+        ``cause`` (kept by the local stack's fidelity, as in AWS)."""
+        self.sfn.send_task_failure(taskToken=token, error=error, cause=cause)

@@ -22,6 +22,10 @@ Each item, and why the local stack needs it:
   condition expression is checked and the write made atomically. moto's backend does the
   check and the write as separate Python steps, and its item dictionaries are not safe to
   read while another thread writes: every backend operation on items runs under one lock.
+- **A task token answers once.** Step Functions refuses ``SendTaskSuccess`` /
+  ``SendTaskFailure`` with a token already answered (``TaskTimedOut``); moto accepts it
+  again. The local stack refuses it. And moto's ``SendTaskFailure`` API drops the
+  ``cause``, which AWS keeps in the history and the execution's failure: it is passed on.
 - **The region of the functions.** Lambda sets ``AWS_REGION`` and ``AWS_DEFAULT_REGION``
   for its functions, which make their clients with no region named: the local stack sets
   them (to its region) when the shell did not.
@@ -265,6 +269,51 @@ class Fidelity:
         self._patch(sfn_execution.Execution, "start", start)
         self._patch(sfn_execution.BaseExecutionWorkerCommunication, "terminated", terminated)
         self._patch(StepFunctionBackend, "stop_execution", stop_execution)
+        self._patch_task_tokens()
+
+    def _patch_task_tokens(self) -> None:
+        """A task token answers once, and ``SendTaskFailure`` keeps its cause."""
+        from moto.stepfunctions.parser.api import TaskTimedOut
+        from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        used: set[str] = set()
+        lock = threading.Lock()
+
+        def once(original: Any) -> Any:
+            @functools.wraps(original)
+            def wrapper(backend: Any, task_token: str, *args: Any, **kwargs: Any) -> Any:
+                with lock:
+                    if task_token in used:
+                        # What Step Functions answers for a token already answered.
+                        raise TaskTimedOut("Task Timed Out: 'Provided task does not exist anymore'")
+                    used.add(task_token)
+                try:
+                    return original(backend, task_token, *args, **kwargs)
+                except BaseException:
+                    with lock:
+                        used.discard(task_token)  # refused: it was not answered
+                    raise
+
+            return wrapper
+
+        def failure_with_cause(original: Any) -> Any:
+            @functools.wraps(original)
+            def wrapper(response: Any) -> Any:
+                response.stepfunction_backend.send_task_failure(
+                    response._get_param("taskToken"),
+                    error=response._get_param("error"),
+                    cause=response._get_param("cause"),
+                )
+                from moto.core.responses import EmptyResult
+
+                return EmptyResult()
+
+            return wrapper
+
+        self._patch(StepFunctionsParserBackend, "send_task_success", once)
+        self._patch(StepFunctionsParserBackend, "send_task_failure", once)
+        self._patch(StepFunctionResponse, "send_task_failure", failure_with_cause)
 
     def _abort_if_stuck(self, execution: Any) -> None:
         """End a stopped execution that moto leaves RUNNING (it waits for a task token)."""

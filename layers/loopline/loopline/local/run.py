@@ -13,6 +13,7 @@ import getpass
 import json
 import logging
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,18 +22,20 @@ from datetime import UTC, datetime
 from pathlib import Path as FsPath
 from typing import Any
 
-from loopline import jsontext
+from loopline import jsontext, store
 from loopline.dsl import models
 from loopline.history import EXECUTION_ENDS, Progress, Tracker, decode_cause, details
 from loopline.local.executor import LocalExecutor
 from loopline.local.template import LocalStack
 from loopline.runtime import largevalues
-from loopline.runtime.actions import Env, HumanWait, schema_problem
+from loopline.runtime.actions import Env, schema_problem
 from loopline.runtime.errors import StepError
 from loopline.runtime.model import Model
 from loopline.runtime.providers import provider_for
 from loopline.runtime.providers.bedrock import BedrockModel
 from loopline.runtime.scripted import ScriptedModel
+from loopline.service import humans
+from loopline.service.errors import ServiceError
 from loopline.settings import settings
 
 log = logging.getLogger("loopline.local")
@@ -172,6 +175,68 @@ def check_decisions(workflow: models.Workflow, decisions: Iterable[Decision]) ->
         raise DecisionError("\n".join(problems))
 
 
+# --------------------------------------------------------------------------- waits
+
+
+@dataclass
+class HumanWait:
+    """A human task of the run, as the person answering it sees it (``loopline.service.
+    humans`` keeps the record; ``token`` stays in this process, for following the run)."""
+
+    human_task: str
+    token: str
+    tenant: str
+    workflow: str
+    step: str
+    kind: str  # approval | human_task | pause
+    instruction: str | None = None
+    assignee: dict[str, Any] | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    form_schema: dict[str, Any] | None = None
+    rollback_to: list[str] = field(default_factory=list)
+    timeout: int | None = None
+    escalated: bool = False
+    created_at: str = ""
+    expires_at: str = ""
+    #: Set by whoever asks a person when their previous answer was refused.
+    problem: str | None = None
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> HumanWait:
+        shown = humans.view(record)
+        return cls(
+            human_task=str(record["id"]),
+            token=str(record.get("task_token") or ""),
+            tenant=str(record.get("tenant") or humans.RUN_TENANT),
+            workflow=str(record.get("workflow") or ""),
+            step=str(record.get("step") or ""),
+            kind=str(record.get("kind") or "approval"),
+            instruction=record.get("instruction"),
+            assignee=shown["assignee"],
+            context=dict(record.get("context") or {}),
+            form_schema=record.get("form_schema"),
+            rollback_to=list(record.get("rollback_to") or []),
+            timeout=record.get("timeout"),
+            escalated=bool(record.get("escalated")),
+            created_at=str(record.get("created_at") or ""),
+            expires_at=str(record.get("due_at") or ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``--json`` shows of a wait (never its token)."""
+        out = {k: v for k, v in self.__dict__.items() if k not in ("token", "tenant")}
+        return out
+
+
+def open_waits(execution: str) -> list[HumanWait]:
+    """The open human tasks of the run's execution, oldest first."""
+    return [
+        HumanWait.of(r)
+        for r in store.list_task_human_tasks(execution)
+        if r.get("status") == humans.OPEN
+    ]
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -281,39 +346,42 @@ def load_model(llm_script: Any) -> Model | None:
     return ScriptedModel.from_data(llm_script)
 
 
-def _answer(
-    ex: LocalExecutor, wait: HumanWait, value: str | dict[str, Any], comment: str | None = None
-) -> str:
-    """Send ``value`` (with the reviewer's ``comment``) for ``wait``; returns a short
-    description of the answer."""
+def answer_wait(wait: HumanWait, value: str | dict[str, Any], comment: str | None = None) -> str:
+    """Decide ``wait`` with ``value`` (and the person's ``comment``) through the same
+    domain function as the API, links and Slack; returns a short description."""
     said = f": {comment}" if comment else ""
+    rollback = None
+    data: Any
     if wait.kind == "pause":
-        ex.send_task_success(wait.token, {"output": value if isinstance(value, dict) else {}})
-        return "resumed"
-    if value == "approve" and wait.kind == "approval":
-        ex.send_task_success(
-            wait.token,
-            {"output": {"approved": True, "by": _user(), "comment": comment, "at": _now_iso()}},
+        action, data, what = "complete", None, "resumed"
+    elif value == "approve" and wait.kind == "approval":
+        action, data, what = "approve", None, f"approved{said}"
+    elif value == "approve":  # a human_task without a form
+        action, data, what = "complete", {}, "submitted"
+    elif value == "reject":
+        action, data, what = "reject", None, f"rejected{said}"
+    elif isinstance(value, str) and value.startswith("reject:"):
+        rollback = value.split(":", 1)[1]
+        action, data, what = "reject", None, f"rejected, rolling back to {rollback}{said}"
+    else:
+        action, data, what = "complete", value, "submitted"
+    actor = humans.Actor(wait.tenant, _user(), admin=True)
+    try:
+        humans.decide(
+            wait.human_task,
+            action,
+            actor=actor,
+            via="cli",
+            comment=comment,
+            rollback_to=rollback,
+            data=data,
         )
-        return f"approved{said}"
-    if value == "approve":  # a human_task without a form
-        ex.send_task_success(wait.token, {"output": {}})
-        return "submitted"
-    if value == "reject":
-        ex.send_task_failure(
-            wait.token, "Loopline.Rejected", f"rejected by {_user()} at step {wait.step}{said}"
-        )
-        return f"rejected{said}"
-    if isinstance(value, str) and value.startswith("reject:"):
-        target = value.split(":", 1)[1]
-        ex.send_task_failure(
-            wait.token,
-            f"Loopline.Rollback.{target}",
-            f"rejected by {_user()} at step {wait.step}, rolling back to {target}{said}",
-        )
-        return f"rejected, rolling back to {target}{said}"
-    ex.send_task_success(wait.token, {"output": value})
-    return "submitted"
+    except ServiceError as exc:
+        problems = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
+        raise DecisionError(
+            f"{wait.step}: {exc.detail}" + (f" ({problems})" if problems else "")
+        ) from None
+    return what
 
 
 def run_workflow(
@@ -373,6 +441,8 @@ def run_workflow(
             inputs, workflow=name, execution=run_name, bucket=env.bucket
         )
         arn = ex.start_execution(sm, sent, name=run_name)
+        #: Tokens of waits left to time out (not asked about again).
+        left: set[str] = set()
         while True:
             tracker.feed(ex.history(arn))
             desc = ex.describe(arn)
@@ -380,26 +450,28 @@ def run_workflow(
                 tracker.feed(ex.history(arn))
                 ex.drain()  # the status events reached the rules' functions
                 return _result(desc, tracker, arn, env.bucket, queues)
-            pending = env.inbox.pending()
+            # Only while the history shows a wait on a task token (no table reads else).
+            live = set(tracker.tokens) - tracker.dead_tokens - left
+            pending = [w for w in open_waits(run_name) if w.token not in left] if live else []
             if pending:
-                # Report what happened before the wait (its history may lag the inbox).
+                # Report what happened before the wait (its history may lag the record).
                 tracker.feed(ex.history(arn))
             for wait in pending:
                 if not tracker.is_live(wait.token):
-                    env.inbox.take(wait.token)
+                    left.add(wait.token)  # timed out: its on_timeout applies
                     continue
                 tracker.announce_wait(wait.step, wait.token)
                 if not queues.get(wait.step) and _expires_soon(wait, expire_within):
-                    continue  # nobody could answer in time: let its on_timeout apply
+                    left.add(wait.token)  # nobody could answer in time: let it time out
+                    continue
                 answer = _decide(wait, queues, ask, max_asks)
                 if answer is None:
                     ex.drain()
-                    return _waiting(ex, arn, tracker, env.inbox.pending(), queues)
-                env.inbox.take(wait.token)
-                what = _answer(ex, wait, *answer)
+                    return _waiting(ex, arn, tracker, open_waits(run_name), queues)
+                what = answer_wait(wait, *answer)
                 if on_progress is not None:
                     on_progress(Progress(wait.step, "answered", what))
-            env.inbox.wait_for_new(poll)
+            time.sleep(poll)
 
 
 @contextmanager
@@ -512,11 +584,14 @@ def _result(
 __all__ = [
     "Decision",
     "DecisionError",
+    "HumanWait",
     "Progress",
     "RunResult",
     "Tracker",
+    "answer_wait",
     "check_decisions",
     "decode_cause",
+    "open_waits",
     "parse_answer",
     "parse_decision",
     "print_progress",

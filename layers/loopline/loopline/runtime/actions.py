@@ -1,7 +1,7 @@
 """One function per action of docs/internals.md ("Lambda payloads"), and ``dispatch``.
 
 Every action takes the Lambda payload and an ``Env`` (the model, the way to invoke custom
-step functions, the inbox of human waits) and returns ``{"output": VALUE}`` (``llm`` adds
+step functions) and returns ``{"output": VALUE}`` (``llm`` adds
 ``usage``; ``human`` returns ``{}`` because the output comes with the task token). A
 failure is a ``StepError``; ``dispatch`` turns any other exception into a readable one
 (``loopline.runtime.errors``), so a Lambda error never carries a traceback, a class name or
@@ -14,8 +14,7 @@ import json
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any
 
 from loopline.dsl.expr import ExpressionError, parse_expression
@@ -55,64 +54,6 @@ from loopline.settings import ConfigError, settings
 Invoker = Callable[[str, dict[str, Any]], Any]
 
 
-# --------------------------------------------------------------------------- human waits
-
-
-@dataclass
-class HumanWait:
-    """A human step waiting for someone: what the reviewer sees and the token to answer."""
-
-    token: str
-    workflow: str
-    step: str
-    execution: str
-    kind: str  # approval | human_task | pause
-    instruction: str | None = None
-    assignee: dict[str, Any] | None = None
-    notify: list[Any] = field(default_factory=list)
-    context: dict[str, Any] = field(default_factory=dict)
-    form_schema: dict[str, Any] | None = None
-    rollback_to: list[str] = field(default_factory=list)
-    timeout: int | None = None
-    escalated: bool = False
-    created_at: str = ""
-    #: Set by whoever asks a person when their previous answer was refused.
-    problem: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Inbox:
-    """Pending human waits, in arrival order; safe to use from several threads."""
-
-    def __init__(self) -> None:
-        self._waits: list[HumanWait] = []
-        self._cond = threading.Condition()
-
-    def add(self, wait: HumanWait) -> None:
-        with self._cond:
-            self._waits.append(wait)
-            self._cond.notify_all()
-
-    def pending(self, execution: str | None = None) -> list[HumanWait]:
-        with self._cond:
-            return [w for w in self._waits if execution is None or w.execution == execution]
-
-    def take(self, token: str) -> HumanWait | None:
-        """Remove and return the wait of ``token`` (a token is answered once)."""
-        with self._cond:
-            for i, w in enumerate(self._waits):
-                if w.token == token:
-                    return self._waits.pop(i)
-        return None
-
-    def wait_for_new(self, timeout: float) -> None:
-        """Block until a wait is added or ``timeout`` seconds pass."""
-        with self._cond:
-            self._cond.wait(timeout)
-
-
 # --------------------------------------------------------------------------- environment
 
 
@@ -122,7 +63,6 @@ class Env:
 
     model: Model | None = None
     invoke: Invoker | None = None
-    inbox: Inbox = field(default_factory=Inbox)
     #: Where large outputs go (overrides ``LOOPLINE_BUCKET``; the local stack sets it).
     bucket: str | None = None
 
@@ -315,6 +255,8 @@ def render(payload: Payload, env: Env) -> Result:
 
 
 def human(payload: Payload, env: Env) -> Result:
+    """Record the human task of a human step (``loopline.service.humans``): its people are
+    told, and the decision comes back through Step Functions with the task token."""
     cfg = _config(payload)
     ctx = context_from_payload(payload)
     token = payload.get("token") or cfg.get("token")
@@ -322,24 +264,30 @@ def human(payload: Payload, env: Env) -> Result:
         raise StepError(
             "Loopline.Failed", f"step {_step(payload)}: a human step needs a task token"
         )
-    kind = str(cfg.get("kind") or "approval")
-    wait = HumanWait(
-        token=str(token),
-        workflow=str(payload.get("workflow") or ""),
-        step=_step(payload),
-        execution=str(payload.get("execution") or ""),
-        kind=kind,
-        instruction=render_text(cfg.get("instruction"), ctx),
-        assignee=cfg.get("assignee"),
-        notify=list(cfg.get("notify") or []),
-        context={k: render_tree(v, ctx) for k, v in (cfg.get("context") or {}).items()},
-        form_schema=cfg.get("form_schema"),
-        rollback_to=list(cfg.get("rollback_to") or []),
-        timeout=cfg.get("timeout"),
-        escalated=bool(cfg.get("escalated")),
-        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    if not settings().table:
+        raise StepError(
+            "Loopline.Failed",
+            f"step {_step(payload)}: human steps need the tasks table (LOOPLINE_TABLE)",
+        )
+    from loopline.service import humans
+
+    humans.open_human_task(
+        {
+            "token": str(token),
+            "workflow": str(payload.get("workflow") or ""),
+            "step": _step(payload),
+            "execution": str(payload.get("execution") or ""),
+            "kind": str(cfg.get("kind") or "approval"),
+            "instruction": render_text(cfg.get("instruction"), ctx),
+            "assignee": cfg.get("assignee"),
+            "notify": list(cfg.get("notify") or []),
+            "context": {k: render_tree(v, ctx) for k, v in (cfg.get("context") or {}).items()},
+            "form_schema": cfg.get("form_schema"),
+            "rollback_to": list(cfg.get("rollback_to") or []),
+            "timeout": cfg.get("timeout"),
+            "escalated": bool(cfg.get("escalated")),
+        }
     )
-    env.inbox.add(wait)
     return {}
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loopline import ids, store
-from loopline.service import views, workflows
+from loopline.service import humans, views, workflows
 from loopline.service.errors import (
     Conflict,
     FieldError,
@@ -341,7 +341,10 @@ def _task(caller: Caller, task_id: str) -> dict[str, Any]:
 
 
 def get_task(caller: Caller, task_id: str) -> dict[str, Any]:
-    return task_view(_task(caller, task_id))
+    view = task_view(_task(caller, task_id))
+    if view["status"] == "WAITING":
+        view["waiting"] = humans.waiting_of(task_id)
+    return view
 
 
 def list_tasks(
@@ -437,6 +440,7 @@ def cancel_task(caller: Caller, task_id: str) -> dict[str, Any]:
     task = _task(caller, task_id)
     if seq is None and task["status"] != "CANCELLED":
         raise _ended(task)
+    humans.close_for_task(task_id)  # its links now answer 410
     return task_view(task)
 
 

@@ -139,6 +139,9 @@ def step_started(payload: Any) -> StepHandle | None:
         if action not in STEP_ACTIONS or (action == "human" and escalated):
             # A vote's voters belong to the vote; an escalation waits again in the same run.
             return handle
+        if task.get("status") == "WAITING":
+            # The run goes on: a human task whose deadline passed has expired.
+            _went_on(store, task_id)
         now = ids.now()
         if not task.get("started_at"):
             _mark_started(store, task_id, now)
@@ -204,14 +207,26 @@ def _finish_run(
         data = {"attempt": attempt, "error": error, "cause": cause}
         _step_event(store, task_id, store.NewEvent("step.failed", step, data))
     elif handle.action == "human":
-        # Waiting for a person: the decision (or the execution's end) closes the run.
-        store.update_step_run(task_id, step, handle.run_id, {"status": "WAITING"})
-        store.update_task(task_id, set={"status": "WAITING"}, expect_status={"RUNNING"})
+        # Waiting for a person (the human task made the task WAITING): the decision, or
+        # the execution's end, closes the run — unless a quick decision already did.
+        store.update_step_run(
+            task_id, step, handle.run_id, {"status": "WAITING"}, expect_status="RUNNING"
+        )
     else:
         output = result.get("output") if isinstance(result, dict) else None
         fields = {"status": "SUCCEEDED", "finished_at": ids.now(), "output": output}
         store.update_step_run(task_id, step, handle.run_id, fields)
         _step_event(store, task_id, store.NewEvent("step.succeeded", step, {"attempt": attempt}))
+
+
+def _went_on(store: Any, task_id: str) -> None:
+    """A step started while the task was WAITING: expire the human tasks past their
+    deadline (their ``on_timeout`` let the run go on) and, when none is open, the task
+    runs again."""
+    from loopline.service import humans
+
+    if not humans.expire_overdue(task_id):
+        store.update_task(task_id, set={"status": "RUNNING"}, expect_status={"WAITING"})
 
 
 # --------------------------------------------------------------------------- status events
@@ -282,6 +297,10 @@ def _execution_ended(
             store.update_step_run(task_id, *run_update)
         if i >= already:
             _step_event(store, task_id, event)
+    # Its people can no longer decide: open human tasks expire or close (links 410).
+    from loopline.service import humans
+
+    humans.close_for_task(task_id)
     task_status, event_type = ENDS[status]
     output, error, cause = end.outcome(detail)
     data: dict[str, Any] = {"status": task_status}
