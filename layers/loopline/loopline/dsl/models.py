@@ -475,6 +475,13 @@ class NotifyTarget(Ruled):
         return []
 
 
+class EscalateTo(Assignee):
+    """Who a human step goes to when its first assignee does not answer in time, and
+    whom to tell (the step's ``notify`` when empty)."""
+
+    notify: list[NotifyTarget] = Field(default_factory=list)
+
+
 OnTimeout = Literal["fail", "approve", "reject", "escalate"]
 
 
@@ -485,7 +492,7 @@ class HumanSpec(Ruled):
     context: dict[str, TemplateStr] = Field(default_factory=dict)
     timeout: Duration
     on_timeout: OnTimeout = "fail"
-    escalate_to: Assignee | None = None
+    escalate_to: EscalateTo | None = None
 
     @classmethod
     def rules(cls, data: dict[str, Any]) -> list[tuple[RuleLoc, str]]:
