@@ -309,6 +309,7 @@ STEP = {
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
     "dynamodb:ConditionCheckItem",
+    "dynamodb:Query",
 }
 
 #: What each function's code calls, and nothing more (the comments in template.yaml say
@@ -340,6 +341,8 @@ NEEDS: dict[str, set[str]] = {
         "states:UpdateStateMachine",
         "states:StartExecution",
         "states:StopExecution",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
         "iam:PassRole",
     },
     "StatusEventsFunction": {
@@ -410,6 +413,10 @@ def test_step_functions_touch_only_the_artifact_objects_and_the_table_itself() -
         "ArtifactObjects": {"Fn::Sub": "${ArtifactsBucket.Arn}/*"},
         "ArtifactMissingObjects": {"Fn::GetAtt": ["ArtifactsBucket", "Arn"]},
         "RecordStepRuns": {"Fn::GetAtt": ["TasksTable", "Arn"]},
+        "HumanTasks": [
+            {"Fn::GetAtt": ["TasksTable", "Arn"]},
+            {"Fn::Sub": "${TasksTable.Arn}/index/GSI1"},
+        ],
     }
 
 

@@ -212,6 +212,31 @@ _PROBLEM_RESPONSES: dict[int, Any] = {
 }
 
 
+class _Resolver(APIGatewayRestResolver):
+    """Powertools' REST resolver, answering from the request it was given.
+
+    ``resolve`` keeps the request on the ``BaseRouter`` class (for included routers), so
+    resolvers in concurrent threads would read each other's request — its body, headers
+    and caller. Here the request is also kept on the resolver and on each router it
+    includes (instance attributes, which win over the class's), and the resolvers and
+    routers are one set per thread (``resolver()``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.routers: list[Any] = []
+
+    def include(self, router: Any) -> None:
+        self.include_router(router)
+        self.routers.append(router)
+
+    def resolve(self, event: Any, context: Any) -> dict[str, Any]:
+        current = self._to_proxy_event(event)
+        for target in (self, *self.routers):
+            target.current_event = current
+            target.lambda_context = context
+        return super().resolve(event, context)
+
+
 def build() -> APIGatewayRestResolver:
     """A resolver with every route and error handler; with ``LOOPLINE_CORS_ORIGIN`` (the
     stack's ``CorsOrigin``), its answers carry the CORS headers for that one origin."""
@@ -228,7 +253,7 @@ def build() -> APIGatewayRestResolver:
         if origin
         else None
     )
-    app = APIGatewayRestResolver(enable_validation=True, cors=cors)
+    app = _Resolver(enable_validation=True, cors=cors)
 
     # -- errors ---------------------------------------------------------------------
 

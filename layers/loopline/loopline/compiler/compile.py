@@ -1252,7 +1252,7 @@ class Compiler:
             )
             cfg = {
                 **config,
-                "assignee": spec.escalate_to.model_dump(exclude_none=True),
+                "assignee": spec.escalate_to.model_dump(exclude_none=True, exclude_defaults=True),
                 "escalated": True,
             }
             scope.add(f"{s.id}.escalate", wait(cfg, expired))
