@@ -38,6 +38,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from loopline.api import links
 from loopline.service import tasks, workflows
 from loopline.service.errors import (
     FieldError,
@@ -400,6 +401,8 @@ def build() -> APIGatewayRestResolver:
     )
     def cancel_task(task_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
         return _json(tasks.cancel_task(_caller(app), task_id))
+
+    app.include_router(links.router())  # GET/POST /a/<token>: approval link pages
 
     # -- the document ---------------------------------------------------------------
 
