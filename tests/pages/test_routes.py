@@ -300,6 +300,15 @@ def test_json_post_errors_are_problem_json(api: Api, links: FakeLinks) -> None:
     assert [e["field"] for e in answer.json()["errors"]] == ["action"]
     answer = api("POST", f"/a/{token}", json_body=[1])
     assert answer.status == 422 and answer.json()["errors"][0]["field"] == "body"
+    for raw in (b"{", b"[" * 100_000):
+        answer = api(
+            "POST",
+            f"/a/{token}",
+            body=raw,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        assert answer.status == 422 and answer.json()["errors"][0]["field"] == "body"
+    assert links.decided == []
 
 
 def test_json_post_on_a_used_or_unknown_link(api: Api, links: FakeLinks) -> None:

@@ -14,7 +14,8 @@ before the whole value is checked against ``form_schema``:
   ``<select>``;
 - anything else (objects, arrays, several types, no type) → a ``<textarea>`` holding JSON.
 
-A field left empty is absent from the value (a checkbox excepted), so ``required`` says
+A field left empty (or blank, for a number or JSON) is absent from the value (a checkbox
+excepted), so ``required`` says
 whether it may be. The form's fields are the properties of an object schema, named
 ``field.<property>`` in the form; any other schema is one JSON field named ``data``.
 

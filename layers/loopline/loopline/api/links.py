@@ -475,6 +475,11 @@ def _read_json(body: str) -> _Submission:
         raise Invalid(
             "the body is not valid JSON", [FieldError("body", "json", f"is not valid JSON: {exc}")]
         ) from None
+    except RecursionError:
+        raise Invalid(
+            "the body is nested too deeply",
+            [FieldError("body", "maxDepth", "is nested too deeply")],
+        ) from None
     if not isinstance(doc, dict):
         raise Invalid(
             "the body must be a JSON object",
