@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format compile golden docs bench fuzz clean venv sam-venv validate build serve
+.PHONY: demo test lint format compile golden docs bench fuzz clean venv sam-venv validate build serve browser
 
 # AWS SAM CLI in a virtualenv of its own (its pins clash with the dev tools').
 SAM_VENV := .venv-sam
@@ -36,7 +36,12 @@ sam-venv: $(SAM_STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m loopline.demo
 
-test: $(STAMP) $(SAM_STAMP)
+# Debian's chromium, which the browser tests drive (playwright with the system browser).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
+browser:
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: $(STAMP) $(SAM_STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

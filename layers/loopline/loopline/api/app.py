@@ -38,6 +38,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from loopline.api import links
 from loopline.service import humans, tasks, workflows
 from loopline.service.errors import (
     FieldError,
@@ -572,6 +573,8 @@ def build() -> APIGatewayRestResolver:
                 data=body.data,
             )
         )
+
+    app.include(links.router())  # GET/POST /a/<token>: approval link pages
 
     # -- the document ---------------------------------------------------------------
 
