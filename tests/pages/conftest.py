@@ -18,8 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from loopline.api import forms
-from loopline.service import humans
+from loopline.service import forms, humans
 from loopline.service.errors import Conflict, FieldError, Gone, Invalid, ServiceError
 
 from tests.support.browser import artifacts, browser_log, browser_page, chromium  # noqa: F401

@@ -5,7 +5,7 @@ The token is the capability (``loopline.service.humans``: random, stored as its 
 single use); these routes need no API key. ``GET`` changes nothing — mail scanners and
 chat unfurlers follow links — and renders the instruction, the context snapshot and the
 form: Approve / Reject (with a comment and the rollback targets) for an ``approval``, the
-fields of ``form_schema`` (``loopline.api.forms``) for a ``human_task``, Resume for a
+fields of ``form_schema`` (``loopline.service.forms``) for a ``human_task``, Resume for a
 ``pause``. The form posts back to the same URL (no ``action`` attribute: behind API
 Gateway the URL carries the stage), so the page never holds the token.
 
@@ -43,8 +43,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from markupsafe import Markup
 
-from loopline.api import forms
-from loopline.service import humans
+from loopline.service import forms, humans
 from loopline.service.errors import (
     Conflict,
     FieldError,

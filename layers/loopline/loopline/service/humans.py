@@ -38,6 +38,7 @@ from datetime import timedelta
 from typing import Any
 
 from loopline import aws, ids, store
+from loopline.service import forms
 from loopline.service.errors import (
     Conflict,
     FieldError,
@@ -445,33 +446,6 @@ def _who(assignee: Any) -> str:
     return " or ".join(p for p in parts if p) or "its assignee"
 
 
-def _form_problems(schema: Any, data: Any) -> list[FieldError]:
-    """Every violation of ``data`` against the ``form_schema``, located ``data.<path>``."""
-    from jsonschema import Draft202012Validator
-
-    validator = Draft202012Validator(schema if isinstance(schema, dict) else {})
-    problems = []
-    for err in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
-        path = "data"
-        for part in err.absolute_path:
-            path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        rule = str(err.validator)
-        if rule == "required" and isinstance(err.instance, dict):
-            missing = [
-                n for n in (err.validator_value or []) if n not in err.instance
-            ]  # one problem per missing field, located at the field
-            for name in missing:
-                problems.append(FieldError(f"{path}.{name}", "required", "is required"))
-            continue
-        value = err.instance if isinstance(err.instance, (str, int, float, bool)) else None
-        message = err.message
-        if value is not None:
-            problems.append(FieldError(path, rule, message, value))
-        else:
-            problems.append(FieldError(path, rule, message))
-    return problems
-
-
 def _check(
     record: dict[str, Any],
     action: str,
@@ -512,7 +486,7 @@ def _check(
             data = {}
         schema = record.get("form_schema")
         if schema:
-            problems = _form_problems(schema, data)
+            problems = forms.violations(schema, data)
             if problems:
                 count = len(problems)
                 raise Invalid(

@@ -1,4 +1,4 @@
-"""Form text → the data a ``human_task`` receives (``loopline.api.forms``): fields by the
+"""Form text → the data a ``human_task`` receives (``loopline.service.forms``): fields by the
 types ``form_schema`` declares, conversion, and every problem located ``data.<path>``."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from loopline.api import forms
+from loopline.service import forms
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
