@@ -14,7 +14,7 @@ from loopline.api import links
 from loopline.service.errors import Conflict, FieldError, Forbidden, Gone
 
 from tests.pages.conftest import human_view, link_view
-from tests.pages.test_forms import SCHEMA
+from tests.service.test_forms import SCHEMA
 
 SCRIPT = "<script>alert(1)</script>"
 

@@ -17,7 +17,7 @@ from loopline.api import links as pages
 from loopline.service.errors import Conflict, Forbidden, Gone, NotFound, Unavailable
 
 from tests.pages.conftest import RECIPIENT, Api, FakeLinks, human_view, link_view
-from tests.pages.test_forms import SCHEMA
+from tests.service.test_forms import SCHEMA
 
 SECURITY = {
     "Referrer-Policy": "no-referrer",
