@@ -401,6 +401,11 @@ def build() -> APIGatewayRestResolver:
     def cancel_task(task_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
         return _json(tasks.cancel_task(_caller(app), task_id))
 
+    # Slack's button clicks (loopline.api.slack: signed by Slack, no API key).
+    from loopline.api import slack
+
+    app.include_router(slack.router())
+
     # -- the document ---------------------------------------------------------------
 
     @app.get("/v1/openapi.json", include_in_schema=False)
