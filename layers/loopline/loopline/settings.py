@@ -528,7 +528,7 @@ class Settings(BaseSettings):
                     )
                 )
             except ValueError:
-                raise ValueError(f"{need}, got {_shown(item)}") from None
+                raise ValueError(f"{need}, got {_shown(str(item).strip())}") from None
         return tuple(float(d) for d in delays)
 
     # -- derived ------------------------------------------------------------------------
