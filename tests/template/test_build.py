@@ -63,3 +63,8 @@ def test_the_built_layer_ships_the_stack_workflow_catalog() -> None:
     built = LAYER / "loopline" / "catalog.json"
     assert built.is_file()
     assert built.read_bytes() == (ROOT / "layers/loopline/loopline/catalog.json").read_bytes()
+
+
+def test_the_outbox_function_and_the_slack_sdk_it_uses_are_built() -> None:
+    assert (ROOT / ".aws-sam" / "build" / "OutboxFunction" / "app.py").is_file()
+    assert (LAYER / "slack_sdk" / "signature" / "__init__.py").is_file()

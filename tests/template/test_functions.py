@@ -86,6 +86,12 @@ def test_status_events_of_executions_that_are_no_tasks_change_nothing(
     assert handler(event, Context()) is None  # no table: nothing to do
 
 
+def test_the_outbox_function_answers_an_empty_batch_with_no_failures() -> None:
+    # What it does with messages: tests/notify/test_outbox.py.
+    handler = _function_module("outbox").handler
+    assert handler({"Records": []}, Context()) == {"batchItemFailures": []}
+
+
 def test_the_template_loader_refuses_intrinsics_the_local_stack_cannot_resolve(
     tmp_path: Any,
 ) -> None:

@@ -271,7 +271,11 @@ def test_failed_tasks_and_dead_letters_are_alarmed() -> None:
         for a in _alarms().values()
         if (a["Namespace"], a["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     }
-    assert dead_letter_queues == {"WebhookDeadLetterQueue", "StatusEventsDeadLetterQueue"}
+    assert dead_letter_queues == {
+        "WebhookDeadLetterQueue",
+        "StatusEventsDeadLetterQueue",
+        "OutboxDeadLetterQueue",
+    }
 
 
 def test_a_status_event_that_cannot_be_recorded_is_kept_not_dropped() -> None:
@@ -324,7 +328,7 @@ NEEDS: dict[str, set[str]] = {
     "ToolFunction": STEP,
     "HttpFunction": STEP,
     "TaskFunction": STEP | {"lambda:InvokeFunction"},
-    "HumanFunction": STEP,
+    "HumanFunction": STEP | {"sqs:SendMessage"},
     "HelperFunction": STEP,
     "WordCountFunction": set(),
     "AuthorizerFunction": {"dynamodb:GetItem"},
@@ -344,6 +348,21 @@ NEEDS: dict[str, set[str]] = {
         "states:SendTaskSuccess",
         "states:SendTaskFailure",
         "iam:PassRole",
+        "sqs:SendMessage",
+        "secretsmanager:GetSecretValue",
+    },
+    "OutboxFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:Query",
+        "ses:SendRawEmail",
+        "sqs:ChangeMessageVisibility",
+        "sqs:SendMessage",
+        "secretsmanager:GetSecretValue",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
     },
     "StatusEventsFunction": {
         "dynamodb:GetItem",
@@ -401,9 +420,88 @@ def test_no_function_is_granted_a_wildcard_action() -> None:
         assert not any("*" in action for action in _actions(logical_id)), logical_id
 
 
-def test_the_human_function_no_longer_publishes_or_sends() -> None:
+def _statement(logical_id: str, sid: str) -> dict[str, Any]:
+    for entry in FUNCTIONS[logical_id]["Properties"].get("Policies") or []:
+        for policy in _branches(entry):
+            for statement in _statements(policy):
+                if statement.get("Sid") == sid:
+                    return statement
+    raise AssertionError(f"{logical_id} has no statement {sid}")
+
+
+def test_the_human_function_publishes_nothing_and_sends_only_to_the_outbox() -> None:
     actions = _actions("HumanFunction")
-    assert not any(a.startswith(("sns:", "sqs:")) for a in actions)
+    assert not any(a.startswith("sns:") for a in actions)
+    assert {a for a in actions if a.startswith("sqs:")} == {"sqs:SendMessage"}
+    for logical_id in ("HumanFunction", "ApiFunction", "OutboxFunction"):
+        env = FUNCTIONS[logical_id]["Properties"]["Environment"]["Variables"]
+        assert env["LOOPLINE_OUTBOX_QUEUE"] == {"Ref": "OutboxQueue"}, logical_id
+    for logical_id, sid in [
+        ("HumanFunction", "SendOutboxMessages"),
+        ("ApiFunction", "SendOutboxMessages"),
+        ("OutboxFunction", "RetryOutboxMessages"),
+    ]:
+        statement = _statement(logical_id, sid)
+        assert statement["Resource"] == {"Fn::GetAtt": ["OutboxQueue", "Arn"]}, logical_id
+
+
+# --------------------------------------------------------------------------- the outbox
+
+
+def test_the_outbox_function_takes_batches_of_ten_and_reports_failed_items() -> None:
+    props = FUNCTIONS["OutboxFunction"]["Properties"]
+    assert props["CodeUri"] == "functions/outbox/"
+    event = props["Events"]["Outbox"]
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["OutboxQueue", "Arn"]}
+    assert event["Properties"]["BatchSize"] == 10
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Lambda wants the queue's visibility timeout at least the function's timeout.
+    queue = RESOURCES["OutboxQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * props["Timeout"]
+
+
+def test_the_outbox_keeps_what_failed_every_attempt_for_14_days_encrypted() -> None:
+    queue = RESOURCES["OutboxQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["OutboxDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 10,
+    }
+    dead = RESOURCES["OutboxDeadLetterQueue"]["Properties"]
+    assert dead["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert queue["SqsManagedSseEnabled"] is True and dead["SqsManagedSseEnabled"] is True
+
+
+def test_the_outbox_function_sends_email_only_from_the_sender_parameter() -> None:
+    statement = _statement("OutboxFunction", "SendEmail")
+    assert statement["Action"] == "ses:SendRawEmail"
+    assert statement["Condition"] == {"StringEquals": {"ses:FromAddress": {"Ref": "SenderEmail"}}}
+    env = FUNCTIONS["OutboxFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["LOOPLINE_SENDER_EMAIL"] == {"Ref": "SenderEmail"}
+    assert env["LOOPLINE_SLACK_API_URL"] == {"Ref": "SlackApiUrl"}
+    assert TEMPLATE["Parameters"]["SlackApiUrl"]["Default"] == "https://slack.com/api"
+    pattern = TEMPLATE["Parameters"]["SenderEmail"]["AllowedPattern"]
+    assert re.fullmatch(pattern, TEMPLATE["Parameters"]["SenderEmail"]["Default"])
+    assert not re.fullmatch(pattern, "not an address")
+
+
+def test_the_slack_secret_is_read_by_the_functions_that_need_it_only() -> None:
+    secret = RESOURCES["SlackSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert json.loads(secret["Properties"]["SecretString"]) == {
+        "bot_token": "",
+        "signing_secret": "",
+    }
+    readers = {
+        logical_id
+        for logical_id in FUNCTIONS
+        if "secretsmanager:GetSecretValue" in _actions(logical_id) and logical_id != "LlmFunction"
+    }
+    assert readers == {"ApiFunction", "OutboxFunction"}
+    for logical_id in readers:
+        assert _statement(logical_id, "ReadSlackSecret")["Resource"] == {"Ref": "SlackSecret"}
+        env = FUNCTIONS[logical_id]["Properties"]["Environment"]["Variables"]
+        assert env["LOOPLINE_SLACK_SECRET_ARN"] == {"Ref": "SlackSecret"}
 
 
 def test_step_functions_touch_only_the_artifact_objects_and_the_table_itself() -> None:

@@ -142,7 +142,9 @@ def test_custom_step_type_functions_exist_and_task_function_may_invoke_them() ->
 def test_every_function_has_its_code_handler_and_log_group() -> None:
     functions = _of_type("AWS::Serverless::Function")
     assert set(STEP_FUNCTIONS) <= set(functions)
-    assert {"ApiFunction", "StatusEventsFunction", "WordCountFunction"} <= set(functions)
+    assert {"ApiFunction", "StatusEventsFunction", "OutboxFunction", "WordCountFunction"} <= set(
+        functions
+    )
     for logical_id, resource in functions.items():
         props = resource["Properties"]
         code = ROOT / props["CodeUri"]

@@ -37,6 +37,10 @@ LAMBDA_MAX_SECONDS = 900
 STATE_DATA_LIMIT = 256 * 1024
 #: The largest HTTP response body a step may read (bytes).
 HTTP_MAX_BYTES_LIMIT = 1024 * 1024 * 1024
+#: The longest an SQS message can be kept invisible (seconds): no retry delay is longer.
+SQS_MAX_VISIBILITY = 12 * 60 * 60
+#: Seconds between an outbox message's failed deliveries, by attempt (the last repeats).
+DEFAULT_OUTBOX_RETRY_DELAYS: tuple[float, ...] = (5, 30, 120, 600, 1800)
 
 _BUCKET = re.compile(r"^(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d{1,2}$")
@@ -45,6 +49,7 @@ _ARN = re.compile(r"^arn:[a-z0-9-]+:[A-Za-z0-9-]+:[a-z0-9-]*:\d*:[^\s]+$")
 _STAGE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 _TABLE = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _STATE_MACHINE_PREFIX = re.compile(r"^[A-Za-z0-9_-]{0,70}$")
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}$")
 
 
 def env_name(field: str) -> str:
@@ -225,6 +230,23 @@ class Settings(BaseSettings):
     #: The one browser origin allowed to call the API (``https://app.example.com``): the
     #: stack's ``CorsOrigin`` parameter. Unset: CORS is off.
     cors_origin: str | None = None
+
+    # -- people in the loop: email, Slack and the outbox (loopline.notify) ----------------
+    #: The address approval emails come from (the stack's ``SenderEmail``): an identity
+    #: SES has verified, the address or its domain.
+    sender_email: str | None = None
+    #: Base URL of Slack's Web API (``chat.postMessage`` is ``<url>/chat.postMessage``).
+    slack_api_url: str = "https://slack.com/api"
+    #: Secrets Manager secret holding ``{"bot_token", "signing_secret"}`` (``SlackSecret``).
+    slack_secret_arn: str | None = None
+    #: The bot token and signing secret themselves (local use): they win over the secret's.
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    #: SQS queue URL of outgoing notifications and decisions to re-send (``OutboxQueue``).
+    outbox_queue: str | None = None
+    #: Seconds before a failed outbox message is tried again, one per attempt, the last
+    #: repeating until the queue's dead-letter redrive (comma-separated; jitter applies).
+    outbox_retry_delays: Annotated[tuple[float, ...], NoDecode] = DEFAULT_OUTBOX_RETRY_DELAYS
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -433,6 +455,81 @@ class Settings(BaseSettings):
         ):
             raise ValueError(f"{need}, got {_shown(json.dumps(value))}")
         return {k: v.strip() for k, v in value.items()}
+
+    @field_validator("sender_email", mode="before")
+    @classmethod
+    def _sender(cls, value: Any) -> str | None:
+        text = _optional_text(value)
+        if text is None:
+            return None
+        domain = text.rpartition("@")[2]
+        if not _EMAIL.match(text) or check_host(domain) is not None or "." not in domain:
+            raise ValueError(
+                f"must be one email address (loopline@example.com), got {_shown(text)}"
+            )
+        return text
+
+    @field_validator("slack_api_url", mode="before")
+    @classmethod
+    def _slack_api_url(cls, value: Any) -> str:
+        text = check_http_url(value)
+        return "https://slack.com/api" if text is None else text.rstrip("/")
+
+    @field_validator("slack_secret_arn", mode="before")
+    @classmethod
+    def _secret_arn(cls, value: Any) -> str | None:
+        text = _optional_text(value)
+        if text is not None and not (_ARN.match(text) and text.split(":")[2] == "secretsmanager"):
+            raise ValueError(
+                "must be the ARN of a Secrets Manager secret "
+                f"(arn:aws:secretsmanager:region:account:secret:name), got {_shown(text)}"
+            )
+        return text
+
+    @field_validator("slack_bot_token", "slack_signing_secret", mode="before")
+    @classmethod
+    def _slack_secret(cls, value: Any) -> str | None:
+        text = _optional_text(value)
+        if text is not None and any(c.isspace() or ord(c) < 32 or ord(c) > 126 for c in text):
+            # A secret: never quoted back.
+            raise ValueError("must be the value alone: printable ASCII without spaces")
+        if text is not None:
+            from loopline.redact import remember_secret
+
+            remember_secret(text)
+        return text
+
+    @field_validator("outbox_queue", mode="before")
+    @classmethod
+    def _queue(cls, value: Any) -> str | None:
+        return check_http_url(value)
+
+    @field_validator("outbox_retry_delays", mode="before")
+    @classmethod
+    def _delays(cls, value: Any) -> tuple[float, ...]:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return DEFAULT_OUTBOX_RETRY_DELAYS
+        need = (
+            "must be seconds separated by commas (5,30,120), each greater than 0 and at "
+            f"most {SQS_MAX_VISIBILITY} (SQS keeps a message hidden 12 hours at most)"
+        )
+        items = value.split(",") if isinstance(value, str) else list(value)
+        delays = []
+        for item in items:
+            try:
+                delays.append(
+                    _number(
+                        item,
+                        "seconds",
+                        low=0,
+                        high=SQS_MAX_VISIBILITY,
+                        low_open=True,
+                        integer=False,
+                    )
+                )
+            except ValueError:
+                raise ValueError(f"{need}, got {_shown(str(item).strip())}") from None
+        return tuple(float(d) for d in delays)
 
     # -- derived ------------------------------------------------------------------------
 

@@ -575,6 +575,10 @@ def build() -> APIGatewayRestResolver:
         )
 
     app.include(links.router())  # GET/POST /a/<token>: approval link pages
+    # Slack's button clicks (loopline.api.slack: signed by Slack, no API key).
+    from loopline.api import slack
+
+    app.include(slack.router())
 
     # -- the document ---------------------------------------------------------------
 

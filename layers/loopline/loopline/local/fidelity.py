@@ -18,6 +18,16 @@ Each item, and why the local stack needs it:
   invoked here, asynchronously like EventBridge (one delivery thread, in order, which AWS
   does not promise), with Lambda's asynchronous semantics (a failing invocation is retried
   twice, then logged and dropped). ``drain`` waits until every event was delivered.
+- **SQS event sources of functions.** moto polls no queue for the local stack's
+  functions (they run in-process, not in moto's Lambda): each function's ``SQS`` event
+  gets a poller thread (``loopline.local.sqs_events``) that receives batches, invokes the
+  function with Lambda's SQS event, deletes what it handled (all of the batch, or with
+  ``ReportBatchItemFailures`` all but the ``batchItemFailures`` it answers) and leaves the
+  rest to come back after its visibility timeout, and to the dead-letter queue after
+  ``maxReceiveCount`` receives (moto's redrive). ``drain`` waits for them too.
+- **A verified sender.** SES sends only from an identity verified in the account (the
+  operator verifies ``SenderEmail`` once, in AWS); the local stack verifies the sender
+  the settings name (``LOOPLINE_SENDER_EMAIL``) in moto when it provisions.
 - **DynamoDB writes serialised.** DynamoDB applies writes to an item one at a time, so a
   condition expression is checked and the write made atomically. moto's backend does the
   check and the write as separate Python steps, and its item dictionaries are not safe to
@@ -50,6 +60,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from loopline.local.sqs_events import SqsEventSources, SqsMapping
 
 log = logging.getLogger("loopline.local")
 
@@ -152,6 +164,8 @@ class Fidelity:
         self.on_failure: dict[str, str] = {}
         #: Deliveries that failed three times: (function name, event, error text).
         self.failed: list[tuple[str, dict[str, Any], str]] = []
+        #: The functions' SQS event sources (``add_sqs_source``).
+        self.sqs = SqsEventSources(invoke, region)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,6 +180,7 @@ class Fidelity:
         self._patch_stepfunctions()
         self._patch_events()
         self._patch_dynamodb()
+        self.sqs.start()
         self._emitting = True
         self._worker = threading.Thread(
             target=self._deliver_loop, name="loopline-eventbridge", daemon=True
@@ -182,6 +197,7 @@ class Fidelity:
 
         self._emitting = False
         self._stopping = True
+        self.sqs.stop()
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join(timeout=5)
@@ -196,16 +212,26 @@ class Fidelity:
         self._saved_env = {}
         aws.reset()
 
+    def add_sqs_source(self, mapping: SqsMapping) -> None:
+        """Poll ``mapping``'s queue for its function, as Lambda's event source mapping."""
+        self.sqs.add(mapping)
+
     def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every event emitted so far was delivered; False on timeout."""
+        """Wait until every event emitted so far was delivered and every visible message
+        of a function's queue was handled (one may lead to the other); False on timeout."""
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(left)
-        return True
+        while True:
+            with self._idle:
+                while self._busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._idle.wait(left)
+            if not self.sqs.drain(max(0.0, deadline - time.monotonic())):
+                return False
+            with self._idle:
+                if not self._busy:
+                    return True
 
     def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
         original = owner.__dict__[name]

@@ -4,11 +4,14 @@ moto gets, so what is tested is what is deployed.
 ``LocalStack.load(path)`` reads the template (CloudFormation short tags included) and
 resolves its parameters, conditions and intrinsic functions; ``provision(executor)``
 creates in moto the DynamoDB tables (keys, indexes, TTL), S3 buckets, SQS queues (with
-their redrive policies), SNS topics, Lambda functions (each dispatched in-process to the
-handler its ``CodeUri`` and ``Handler`` name, with its environment variables) and state
-machines (``DefinitionUri`` with ``DefinitionSubstitutions`` resolved) and EventBridge
-rules (functions' ``EventBridgeRule`` events and ``AWS::Events::Rule``, their Lambda
-targets delivered by ``loopline.local.fidelity``). No resource is
+their redrive policies), SNS topics, Secrets Manager secrets (``SecretString``, or a
+generated one), Lambda functions (each dispatched in-process to the handler its
+``CodeUri`` and ``Handler`` name, with its environment variables) and state machines
+(``DefinitionUri`` with ``DefinitionSubstitutions`` resolved), EventBridge rules
+(functions' ``EventBridgeRule`` events and ``AWS::Events::Rule``, their Lambda targets
+delivered by ``loopline.local.fidelity``) and the functions' ``SQS`` event sources
+(polled by ``loopline.local.sqs_events``); it verifies the SES sender of the settings
+(``LOOPLINE_SENDER_EMAIL``). No resource is
 described a second time anywhere else: change the template and the local stack follows.
 
 Supported intrinsics: ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::If``, ``Fn::Equals``,
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ from loopline.local.executor import (
     LocalStackError,
     load_handler,
 )
+from loopline.local.sqs_events import SqsMapping
 from loopline.settings import settings
 
 STACK_NAME = "loopline-local"
@@ -180,6 +185,11 @@ class LocalStack:
             r.name = self._name(props, "QueueName", default)
             r.ref = f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{r.name}"
             r.attributes.update(Arn=arn.format("sqs", r.name), QueueName=r.name, QueueUrl=r.ref)
+        elif rtype == "AWS::SecretsManager::Secret":
+            r.name = self._name(props, "Name", default)
+            # A partial ARN (no random suffix): Secrets Manager takes it as the secret's id.
+            r.ref = arn.format("secretsmanager", f"secret:{r.name}")
+            r.attributes["Id"] = r.ref
         elif rtype == "AWS::SNS::Topic":
             r.name = self._name(props, "TopicName", default)
             r.ref = arn.format("sns", r.name)
@@ -390,6 +400,8 @@ class LocalStack:
             self._queue(session, r)
         for r in self.of_type("AWS::SNS::Topic"):
             session.client("sns").create_topic(Name=r.name)
+        for r in self.of_type("AWS::SecretsManager::Secret"):
+            self._secret(session, r)
         env = self.function_environment()
         # Locally: no X-Ray, no metrics output, quiet logs, whatever the template says.
         self._apply_environment({**env, **LOCAL_FUNCTION_ENV})
@@ -403,8 +415,61 @@ class LocalStack:
         for r in self.of_type("AWS::Serverless::StateMachine"):
             self._state_machine(executor, r)
         self._rules(session)
+        self._verify_sender(session)
         if executor.fidelity is not None:
             executor.fidelity.on_failure.update(self.failure_destinations())
+            for mapping in self.sqs_mappings():
+                executor.fidelity.add_sqs_source(mapping)
+
+    def sqs_mappings(self) -> list[SqsMapping]:
+        """The functions' ``SQS`` events: queue, batch size, partial batch responses."""
+        queues = {q.attributes.get("Arn"): q.ref for q in self.of_type("AWS::SQS::Queue")}
+        out = []
+        for fn in self.functions():
+            events = self.properties(fn.logical_id).get("Events") or {}
+            for event_name, event in events.items():
+                if (event or {}).get("Type") != "SQS":
+                    continue
+                p = event.get("Properties") or {}
+                arn = str(p.get("Queue") or "")
+                if arn not in queues:
+                    raise LocalStackError(
+                        f"{fn.logical_id}.Events.{event_name}: Queue must be the Arn of a "
+                        "queue of the template"
+                    )
+                if p.get("Enabled", True) is False:
+                    continue
+                out.append(
+                    SqsMapping(
+                        function=fn.name,
+                        queue_url=str(queues[arn]),
+                        queue_arn=arn,
+                        batch_size=int(p.get("BatchSize") or 10),
+                        report_item_failures="ReportBatchItemFailures"
+                        in (p.get("FunctionResponseTypes") or []),
+                    )
+                )
+        return out
+
+    def _secret(self, session: Any, r: Resource) -> None:
+        p = self.properties(r.logical_id)
+        text = p.get("SecretString")
+        if text is None:
+            generate = p.get("GenerateSecretString") or {}
+            value = secrets.token_urlsafe(int(generate.get("PasswordLength") or 32))
+            key = generate.get("GenerateStringKey")
+            if key:
+                template = json.loads(str(generate.get("SecretStringTemplate") or "{}"))
+                text = json.dumps({**template, str(key): value})
+            else:
+                text = value
+        session.client("secretsmanager").create_secret(Name=r.name, SecretString=str(text))
+
+    def _verify_sender(self, session: Any) -> None:
+        """The SES identity of ``LOOPLINE_SENDER_EMAIL`` (verified by the operator in AWS)."""
+        sender = settings().sender_email
+        if sender:
+            session.client("ses").verify_email_identity(EmailAddress=sender)
 
     def failure_destinations(self) -> dict[str, str]:
         """Function name → the queue URL of its ``EventInvokeConfig`` ``OnFailure`` SQS

@@ -409,13 +409,16 @@ def _notify(record: dict[str, Any], targets: list[Any]) -> None:
 def _enqueue(messages: list[dict[str, Any]]) -> None:
     """Hand messages to the outbox queue; without one (a local stack with no template),
     deliver them here, once."""
-    queue = getattr(settings(), "outbox_queue", None)
-    if queue:
-        try:
-            from loopline.notify import outbox
+    if settings().outbox_queue:
+        from loopline.notify import outbox
 
+        try:
             outbox.send(messages)
             return
+        except outbox.OutboxError as exc:
+            # The refused ones are delivered here, once (the others are queued).
+            messages = [messages[i] for i in exc.failed]
+            log.warning("could not queue %d outbox messages; delivering them now", len(messages))
         except Exception:
             log.exception("could not queue %d outbox messages; delivering them now", len(messages))
     for message in messages:
@@ -663,8 +666,7 @@ def _tell_step_functions(record: dict[str, Any]) -> None:
 
 
 def _enqueue_decision(record: dict[str, Any]) -> None:
-    queue = getattr(settings(), "outbox_queue", None)
-    if not queue:
+    if not settings().outbox_queue:
         return  # nothing else can retry it: the record says retrying, the log why
     from loopline.notify import outbox
 
@@ -976,7 +978,7 @@ def deliver(message: dict[str, Any]) -> None:
         if kind == "email":
             from loopline.notify import email
 
-            sender = getattr(settings(), "sender_email", None) or "loopline@example.com"
+            sender = settings().sender_email or "loopline@example.com"
             msg = email.compose(
                 view(record), link=str(message["link"]), sender=sender, recipient=note["to"]
             )
@@ -1011,7 +1013,21 @@ def deliver(message: dict[str, Any]) -> None:
         else:
             log.warning("outbox message of unknown kind %r dropped", kind)
     except Exception as exc:
+        from loopline.notify import NotifyError
+
+        permanent = isinstance(exc, NotifyError) and exc.permanent
         store.update_notification(
-            human_id, note_id, {"status": "retrying", "attempts": attempts, "error": _short(exc)}
+            human_id,
+            note_id,
+            {
+                "status": "failed" if permanent else "retrying",
+                "attempts": attempts,
+                "error": _short(exc),
+            },
         )
+        if permanent:
+            # Sending again cannot help (an unknown channel, a refused address): the
+            # notification says why; the human task can still be decided otherwise.
+            log.warning("a %s notification of %s failed for good: %s", kind, human_id, exc)
+            return
         raise

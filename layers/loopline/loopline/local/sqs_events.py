@@ -1,0 +1,288 @@
+"""SQS event sources of the local stack's functions (what Lambda's pollers do in AWS).
+
+In AWS, an ``SQS`` event of a function is an event source mapping: Lambda polls the
+queue, invokes the function with a batch of records, and deletes what the function
+handled. moto keeps the queues but runs no function of the local stack (they are Python
+callables dispatched in-process), so each mapping gets a poller thread here that does
+what Lambda does:
+
+- receives up to ``BatchSize`` messages (SQS gives at most 10 per call) and invokes the
+  function once with them, as Lambda's SQS event (``Records: [{messageId,
+  receiptHandle, body, attributes: {ApproximateReceiveCount, SentTimestamp, SenderId,
+  ApproximateFirstReceiveTimestamp}, messageAttributes, md5OfBody, eventSource:
+  "aws:sqs", eventSourceARN, awsRegion}]``);
+- when the function returns, deletes the batch's messages, except, with
+  ``FunctionResponseTypes: [ReportBatchItemFailures]``, those its answer lists in
+  ``batchItemFailures`` (an answer naming a message not in the batch fails the whole
+  batch, as in AWS); when it raises, deletes none;
+- leaves what it did not delete to come back after its visibility timeout (the queue's,
+  or what the function set with ``ChangeMessageVisibility``), counted by
+  ``ApproximateReceiveCount``; moto's redrive policy then moves a message received
+  ``maxReceiveCount`` times to the dead-letter queue.
+
+One poller per mapping, one batch at a time (Lambda runs several at once). A poller wakes
+as soon as a message is sent to its queue (moto's ``Queue.add_message`` is patched to
+tell it) and otherwise looks again every ``POLL_INTERVAL`` seconds, for messages whose
+visibility timeout ended. ``drain`` waits until no batch is being handled and no queue of
+a mapping holds a visible message.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("loopline.local")
+
+#: Seconds between looks at a queue that had nothing to receive.
+POLL_INTERVAL = 0.1
+#: SQS's largest batch per ReceiveMessage.
+RECEIVE_MAX = 10
+
+#: Invoke a function by name with an event; returns its answer, raises when it fails.
+Invoke = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True)
+class SqsMapping:
+    """One function's ``SQS`` event: its queue and how batches are handed over."""
+
+    function: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int = 10
+    report_item_failures: bool = False
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue_url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """Lambda's SQS event record of a received message (``ReceiveMessage``'s shape)."""
+    system = message.get("Attributes") or {}
+    attributes = {
+        k: str(system[k])
+        for k in (
+            "ApproximateReceiveCount",
+            "SentTimestamp",
+            "SenderId",
+            "ApproximateFirstReceiveTimestamp",
+            "MessageGroupId",
+            "MessageDeduplicationId",
+            "SequenceNumber",
+            "AWSTraceHeader",
+        )
+        if k in system
+    }
+    out: dict[str, Any] = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message.get("Body", ""),
+        "attributes": attributes,
+        "messageAttributes": {
+            name: {
+                "stringValue": value.get("StringValue"),
+                "binaryValue": value.get("BinaryValue"),
+                "stringListValues": value.get("StringListValues") or [],
+                "binaryListValues": value.get("BinaryListValues") or [],
+                "dataType": value.get("DataType"),
+            }
+            for name, value in (message.get("MessageAttributes") or {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody"),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+    if message.get("MD5OfMessageAttributes"):
+        out["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+    return out
+
+
+def failed_ids(answer: Any, batch: set[str]) -> set[str] | None:
+    """The message ids a partial batch response reports as failed; None when the answer
+    fails the whole batch (an item that is not in it, or no ``itemIdentifier``)."""
+    if not isinstance(answer, dict) or not answer.get("batchItemFailures"):
+        return set()
+    failures = answer["batchItemFailures"]
+    if not isinstance(failures, list):
+        return None
+    out = set()
+    for item in failures:
+        ident = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not ident or ident not in batch:
+            return None
+        out.add(str(ident))
+    return out
+
+
+class SqsEventSources:
+    """The pollers of every mapping; ``start()`` patches moto, ``stop()`` ends them."""
+
+    def __init__(self, invoke: Invoke, region: str) -> None:
+        self._invoke = invoke
+        self.region = region
+        self.mappings: list[SqsMapping] = []
+        self._wake: dict[str, list[threading.Event]] = {}
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._busy = 0
+        self._idle = threading.Condition()
+        self._undo: Callable[[], None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Tell the pollers when moto's queues receive a message."""
+        from moto.sqs.models import Queue
+
+        original = Queue.__dict__["add_message"]
+        sources = self
+
+        @functools.wraps(original)
+        def add_message(queue: Any, message: Any) -> None:
+            original(queue, message)
+            for event in sources._wake.get(queue.name, ()):
+                event.set()
+
+        Queue.add_message = add_message  # type: ignore[method-assign,assignment]
+
+        def undo() -> None:
+            Queue.add_message = original  # type: ignore[method-assign]
+
+        self._undo = undo
+
+    def add(self, mapping: SqsMapping) -> None:
+        """Start polling ``mapping``'s queue for its function."""
+        wake = threading.Event()
+        wake.set()  # look once at once
+        self._wake.setdefault(mapping.queue_name, []).append(wake)
+        self.mappings.append(mapping)
+        thread = threading.Thread(
+            target=self._poll,
+            args=(mapping, wake),
+            name=f"loopline-sqs-{mapping.function}",
+            daemon=True,
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def stop(self) -> None:
+        """Stop polling (a batch being handled finishes first) and undo the patch."""
+        self._stopping.set()
+        for events in self._wake.values():
+            for event in events:
+                event.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads = []
+        if self._undo is not None:
+            self._undo()
+            self._undo = None
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until no batch is being handled and no mapped queue holds a visible
+        message; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._idle:
+                while self._busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._idle.wait(left)
+            if not any(self._visible(m) for m in self.mappings):
+                with self._idle:
+                    if not self._busy:
+                        return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def _visible(self, mapping: SqsMapping) -> int:
+        from moto.sqs.models import sqs_backends
+
+        from loopline.local.executor import ACCOUNT_ID
+
+        try:
+            queue = sqs_backends[ACCOUNT_ID][self.region].get_queue(mapping.queue_name)
+        except Exception:  # the queue is gone (the mock stopped)
+            return 0
+        return len(queue.messages)
+
+    # ------------------------------------------------------------------ polling
+
+    def _poll(self, mapping: SqsMapping, wake: threading.Event) -> None:
+        import boto3
+
+        sqs = boto3.client(
+            "sqs",
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        while not self._stopping.is_set():
+            wake.clear()
+            with self._idle:
+                self._busy += 1
+            handled = False
+            try:
+                handled = self._one_batch(sqs, mapping)
+            except Exception:
+                if not self._stopping.is_set():
+                    log.exception("the SQS poller of %s failed", mapping.function)
+            finally:
+                with self._idle:
+                    self._busy -= 1
+                    if not self._busy:
+                        self._idle.notify_all()
+            if not handled:
+                wake.wait(POLL_INTERVAL)
+
+    def _one_batch(self, sqs: Any, mapping: SqsMapping) -> bool:
+        """Receive, invoke and delete one batch; False when there was nothing."""
+        messages: list[dict[str, Any]] = []
+        while len(messages) < mapping.batch_size:
+            answer = sqs.receive_message(
+                QueueUrl=mapping.queue_url,
+                MaxNumberOfMessages=min(RECEIVE_MAX, mapping.batch_size - len(messages)),
+                WaitTimeSeconds=0,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            got = answer.get("Messages") or []
+            messages += got
+            if len(got) < RECEIVE_MAX:
+                break
+        if not messages:
+            return False
+        event = {"Records": [record(m, mapping.queue_arn, self.region) for m in messages]}
+        ids = {m["MessageId"] for m in messages}
+        try:
+            answer = self._invoke(mapping.function, event)
+        except Exception as exc:
+            log.debug("%s failed on a batch of %d: %s", mapping.function, len(messages), exc)
+            return True  # every message comes back after its visibility timeout
+        failed = failed_ids(answer, ids) if mapping.report_item_failures else set()
+        if failed is None:
+            log.warning(
+                "%s answered a partial batch response naming no message of the batch: "
+                "the whole batch is retried",
+                mapping.function,
+            )
+            return True
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), RECEIVE_MAX):
+            entries = [
+                {"Id": uuid.uuid4().hex, "ReceiptHandle": m["ReceiptHandle"]}
+                for m in done[start : start + RECEIVE_MAX]
+            ]
+            sqs.delete_message_batch(QueueUrl=mapping.queue_url, Entries=entries)
+        return True
