@@ -88,7 +88,7 @@ class Service:
             return []
         paths = sorted(mail.glob("*.eml"), key=lambda p: int(p.stem))
         return [
-            message_from_bytes(p.read_bytes(), policy=email_policy)  # type: ignore[misc]
+            message_from_bytes(p.read_bytes(), policy=email_policy.default)  # type: ignore[misc]
             for p in paths
         ]
 
@@ -162,7 +162,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         encoding="utf-8",
     )
     outbox = tmp / "outbox"
-    slack = SlackServer(token=SLACK_BOT_TOKEN).start()
+    slack = SlackServer(token=SLACK_BOT_TOKEN).__enter__()
     chat = ChatServer().start()
     for _ in range(2000):
         chat.answer("1. Tides 2. The moon")
@@ -218,7 +218,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         except subprocess.TimeoutExpired:
             process.kill()
         chat.stop()
-        slack.stop()
+        slack.__exit__(None, None, None)
 
 
 def register(service: Service, name: str, tenants: tuple[str, ...] = ("acme",)) -> str:
@@ -244,3 +244,9 @@ def brief(service: Service) -> str:
             )
             assert r.status_code in (200, 201), r.text
     return "brief"
+
+
+# A real browser for the approval pages (Debian's chromium through playwright).
+from tests.support.browser import artifacts, browser_log, browser_page, chromium  # noqa: E402
+
+__all__ = ["artifacts", "browser_log", "browser_page", "chromium"]
