@@ -141,16 +141,18 @@ def run_showcase(root: Path) -> int:
 
 def _follow(client: httpx.Client, task_id: str, timeout: float = 120) -> dict[str, Any]:
     """Print the task's events until it ends; its view."""
-    after, deadline = 0, time.monotonic() + timeout
+    after, deadline, ended = 0, time.monotonic() + timeout, False
     while time.monotonic() < deadline:
         page = client.get(f"/v1/tasks/{task_id}/events", params={"after": after, "wait": 5})
-        for event in page.json()["items"]:
+        items = page.json()["items"]
+        for event in items:
             after = event["seq"]
             step = f" {event['step']}" if event.get("step") else ""
             _say(f"   {event['seq']:>3} {event['type']}{step}")
         view: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
-        if view["status"] not in ("QUEUED", "RUNNING", "WAITING", "PAUSED"):
-            return view
+        if ended and not items:
+            return view  # every event of the ended task was printed
+        ended = view["status"] not in ("QUEUED", "RUNNING", "WAITING", "PAUSED")
     final: dict[str, Any] = client.get(f"/v1/tasks/{task_id}").json()
     return final
 

@@ -617,7 +617,8 @@ def openapi_document() -> dict[str, Any]:
     schema = app.get_openapi_schema(
         title=TITLE,
         version=API_VERSION,
-        description="Start, follow and cancel tasks, and register workflows. Errors are "
+        description="Register workflows; start, follow and cancel tasks; decide the human "
+        "tasks they wait on. Errors are "
         "`application/problem+json` (RFC 9457) listing every problem as "
         "`{field, rule, message, value?}`.",
         security_schemes={"bearer": HTTPBearer(scheme="bearer")},
