@@ -92,11 +92,18 @@ class Service:
             for p in paths
         ]
 
-    def wait_email(self, to: str, count: int = 1, timeout: float = 30) -> EmailMessage:
-        """The ``count``-th email to ``to`` once it has arrived."""
+    def wait_email(
+        self, to: str, count: int = 1, timeout: float = 30, saying: str | None = None
+    ) -> EmailMessage:
+        """The ``count``-th email to ``to`` (whose text says ``saying``, when given) once
+        it has arrived."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            mine = [m for m in self.emails() if to in str(m["To"])]
+            mine = [
+                m
+                for m in self.emails()
+                if to in str(m["To"]) and (saying is None or saying in email_text(m)[0])
+            ]
             if len(mine) >= count:
                 return mine[count - 1]
             time.sleep(0.1)

@@ -5,6 +5,7 @@ exist. The routes come from the document itself, so a new route is covered when 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -28,7 +29,23 @@ def acme_things(service: Service, brief: str) -> dict[str, str]:
         assert r.status_code in (200, 201), r.text
         task = c.post("/v1/tasks", json={"workflow": "acme-private", "inputs": {}}).json()
         service.wait_done(c, task["id"])
-    return {"name": "acme-private", "task_id": task["id"], "step": "only"}
+        # A human task of acme's, waiting.
+        hold = "name: acme-hold\nsteps:\n  - id: wait\n    pause: Later\n    timeout: 1h\n"
+        r = c.put("/v1/workflows/acme-hold", content=hold, headers={"Content-Type": "text/yaml"})
+        assert r.status_code in (200, 201), r.text
+        held = c.post("/v1/tasks", json={"workflow": "acme-hold", "inputs": {}}).json()
+        deadline = time.monotonic() + 30
+        waiting: list[dict[str, str]] = []
+        while not waiting and time.monotonic() < deadline:
+            waiting = c.get(f"/v1/tasks/{held['id']}").json()["waiting"]
+            time.sleep(0.1)
+        assert waiting, "acme's pause never waited"
+    return {
+        "name": "acme-private",
+        "task_id": task["id"],
+        "step": "only",
+        "human_task_id": waiting[0]["human_task"],
+    }
 
 
 def _routes(service: Service) -> list[tuple[str, str]]:
@@ -65,6 +82,11 @@ def test_the_document_lists_the_task_routes(service: Service) -> None:
         ("GET", "/v1/tasks/{task_id}/steps/{step}"),
         ("GET", "/v1/tasks/{task_id}/events"),
         ("POST", "/v1/tasks/{task_id}/cancel"),
+        ("GET", "/v1/human-tasks"),
+        ("GET", "/v1/human-tasks/{human_task_id}"),
+        ("POST", "/v1/human-tasks/{human_task_id}/approve"),
+        ("POST", "/v1/human-tasks/{human_task_id}/reject"),
+        ("POST", "/v1/human-tasks/{human_task_id}/complete"),
     ]:
         assert route in routes
 
@@ -96,3 +118,5 @@ def test_another_tenants_ids_are_404_on_every_route(
     with service.client("acme") as c:  # still there, untouched
         view = c.get(f"/v1/tasks/{acme_things['task_id']}").json()
         assert view["status"] == "SUCCEEDED"
+        human = c.get(f"/v1/human-tasks/{acme_things['human_task_id']}").json()
+        assert human["status"] == "open" and human["decision"] is None

@@ -252,11 +252,19 @@ def test_human_records_a_human_task_with_rendered_values_and_returns_nothing(
     assert "tok-1" not in json.dumps(humans.view(record))
 
 
-def test_human_without_the_tasks_table_is_a_clear_error() -> None:
+def test_human_without_the_tasks_table_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopline.settings import settings
+
+    monkeypatch.delenv("LOOPLINE_TABLE", raising=False)
+    settings.cache_clear()
     p = payload("human", {"kind": "pause", "timeout": 60})
     p["token"] = "tok-1"
-    with pytest.raises(StepError, match="human steps need the tasks table"):
-        dispatch(p, Env())
+    try:
+        with pytest.raises(StepError, match="human steps need the tasks table"):
+            dispatch(p, Env())
+    finally:
+        monkeypatch.undo()
+        settings.cache_clear()
 
 
 # --------------------------------------------------------------------------- dispatch

@@ -585,10 +585,12 @@ def _decide(
             "rollback_to": rollback_to,
         },
     )
-    _tell_step_functions(record)
     if task is not None:
+        # Before Step Functions hears of it: the execution's end (which closes the runs
+        # still open from the history) can only come after.
         _close_run(task_id, str(record["step"]), decision)
         _resume_if_none_open(task_id)
+    _tell_step_functions(record)
     _update_slack_messages(record)
     return view(store.get_human_task(str(record["id"])) or record)
 
@@ -683,42 +685,47 @@ def _short(exc: Exception) -> str:
 
 
 def _close_run(task_id: str, step: str, decision: dict[str, Any]) -> None:
-    """Close the step's waiting run with the decision's outcome (step.succeeded/failed)."""
+    """Close the step's open run with the decision's outcome (``step.succeeded`` or
+    ``step.failed``), once: each write is conditional on the status it read (the human
+    function may be marking it ``WAITING`` at the same moment)."""
+    if decision["action"] == "reject":
+        target = decision.get("rollback_to")
+        error = f"Loopline.Rollback.{target}" if target else "Loopline.Rejected"
+        fields: dict[str, Any] = {
+            "status": "FAILED",
+            "error": error,
+            "cause": f"rejected by {decision.get('by')}",
+        }
+    else:
+        fields = {"status": "SUCCEEDED"}
     try:
-        runs = [
-            r
-            for r in store.list_step_runs(task_id, step)
-            if r.get("status") in ("RUNNING", "WAITING")
-        ]
-        if not runs:
-            return
-        run = runs[-1]
-        at = ids.now()
-        attempt = int(run.get("attempt") or 0)
-        if decision["action"] == "reject":
-            error = (
-                f"Loopline.Rollback.{decision['rollback_to']}"
-                if decision.get("rollback_to")
-                else "Loopline.Rejected"
-            )
-            cause = f"rejected by {decision.get('by')}"
-            fields = {"status": "FAILED", "finished_at": at, "error": error, "cause": cause}
-            store.update_step_run(task_id, step, str(run["run_id"]), fields)
-            store.update_task(
+        for _ in range(3):
+            runs = [
+                r
+                for r in store.list_step_runs(task_id, step)
+                if r.get("status") in ("RUNNING", "WAITING")
+            ]
+            if not runs:
+                return
+            run = runs[-1]
+            if store.update_step_run(
                 task_id,
-                expect_status={"RUNNING", "WAITING", "PAUSED", "QUEUED"},
-                event=store.NewEvent(
-                    "step.failed", step, {"attempt": attempt, "error": error, "cause": cause}
-                ),
-            )
-        else:
-            fields = {"status": "SUCCEEDED", "finished_at": at}
-            store.update_step_run(task_id, step, str(run["run_id"]), fields)
-            store.update_task(
-                task_id,
-                expect_status={"RUNNING", "WAITING", "PAUSED", "QUEUED"},
-                event=store.NewEvent("step.succeeded", step, {"attempt": attempt}),
-            )
+                step,
+                str(run["run_id"]),
+                {**fields, "finished_at": ids.now()},
+                expect_status=str(run["status"]),
+            ):
+                attempt = int(run.get("attempt") or 0)
+                data = {"attempt": attempt}
+                if fields["status"] == "FAILED":
+                    data.update(error=fields["error"], cause=fields["cause"])
+                type_ = "step.failed" if fields["status"] == "FAILED" else "step.succeeded"
+                store.update_task(
+                    task_id,
+                    expect_status={"RUNNING", "WAITING", "PAUSED", "QUEUED"},
+                    event=store.NewEvent(type_, step, data),
+                )
+                return
     except Exception:
         log.exception("could not close the run of step %s of task %s", step, task_id)
 
