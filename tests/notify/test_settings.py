@@ -3,29 +3,13 @@ each checked where it is parsed (a mistake names its variable and what it needs)
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-
 import pytest
 from loopline.redact import redact
-from loopline.settings import ConfigError, settings
+from loopline.settings import settings
 
+from tests.unit.test_settings import _fresh_settings, problem_of
 
-@pytest.fixture(autouse=True)
-def _no_loopline_variables(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key in list(os.environ):
-        if key.startswith("LOOPLINE_"):
-            monkeypatch.delenv(key)
-    settings.cache_clear()
-    yield
-    settings.cache_clear()
-
-
-def _problem(variable: str, value: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv(variable, value)
-    with pytest.raises(ConfigError) as err:
-        settings()
-    return str(err.value)
+__all__ = ["_fresh_settings"]
 
 
 @pytest.mark.parametrize(
@@ -86,7 +70,7 @@ def _problem(variable: str, value: str, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_each_notification_setting_names_itself_and_what_it_needs(
     monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
 ) -> None:
-    assert _problem(variable, value, monkeypatch) == message
+    assert problem_of(variable, value, monkeypatch) == message
 
 
 def test_unset_or_empty_the_defaults_apply(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,7 +105,7 @@ def test_good_values_parse(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_slack_secrets_are_never_quoted_back_and_are_masked_once_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    message = _problem("LOOPLINE_SLACK_SIGNING_SECRET", "abc def-0123456789", monkeypatch)
+    message = problem_of("LOOPLINE_SLACK_SIGNING_SECRET", "abc def-0123456789", monkeypatch)
     assert "0123456789" not in message
     assert message == (
         "LOOPLINE_SLACK_SIGNING_SECRET must be the value alone: printable ASCII without spaces"

@@ -475,14 +475,32 @@ def list_tasks(
         if start[pk_name] != partition or start["sk"] != "TASK":
             raise InvalidCursor("not a cursor this list handed out (or one of another query)")
         kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start.items()}
-    # One more than a page: whether there is a next page is known, never guessed.
+    items, next_cursor = _page(
+        kwargs, limit, workflow is not None, tag, key_names, cursor is not None
+    )
+    return [_task_view(i) for i in items], next_cursor
+
+
+def _page(
+    kwargs: dict[str, Any],
+    limit: int,
+    filtered: bool,
+    tag: str,
+    key_names: tuple[str, ...],
+    from_cursor: bool,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to ``limit`` items of a query and the cursor of what follows (None at the end).
+
+    One more item than a page is read, so whether there is a next page is known, never
+    guessed; a filtered query reads on until it has them or reaches the end. A cursor's
+    start key that DynamoDB refuses is ``InvalidCursor``."""
     items: list[dict[str, Any]] = []
     while len(items) <= limit:
-        kwargs["Limit"] = limit + 1 - len(items) if workflow is None else max(limit + 1, 50)
+        kwargs["Limit"] = max(limit + 1, 50) if filtered else limit + 1 - len(items)
         try:
             page = _db().query(**kwargs)
         except ClientError as exc:
-            if cursor is not None and _code(exc) == "ValidationException":
+            if from_cursor and _code(exc) == "ValidationException":
                 raise InvalidCursor("not a cursor this list handed out") from None
             raise
         items.extend(page.get("Items", []))
@@ -495,26 +513,42 @@ def list_tasks(
         items = items[:limit]
         end = items[-1]
         next_cursor = _encode_cursor(tag, {k: end[k]["S"] for k in key_names})
-    return [_task_view(i) for i in items], next_cursor
+    return items, next_cursor
 
 
-def _update_parts(
-    fields: dict[str, Any], tenant: str | None
+def _assignments(
+    fields: dict[str, Any], refused: Collection[str], what: str
 ) -> tuple[list[str], list[str], dict[str, str], dict[str, Any]]:
-    """SET and REMOVE clauses of ``fields`` (None removes), with names and values."""
+    """SET and REMOVE clauses of ``fields`` (None removes), with their names (``#f<i>``)
+    and values (``:f<i>``); ``ValueError`` for a field in ``refused`` or a key attribute."""
     sets: list[str] = []
     removes: list[str] = []
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     for i, (name, value) in enumerate(fields.items()):
-        if name in _NOT_SETTABLE or name in _KEY_ATTRIBUTES:
-            raise ValueError(f"update_task cannot set {name}")
+        if name in refused or name in _KEY_ATTRIBUTES:
+            raise ValueError(f"{what} cannot set {name}")
         names[f"#f{i}"] = name
         if value is None:
             removes.append(f"#f{i}")
         else:
             values[f":f{i}"] = _attr(_encode(name, value))
             sets.append(f"#f{i} = :f{i}")
+    return sets, removes, names, values
+
+
+def _expression(sets: list[str], removes: list[str]) -> str:
+    return (
+        ("SET " + ", ".join(sets) if sets else "")
+        + (" REMOVE " + ", ".join(removes) if removes else "")
+    ).strip()
+
+
+def _update_parts(
+    fields: dict[str, Any], tenant: str | None
+) -> tuple[list[str], list[str], dict[str, str], dict[str, Any]]:
+    """SET and REMOVE clauses of a task's ``fields``, its GSI2 key moved with ``status``."""
+    sets, removes, names, values = _assignments(fields, _NOT_SETTABLE, "update_task")
     if "status" in fields and fields["status"] is not None and tenant is not None:
         names["#g2"] = "gsi2pk"
         values[":g2"] = {"S": _tenant_status(tenant, str(fields["status"]))}
@@ -596,11 +630,7 @@ def _write_task(
             values[":next"] = {"N": str(seq)}
             sets.append("#seq = :next")
             conditions.append("#seq = :cur")
-        expression = ""
-        if sets:
-            expression += "SET " + ", ".join(sets)
-        if removes:
-            expression += " REMOVE " + ", ".join(removes)
+        expression = _expression(sets, removes)
         update: dict[str, Any] = {
             "TableName": table_name(),
             "Key": _key(_task_pk(task_id), "TASK"),
@@ -608,7 +638,7 @@ def _write_task(
             "ExpressionAttributeNames": names,
         }
         if expression:
-            update["UpdateExpression"] = expression.strip()
+            update["UpdateExpression"] = expression
         if values:
             update["ExpressionAttributeValues"] = values
         try:
@@ -745,24 +775,9 @@ def update_step_run(
     """Set fields of a step run (``status``, ``finished_at``, ``output``, ``error``…; None
     removes one), only while its status is ``expect_status`` when given. False when there
     is no such run or the condition did not hold (nothing is written)."""
-    sets: list[str] = []
-    removes: list[str] = []
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    for i, (name, value) in enumerate(fields.items()):
-        if name in ("step", "run_id") or name in _KEY_ATTRIBUTES:
-            raise ValueError(f"update_step_run cannot set {name}")
-        names[f"#f{i}"] = name
-        if value is None:
-            removes.append(f"#f{i}")
-        else:
-            values[f":f{i}"] = _attr(_encode(name, value))
-            sets.append(f"#f{i} = :f{i}")
+    sets, removes, names, values = _assignments(fields, ("step", "run_id"), "update_step_run")
     if not sets and not removes:
         return _get(_task_pk(task_id), f"{_step_prefix(step)}{run_id}") is not None
-    expression = ("SET " + ", ".join(sets) if sets else "") + (
-        " REMOVE " + ", ".join(removes) if removes else ""
-    )
     condition = "attribute_exists(pk)"
     if expect_status is not None:
         names["#rs"] = "status"
@@ -771,7 +786,7 @@ def update_step_run(
     update: dict[str, Any] = {
         "TableName": table_name(),
         "Key": _key(_task_pk(task_id), f"{_step_prefix(step)}{run_id}"),
-        "UpdateExpression": expression.strip(),
+        "UpdateExpression": _expression(sets, removes),
         "ConditionExpression": condition,
         "ExpressionAttributeNames": names,
     }
@@ -983,19 +998,8 @@ def update_human_task(
     fields.setdefault("updated_at", ids.now())
     if "assignee" in fields:
         fields.update(_assignee_attrs(fields["assignee"]))
-    names: dict[str, str] = {"#tn": "tenant"}
-    values: dict[str, Any] = {":tn": {"S": tenant}}
-    sets: list[str] = []
-    removes: list[str] = []
-    for i, (name, value) in enumerate(fields.items()):
-        if name in _HUMAN_NOT_SETTABLE or name in _KEY_ATTRIBUTES:
-            raise ValueError(f"update_human_task cannot set {name}")
-        names[f"#f{i}"] = name
-        if value is None:
-            removes.append(f"#f{i}")
-        else:
-            values[f":f{i}"] = _attr(_encode(name, value))
-            sets.append(f"#f{i} = :f{i}")
+    sets, removes, names, values = _assignments(fields, _HUMAN_NOT_SETTABLE, "update_human_task")
+    names["#tn"], values[":tn"] = "tenant", {"S": tenant}
     if fields.get("status") is not None:
         names["#g2"] = "gsi2pk"
         values[":g2"] = {"S": _tenant_humans(tenant, str(fields["status"]))}
@@ -1013,14 +1017,11 @@ def update_human_task(
         names["#due"] = "due_at"
         values[":due"] = {"S": due_after}
         conditions.append("#due > :due")
-    expression = ("SET " + ", ".join(sets) if sets else "") + (
-        " REMOVE " + ", ".join(removes) if removes else ""
-    )
     try:
         _db().update_item(
             TableName=table_name(),
             Key=_key(_human_pk(human_id), "HUMAN"),
-            UpdateExpression=expression.strip(),
+            UpdateExpression=_expression(sets, removes),
             ConditionExpression=" AND ".join(conditions),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -1090,20 +1091,7 @@ def list_human_tasks(
         if start["gsi2pk"] != partition or start["sk"] != "HUMAN":
             raise InvalidCursor("not a cursor this list handed out (or one of another query)")
         kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start.items()}
-    items: list[dict[str, Any]] = []
-    while len(items) <= limit:
-        kwargs["Limit"] = max(limit + 1, 50) if filters else limit + 1 - len(items)
-        page = _db().query(**kwargs)
-        items.extend(page.get("Items", []))
-        last = page.get("LastEvaluatedKey")
-        if not last:
-            break
-        kwargs["ExclusiveStartKey"] = last
-    next_cursor = None
-    if len(items) > limit:
-        items = items[:limit]
-        end = items[-1]
-        next_cursor = _encode_cursor(tag, {k: end[k]["S"] for k in key_names})
+    items, next_cursor = _page(kwargs, limit, bool(filters), tag, key_names, cursor is not None)
     return [_human(i) for i in items], next_cursor
 
 
@@ -1202,22 +1190,17 @@ def get_notification(human_id: str, notification_id: str) -> dict[str, Any] | No
 
 
 def update_notification(human_id: str, notification_id: str, fields: dict[str, Any]) -> None:
-    names: dict[str, str] = {}
-    values: dict[str, Any] = {}
-    sets: list[str] = []
-    for i, (name, value) in enumerate(fields.items()):
-        if name == "id" or name not in NOTIFICATION_FIELDS:
-            raise ValueError(f"update_notification cannot set {name}")
-        names[f"#f{i}"] = name
-        values[f":f{i}"] = _attr(value)
-        sets.append(f"#f{i} = :f{i}")
-    _db().update_item(
-        TableName=table_name(),
-        Key=_key(_human_pk(human_id), f"NOTE#{notification_id}"),
-        UpdateExpression="SET " + ", ".join(sets),
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
-    )
+    refused = {"id", *(name for name in fields if name not in NOTIFICATION_FIELDS)}
+    sets, removes, names, values = _assignments(fields, refused, "update_notification")
+    update: dict[str, Any] = {
+        "TableName": table_name(),
+        "Key": _key(_human_pk(human_id), f"NOTE#{notification_id}"),
+        "UpdateExpression": _expression(sets, removes),
+        "ExpressionAttributeNames": names,
+    }
+    if values:
+        update["ExpressionAttributeValues"] = values
+    _db().update_item(**update)
 
 
 def list_notifications(human_id: str) -> list[dict[str, Any]]:

@@ -14,6 +14,9 @@ again cannot succeed (an address SES refuses, a Slack channel that does not exis
 
 from __future__ import annotations
 
+from datetime import UTC
+from typing import Any
+
 
 class NotifyError(Exception):
     """A message could not be sent; the text says why, in the reader's words."""
@@ -26,4 +29,32 @@ class NotifyError(Exception):
         self.retry_after = retry_after
 
 
-__all__ = ["NotifyError"]
+#: What a message asks of its reader, by kind of human step.
+ASKS = {"approval": "Approval needed", "human_task": "Input needed", "pause": "Paused"}
+
+
+def headline(view: dict[str, Any]) -> str:
+    """``Approval needed: ticket-triage, step review`` (``Escalated, …`` when it was): the
+    email's subject and the Slack message's title."""
+    ask = ASKS.get(str(view.get("kind")), "Waiting for you")
+    if view.get("escalated"):
+        ask = f"Escalated, {ask[0].lower()}{ask[1:]}"
+    where = [str(view["workflow"])] if view.get("workflow") else []
+    if view.get("step"):
+        where.append(f"step {view['step']}")
+    return f"{ask}: {', '.join(where)}" if where else ask
+
+
+def when(value: Any) -> str | None:
+    """An RFC 3339 time as people read it (``2026-11-23 10:15 UTC``)."""
+    if not value:
+        return None
+    from loopline.ids import parse_time
+
+    try:
+        return parse_time(str(value)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return str(value)
+
+
+__all__ = ["ASKS", "NotifyError", "headline", "when"]

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import UTC
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import urlsplit
 
-from loopline.notify import NotifyError
+from loopline.notify import NotifyError, headline, when
 
 #: What the message asks, by kind of human step.
-ASKS = {"approval": "Approval needed", "human_task": "Input needed", "pause": "Paused"}
 #: What the link lets the recipient do, by kind.
 ACTIONS = {
     "approval": "Approve or reject",
@@ -67,32 +65,9 @@ def _value_text(value: Any) -> str:
     return text
 
 
-def _when(value: Any) -> str | None:
-    """An RFC 3339 time as people read it (``2026-11-23 10:15 UTC``)."""
-    if not value:
-        return None
-    from loopline.ids import parse_time
-
-    try:
-        return parse_time(str(value)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    except ValueError:
-        return str(value)
-
-
 def subject(view: dict[str, Any]) -> str:
     """``Approval needed: ticket-triage, step review`` (``Escalated, …`` when it was)."""
-    ask = ASKS.get(str(view.get("kind")), "Waiting for you")
-    if view.get("escalated"):
-        ask = f"Escalated, {ask[0].lower()}{ask[1:]}"
-    where = ", ".join(
-        x
-        for x in (
-            view.get("workflow") and str(view["workflow"]),
-            view.get("step") and f"step {view['step']}",
-        )
-        if x
-    )
-    return _one_line(f"{ask}: {where}" if where else ask)
+    return _one_line(headline(view))
 
 
 def _cte(body: str) -> str:
@@ -117,7 +92,7 @@ def _text(view: dict[str, Any], link: str) -> str:
         lines.append("")
     action = ACTIONS.get(str(view.get("kind")), "Open it")
     lines += [f"{action}:", link, ""]
-    expires = _when(view.get("expires_at"))
+    expires = when(view.get("expires_at"))
     note = "This link is yours alone and works once"
     lines.append(f"{note}; it expires {expires}." if expires else f"{note}.")
     lines.append(f"Task {view.get('task', '')}, human task {view.get('id', '')}")
@@ -155,7 +130,7 @@ def _html(view: dict[str, Any], link: str) -> str:
         f"{action}</a></p>"
     )
     parts.append(f'<p>Or open this address: <a href="{href}">{e(link)}</a></p>')
-    expires = _when(view.get("expires_at"))
+    expires = when(view.get("expires_at"))
     note = "This link is yours alone and works once"
     note = f"{note}; it expires {e(expires)}." if expires else f"{note}."
     parts.append(f'<p style="color: #57606a; font-size: 0.875em">{note}<br>')

@@ -32,11 +32,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
 from typing import Any
 from urllib.parse import parse_qs
 
-from loopline.notify import NotifyError
+from loopline.notify import NotifyError, headline, when
 from loopline.settings import settings
 
 log = logging.getLogger("loopline.notify")
@@ -48,7 +47,6 @@ ACTION_IDS = {
     "loopline_complete": "complete",
 }
 #: What the message asks, by kind of human step.
-ASKS = {"approval": "Approval needed", "human_task": "Input needed", "pause": "Paused"}
 #: The words of a decision.
 DONE = {"approve": "Approved", "reject": "Rejected", "complete": "Completed"}
 #: Slack's limits (characters): header text, section text, a field, the fallback text.
@@ -109,26 +107,9 @@ def _value(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2)
 
 
-def _when(value: Any) -> str | None:
-    if not value:
-        return None
-    from loopline.ids import parse_time
-
-    try:
-        return parse_time(str(value)).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    except ValueError:
-        return str(value)
-
-
 def title(view: dict[str, Any]) -> str:
     """``Approval needed: ticket-triage, step review``."""
-    ask = ASKS.get(str(view.get("kind")), "Waiting for you")
-    if view.get("escalated"):
-        ask = f"Escalated, {ask[0].lower()}{ask[1:]}"
-    where = [str(view["workflow"])] if view.get("workflow") else []
-    if view.get("step"):
-        where.append(f"step {view['step']}")
-    return f"{ask}: {', '.join(where)}" if where else ask
+    return headline(view)
 
 
 def _body(view: dict[str, Any]) -> list[dict[str, Any]]:
@@ -166,7 +147,7 @@ def _footer(view: dict[str, Any]) -> dict[str, Any]:
         parts.append(f"For {escape(assignee['user'])}")
     elif assignee.get("role"):
         parts.append(f"For role {escape(assignee['role'])}")
-    expires = _when(view.get("expires_at"))
+    expires = when(view.get("expires_at"))
     if expires and view.get("status", "open") == "open":
         parts.append(f"Expires {expires}")
     parts.append(f"Task {escape(view.get('task', ''))}, human task {escape(view.get('id', ''))}")
@@ -237,9 +218,9 @@ def outcome(view: dict[str, Any]) -> str:
     if decision:
         words = DONE.get(str(decision.get("action")), str(decision.get("action")).capitalize())
         text = f"*{escape(words)}* by {_by(decision.get('by'))}"
-        when = _when(decision.get("at"))
-        if when:
-            text += f" at {when}"
+        at = when(decision.get("at"))
+        if at:
+            text += f" at {at}"
         if decision.get("rollback_to"):
             text += f", back to step {escape(decision['rollback_to'])}"
         if decision.get("comment"):

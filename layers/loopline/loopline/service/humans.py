@@ -176,34 +176,29 @@ def list_human_tasks(
         roles, users, unassigned = tuple(caller.roles), (caller.user,) if caller.user else (), True
     # An open human task past its deadline is expired: the store lists it as open until
     # the task goes on, so the two lists are corrected here.
-    wanted = OPEN if status == EXPIRED else status
+    query: dict[str, Any] = {
+        "task": task,
+        "roles": roles,
+        "users": users,
+        "unassigned": unassigned,
+    }
     try:
-        records, next_cursor = store.list_human_tasks(
-            caller.tenant,
-            status=wanted,
-            task=task,
-            roles=roles,
-            users=users,
-            unassigned=unassigned,
-            limit=limit,
-            cursor=cursor,
-        )
-        if status == EXPIRED:
-            stored, next_cursor = store.list_human_tasks(
-                caller.tenant,
-                status=EXPIRED,
-                task=task,
-                roles=roles,
-                users=users,
-                unassigned=unassigned,
-                limit=limit,
-                cursor=cursor,
+        if status != EXPIRED:
+            records, next_cursor = store.list_human_tasks(
+                caller.tenant, status=status, limit=limit, cursor=cursor, **query
             )
-            records = sorted(
-                [r for r in records if view(r)["status"] == EXPIRED] + stored,
-                key=lambda r: str(r["id"]),
-                reverse=True,
-            )[:limit]
+        else:
+            # Past their deadline but not yet marked (the store has them as open), then
+            # those marked; the cursor follows the marked ones.
+            due = [
+                r
+                for r in store.list_human_tasks(caller.tenant, status=OPEN, limit=limit, **query)[0]
+                if view(r)["status"] == EXPIRED
+            ]
+            stored, next_cursor = store.list_human_tasks(
+                caller.tenant, status=EXPIRED, limit=limit, cursor=cursor, **query
+            )
+            records = sorted(due + stored, key=lambda r: str(r["id"]), reverse=True)[:limit]
     except store.InvalidCursor:
         raise Invalid(
             "the cursor is not one this list handed out",
