@@ -461,8 +461,11 @@ def build() -> APIGatewayRestResolver:
     decision_responses: dict[int, Any] = {
         200: {"description": "The human task, `decision` filled"},
         403: {"description": "Not the assignee", "content": {PROBLEM: {}}},
-        409: {"description": "Already decided (names the decision)", "content": {PROBLEM: {}}},
-        410: {"description": "Expired or closed", "content": {PROBLEM: {}}},
+        409: {
+            "description": "No longer open: decided (names the decision) or closed",
+            "content": {PROBLEM: {}},
+        },
+        410: {"description": "Expired", "content": {PROBLEM: {}}},
         **_PROBLEM_RESPONSES,
     }
 

@@ -518,7 +518,11 @@ def _refusal(record: dict[str, Any], now: str) -> ServiceError:
             [FieldError("decision", "once", "a human task is decided once")],
         )
     if record.get("status") == CLOSED:
-        return Gone(f"human task {record['id']} was closed: its task ended before a decision")
+        # No longer open (its task ended), and not expired: 409 (its links answer 410).
+        return Conflict(
+            f"human task {record['id']} was closed: its task ended before a decision",
+            [FieldError("status", "open", "only an open human task can be decided", CLOSED)],
+        )
     return Gone(f"human task {record['id']} expired at {record.get('due_at')}")
 
 
@@ -749,7 +753,7 @@ def decide(
     """Decide a human task as ``actor`` (``by`` is its user); the view with ``decision``.
 
     Raise ``NotFound`` (not the actor's tenant's), ``Forbidden`` (not the assignee),
-    ``Conflict`` (already decided: names the decision), ``Gone`` (expired or closed),
+    ``Conflict`` (decided: names the decision; or closed), ``Gone`` (expired),
     ``Invalid`` (a wrong action, rollback target or form data: every violation)."""
     record = _record_of(actor.tenant, human_task_id)
     return _decide(
