@@ -29,6 +29,17 @@ def new_id(kind: str) -> str:
     return f"{PREFIXES[kind]}_{str(ULID()).lower()}"
 
 
+def derived_id(kind: str, at: str, seed: str) -> str:
+    """An id of ``kind`` that is the same every time for the same ``seed`` (a fan-out done
+    twice records one delivery): the ULID's time is ``at`` (an RFC 3339 time), its
+    random part the first 80 bits of the seed's SHA-256."""
+    import hashlib
+
+    millis = int(parse_time(at).timestamp() * 1000)
+    entropy = hashlib.sha256(seed.encode("utf-8")).digest()[:10]
+    return f"{PREFIXES[kind]}_{str(ULID.from_bytes(millis.to_bytes(6, 'big') + entropy)).lower()}"
+
+
 def format_time(moment: datetime) -> str:
     """``moment`` as an RFC 3339 UTC string with milliseconds."""
     utc = moment.astimezone(UTC)

@@ -41,6 +41,10 @@ HTTP_MAX_BYTES_LIMIT = 1024 * 1024 * 1024
 SQS_MAX_VISIBILITY = 12 * 60 * 60
 #: Seconds between an outbox message's failed deliveries, by attempt (the last repeats).
 DEFAULT_OUTBOX_RETRY_DELAYS: tuple[float, ...] = (5, 30, 120, 600, 1800)
+#: Seconds between a webhook delivery's attempts, one per retry (27.6 hours in all).
+DEFAULT_WEBHOOK_RETRY_DELAYS: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+#: The longest wait between two webhook attempts (seconds): 30 days.
+WEBHOOK_MAX_DELAY = 30 * 86400
 
 _BUCKET = re.compile(r"^(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z0-9]+)+-\d{1,2}$")
@@ -208,8 +212,10 @@ class Settings(BaseSettings):
     table: str | None = None
     #: SNS topic that approval requests are published to (``ApprovalTopic``).
     approval_topic_arn: str | None = None
-    #: SQS queue of outgoing webhook notifications (``WebhookQueue``).
+    #: SQS queue of webhook deliveries to attempt (``WebhookQueue``).
     webhook_queue_url: str | None = None
+    #: Where a delivery that failed its last attempt is put (``WebhookDeadLetterQueue``).
+    webhook_dlq_url: str | None = None
     #: Role of the state machines the API creates at run time (``StateMachineRole``).
     state_machine_role_arn: str | None = None
     #: Name prefix of the stack's state machines (``<stack name>-``).
@@ -225,6 +231,10 @@ class Settings(BaseSettings):
     #: Hosts webhook URLs may name although they are plain http or resolve to loopback,
     #: private or link-local addresses (comma-separated; ``loopline serve --allow-hosts``).
     webhook_allow_hosts: str = ""
+    #: Seconds between a webhook delivery's attempts, one per retry: N delays allow N + 1
+    #: attempts (comma-separated; jitter applies to each; longer than SQS's 12 hours is
+    #: fine: the wait is taken in turns).
+    webhook_retry_delays: Annotated[tuple[float, ...], NoDecode] = DEFAULT_WEBHOOK_RETRY_DELAYS
     #: Base URL that links in messages use (``https://<api>/<stage>``); unset: the API's own.
     public_url: str | None = None
     #: The one browser origin allowed to call the API (``https://app.example.com``): the
@@ -275,7 +285,9 @@ class Settings(BaseSettings):
             raise ValueError(f"must be openai, bedrock or scripted (or unset), got {_shown(value)}")
         return text
 
-    @field_validator("llm_base_url", "webhook_queue_url", "public_url", mode="before")
+    @field_validator(
+        "llm_base_url", "webhook_queue_url", "webhook_dlq_url", "public_url", mode="before"
+    )
     @classmethod
     def _url(cls, value: Any) -> str | None:
         return check_http_url(value)
@@ -504,14 +516,20 @@ class Settings(BaseSettings):
     def _queue(cls, value: Any) -> str | None:
         return check_http_url(value)
 
-    @field_validator("outbox_retry_delays", mode="before")
+    @field_validator("outbox_retry_delays", "webhook_retry_delays", mode="before")
     @classmethod
-    def _delays(cls, value: Any) -> tuple[float, ...]:
+    def _delays(cls, value: Any, info: ValidationInfo) -> tuple[float, ...]:
+        webhooks = info.field_name == "webhook_retry_delays"
         if value is None or (isinstance(value, str) and not value.strip()):
-            return DEFAULT_OUTBOX_RETRY_DELAYS
+            return DEFAULT_WEBHOOK_RETRY_DELAYS if webhooks else DEFAULT_OUTBOX_RETRY_DELAYS
+        high = WEBHOOK_MAX_DELAY if webhooks else SQS_MAX_VISIBILITY
         need = (
-            "must be seconds separated by commas (5,30,120), each greater than 0 and at "
-            f"most {SQS_MAX_VISIBILITY} (SQS keeps a message hidden 12 hours at most)"
+            "must be seconds separated by commas (5,30,120), each greater than 0 and at most "
+            + (
+                f"{WEBHOOK_MAX_DELAY} (30 days)"
+                if webhooks
+                else f"{SQS_MAX_VISIBILITY} (SQS keeps a message hidden 12 hours at most)"
+            )
         )
         items = value.split(",") if isinstance(value, str) else list(value)
         delays = []
@@ -522,7 +540,7 @@ class Settings(BaseSettings):
                         item,
                         "seconds",
                         low=0,
-                        high=SQS_MAX_VISIBILITY,
+                        high=high,
                         low_open=True,
                         integer=False,
                     )

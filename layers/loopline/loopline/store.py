@@ -684,6 +684,16 @@ def _event_item(task_id: str, tenant: str, seq: int, event: NewEvent) -> dict[st
     )
 
 
+def event_of_item(item: dict[str, Any]) -> dict[str, Any] | None:
+    """``{task_id, tenant, seq, at, type, step, data}`` of an event item as DynamoDB
+    gives it (a stream record's ``NewImage``); None when the item is not an event."""
+    sk = (item.get("sk") or {}).get("S", "")
+    if not sk.startswith("EVENT#") or "type" not in item:
+        return None
+    rec = _record(item)
+    return {k: rec.get(k) for k in ("task_id", "tenant", "seq", "at", "type", "step", "data")}
+
+
 def add_usage(task_id: str, input_tokens: int, output_tokens: int) -> None:
     """Add a model call's tokens to the task's totals (atomic counters); nothing when
     there is no such task."""
@@ -1171,7 +1181,7 @@ def release_link(token_hash: str) -> None:
 
 NOTIFICATION_FIELDS = (
     "id", "channel", "to", "status", "attempts", "error", "link_hash", "slack_channel",
-    "slack_ts", "created_at", "sent_at", "generation",
+    "slack_ts", "created_at", "sent_at", "generation", "delivery",
 )  # fmt: skip
 
 
@@ -1244,6 +1254,333 @@ def claim_once(kind: str, key: str, *, now: str, ttl_seconds: int) -> bool:
             return False
         raise
     return True
+
+
+# --------------------------------------------------------------------------- webhooks
+
+#: The fields of a subscription record (its ``secret`` and ``previous`` are the domain's
+#: to show once, never logged).
+SUBSCRIPTION_FIELDS = (
+    "id", "tenant", "url", "events", "secret", "previous", "previous_until", "rotated_at",
+    "created_at",
+)  # fmt: skip
+#: The fields of a tenant's signing secret record.
+SECRET_FIELDS = ("tenant", "secret", "previous", "previous_until", "rotated_at", "created_at")
+#: The fields of a delivery record. ``body`` is the exact JSON text sent on every attempt.
+DELIVERY_FIELDS = (
+    "id", "tenant", "task", "event", "url", "target", "body", "status", "attempts",
+    "attempt_count", "max_attempts", "next_attempt_at", "created_at", "updated_at",
+    "delivered_at", "failed_at", "dead_lettered", "failure_recorded", "manual",
+)  # fmt: skip
+#: How long a delivery's record is kept after its last change (TTL).
+DELIVERY_KEEP_SECONDS = 30 * 86400
+_DELIVERY_NOT_SETTABLE = frozenset({"id", "tenant", "task", "event", "target", "body", "url"})
+#: User data kept as JSON text in webhook records.
+_WEBHOOK_JSON = frozenset({"events", "event", "target", "attempts"})
+
+
+def _tenant_pk(tenant: str) -> str:
+    return f"TENANT#{tenant}"
+
+
+def _delivery_pk(delivery_id: str) -> str:
+    return f"DELIVERY#{delivery_id}"
+
+
+def _task_deliveries(task_id: str) -> str:
+    return f"TASK#{task_id}#DELIVERY"
+
+
+def _tenant_deliveries(tenant: str) -> str:
+    return f"TENANT#{tenant}#DELIVERY"
+
+
+def _webhook_item(values: dict[str, Any]) -> dict[str, Any]:
+    return _item(
+        {
+            k: (
+                json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+                if k in _WEBHOOK_JSON and v is not None
+                else v
+            )
+            for k, v in values.items()
+        }
+    )
+
+
+def _webhook_record(item: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    rec = _record(item)
+    for name in _WEBHOOK_JSON:
+        if isinstance(rec.get(name), str):
+            rec[name] = json.loads(rec[name])
+    return {name: rec.get(name) for name in fields}
+
+
+def put_subscription(tenant: str, record: dict[str, Any], *, max_count: int) -> bool:
+    """Record a subscription of ``tenant`` while it has fewer than ``max_count`` (False,
+    nothing written, when it has that many already). The count is kept on the tenant's
+    signing-secret item's neighbour ``WEBHOOKS`` and moved in the same transaction."""
+    values = {k: v for k, v in record.items() if k in SUBSCRIPTION_FIELDS}
+    item = _webhook_item(
+        {"pk": _tenant_pk(tenant), "sk": f"WEBHOOK#{record['id']}", **values, "tenant": tenant}
+    )
+    try:
+        _db().transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": table_name(),
+                        "Key": _key(_tenant_pk(tenant), "WEBHOOKS"),
+                        "UpdateExpression": "ADD #n :one",
+                        "ConditionExpression": "attribute_not_exists(#n) OR #n < :max",
+                        "ExpressionAttributeNames": {"#n": "count"},
+                        "ExpressionAttributeValues": {
+                            ":one": {"N": "1"},
+                            ":max": {"N": str(max_count)},
+                        },
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": table_name(),
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+            ]
+        )
+    except ClientError as exc:
+        if _code(exc) == "TransactionCanceledException":
+            return False
+        raise
+    return True
+
+
+def list_subscriptions(tenant: str) -> list[dict[str, Any]]:
+    """Every subscription of ``tenant``, oldest first (a tenant has a few: one query)."""
+    items = _query(
+        KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+        ExpressionAttributeValues={":p": {"S": _tenant_pk(tenant)}, ":s": {"S": "WEBHOOK#"}},
+    )
+    return [_webhook_record(i, SUBSCRIPTION_FIELDS) for i in items]
+
+
+def get_subscription(tenant: str, subscription_id: str) -> dict[str, Any] | None:
+    found = _get(_tenant_pk(tenant), f"WEBHOOK#{subscription_id}")
+    return _webhook_record(found, SUBSCRIPTION_FIELDS) if found is not None else None
+
+
+def delete_subscription(tenant: str, subscription_id: str) -> bool:
+    """Remove a subscription (and count it out); False when there is none."""
+    try:
+        _db().transact_write_items(
+            TransactItems=[
+                {
+                    "Delete": {
+                        "TableName": table_name(),
+                        "Key": _key(_tenant_pk(tenant), f"WEBHOOK#{subscription_id}"),
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": table_name(),
+                        "Key": _key(_tenant_pk(tenant), "WEBHOOKS"),
+                        "UpdateExpression": "ADD #n :minus",
+                        "ExpressionAttributeNames": {"#n": "count"},
+                        "ExpressionAttributeValues": {":minus": {"N": "-1"}},
+                    }
+                },
+            ]
+        )
+    except ClientError as exc:
+        if _code(exc) == "TransactionCanceledException":
+            return False
+        raise
+    return True
+
+
+def _swap_secret(
+    pk: str, sk: str, current: str, fields: dict[str, Any], *, create: bool = False
+) -> bool:
+    """Set a secret's ``fields`` while its ``secret`` is still ``current`` (or, with
+    ``create``, while there is none): of two concurrent rotations one wins."""
+    sets, removes, names, values = _assignments(fields, frozenset(), "a secret")
+    names["#sec"] = "secret"
+    if create:
+        condition = "attribute_not_exists(#sec)"
+    else:
+        values[":cur"] = {"S": current}
+        condition = "#sec = :cur"
+    try:
+        _db().update_item(
+            TableName=table_name(),
+            Key=_key(pk, sk),
+            UpdateExpression=_expression(sets, removes),
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def rotate_subscription_secret(
+    tenant: str, subscription_id: str, current: str, fields: dict[str, Any]
+) -> bool:
+    """Replace a subscription's secret (``fields``: ``secret, previous, previous_until,
+    rotated_at``) while it is still ``current``."""
+    return _swap_secret(_tenant_pk(tenant), f"WEBHOOK#{subscription_id}", current, fields)
+
+
+def get_signing_secret(tenant: str) -> dict[str, Any] | None:
+    """The tenant's signing secret record, or None before its first use."""
+    found = _get(_tenant_pk(tenant), "SIGNING_SECRET")
+    return _webhook_record(found, SECRET_FIELDS) if found is not None else None
+
+
+def create_signing_secret(tenant: str, fields: dict[str, Any]) -> bool:
+    """Record the tenant's first signing secret; False when one exists already."""
+    return _swap_secret(
+        _tenant_pk(tenant), "SIGNING_SECRET", "", {**fields, "tenant": tenant}, create=True
+    )
+
+
+def rotate_signing_secret(tenant: str, current: str, fields: dict[str, Any]) -> bool:
+    """Replace the tenant's signing secret while it is still ``current``."""
+    return _swap_secret(_tenant_pk(tenant), "SIGNING_SECRET", current, fields)
+
+
+def _delivery_expiry() -> int:
+    return int(time.time()) + DELIVERY_KEEP_SECONDS
+
+
+def put_delivery(record: dict[str, Any]) -> bool:
+    """Record a new delivery; False when one with this id exists (a fan-out done twice).
+    Listed by task (GSI1) and by tenant (GSI2), newest first."""
+    values = {k: v for k, v in record.items() if k in DELIVERY_FIELDS}
+    keys: dict[str, Any] = {
+        "pk": _delivery_pk(str(record["id"])),
+        "sk": "DELIVERY",
+        "gsi2pk": _tenant_deliveries(str(record["tenant"])),
+        "gsi2sk": str(record["id"]),
+        "expires_at": _delivery_expiry(),
+    }
+    if record.get("task"):
+        keys["gsi1pk"] = _task_deliveries(str(record["task"]))
+        keys["gsi1sk"] = str(record["id"])
+    try:
+        _db().put_item(
+            TableName=table_name(),
+            Item=_webhook_item({**keys, **values}),
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def get_delivery(delivery_id: str) -> dict[str, Any] | None:
+    """A delivery by id, whatever its tenant (the domain checks the tenant)."""
+    found = _get(_delivery_pk(delivery_id), "DELIVERY")
+    return _webhook_record(found, DELIVERY_FIELDS) if found is not None else None
+
+
+def update_delivery(
+    delivery_id: str,
+    fields: dict[str, Any],
+    *,
+    expect_status: Collection[str] | None = None,
+    expect_attempts: int | None = None,
+) -> bool:
+    """Change a delivery in one conditional write: only while its status is one of
+    ``expect_status`` and it has had ``expect_attempts`` attempts (each when given).
+    False when a condition did not hold or there is no such delivery."""
+    fields = {**fields, "updated_at": fields.get("updated_at") or ids.now()}
+    fields = {
+        k: (
+            json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+            if k in _WEBHOOK_JSON and v is not None
+            else v
+        )
+        for k, v in fields.items()
+    }
+    sets, removes, names, values = _assignments(fields, _DELIVERY_NOT_SETTABLE, "update_delivery")
+    names["#exp"], values[":exp"] = "expires_at", {"N": str(_delivery_expiry())}
+    sets.append("#exp = :exp")
+    conditions = ["attribute_exists(pk)"]
+    if expect_status is not None:
+        names["#st"] = "status"
+        options = []
+        for i, status in enumerate(expect_status):
+            values[f":es{i}"] = {"S": status}
+            options.append(f":es{i}")
+        conditions.append(f"#st IN ({', '.join(options) or ':none'})")
+    if expect_attempts is not None:
+        names["#ac"] = "attempt_count"
+        values[":eac"] = {"N": str(expect_attempts)}
+        conditions.append("#ac = :eac")
+    try:
+        _db().update_item(
+            TableName=table_name(),
+            Key=_key(_delivery_pk(delivery_id), "DELIVERY"),
+            UpdateExpression=_expression(sets, removes),
+            ConditionExpression=" AND ".join(conditions),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as exc:
+        if _code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
+def list_deliveries(
+    tenant: str,
+    *,
+    task: str | None = None,
+    status: str | None = None,
+    limit: int = 20,
+    cursor: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The tenant's deliveries (of one ``task`` when given), newest first, optionally in
+    one ``status``, and the next page's cursor. ``InvalidCursor`` for a cursor this store
+    did not hand out for this query."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    index, prefix = ("GSI1", "gsi1") if task is not None else ("GSI2", "gsi2")
+    partition = _task_deliveries(task) if task is not None else _tenant_deliveries(tenant)
+    key_names = ("pk", "sk", f"{prefix}pk", f"{prefix}sk")
+    tag = _cursor_tag(tenant, "DELIVERY", status, task)
+    names: dict[str, str] = {"#p": f"{prefix}pk", "#tn": "tenant"}
+    values: dict[str, Any] = {":p": {"S": partition}, ":tn": {"S": tenant}}
+    filters = ["#tn = :tn"]
+    if status is not None:
+        names["#st"] = "status"
+        values[":st"] = {"S": status}
+        filters.append("#st = :st")
+    kwargs: dict[str, Any] = {
+        "TableName": table_name(),
+        "IndexName": index,
+        "KeyConditionExpression": "#p = :p",
+        "FilterExpression": " AND ".join(filters),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+        "ScanIndexForward": False,
+    }
+    if cursor is not None:
+        start = _decode_cursor(cursor, tag, key_names)
+        if start[f"{prefix}pk"] != partition or start["sk"] != "DELIVERY":
+            raise InvalidCursor("not a cursor this list handed out (or one of another query)")
+        kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start.items()}
+    items, next_cursor = _page(kwargs, limit, True, tag, key_names, cursor is not None)
+    return [_webhook_record(i, DELIVERY_FIELDS) for i in items], next_cursor
 
 
 # --------------------------------------------------------------------------- local

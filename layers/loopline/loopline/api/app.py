@@ -39,7 +39,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopline.api import links
-from loopline.service import humans, tasks, workflows
+from loopline.service import humans, tasks, webhooks, workflows
 from loopline.service.errors import (
     FieldError,
     Invalid,
@@ -103,6 +103,19 @@ class Complete(BaseModel):
 
     data: Any = None
     comment: Annotated[str | None, Field(max_length=4000)] = None
+
+
+class CreateWebhook(BaseModel):
+    """``POST /v1/webhooks``: where to POST, and which event types (``task.succeeded``,
+    ``human.waiting``…, or ``task.*``, ``human.*``, ``*``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    events: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=20)]
+
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
 
 
 # --------------------------------------------------------------------------- problems
@@ -576,6 +589,145 @@ def build() -> APIGatewayRestResolver:
                 data=body.data,
             )
         )
+
+    # -- webhooks -------------------------------------------------------------------------
+
+    secret_responses = {
+        200: {"description": "`{secret, previous, previous_expires_at, rotated_at}`"},
+        **_PROBLEM_RESPONSES,
+    }
+
+    # Before /v1/webhooks/<webhook_id>: the resolver tries routes in order.
+    @app.get(
+        "/v1/webhooks/signing-secret",
+        summary="The tenant's signing secret",
+        description="`{secret, previous, previous_expires_at, rotated_at}`: the secret "
+        "(`whsec_<base64>`) that signs per-task webhooks and human steps' `notify: "
+        "[{webhook}]`; created on first use. `previous` is the rotated-out secret while it "
+        "still signs (24 h), else null.",
+        tags=["webhooks"],
+        responses=secret_responses,
+    )
+    def get_signing_secret() -> Response[Any]:
+        return _json(webhooks.signing_secret(_caller(app)))
+
+    @app.post(
+        "/v1/webhooks/signing-secret/rotate",
+        summary="Rotate the signing secret",
+        description="A new secret; for 24 h the previous one still signs beside it (two "
+        "`v1,` signatures in `webhook-signature`), so receivers can switch without losing "
+        "a delivery.",
+        tags=["webhooks"],
+        responses=secret_responses,
+    )
+    def rotate_signing_secret() -> Response[Any]:
+        return _json(webhooks.rotate_signing_secret(_caller(app)))
+
+    @app.post(
+        "/v1/webhooks",
+        summary="Subscribe to events",
+        description="`{url, events}` → 201 `{id, url, events, created_at, secret}`; the "
+        "secret (`whsec_<base64>`) is shown here only. `url` must be https (plain http only "
+        "to hosts the stack allows) and its host's addresses public; `events` lists types "
+        "(`task.succeeded`, `human.waiting`…) or `task.*`, `human.*`, `*`. At most 20 per "
+        "tenant.",
+        tags=["webhooks"],
+        responses={201: {"description": "Subscribed"}, **_PROBLEM_RESPONSES},
+    )
+    def create_webhook(body: Annotated[CreateWebhook, Body()]) -> Response[Any]:
+        view = webhooks.create_subscription(_caller(app), body.url, body.events)
+        return _json(view, 201, {"Location": f"/v1/webhooks/{view['id']}"})
+
+    @app.get(
+        "/v1/webhooks",
+        summary="The tenant's subscriptions",
+        description="Oldest first, without their secrets.",
+        tags=["webhooks"],
+        responses={200: {"description": "A page of subscriptions"}, **_PROBLEM_RESPONSES},
+    )
+    def list_webhooks(
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    ) -> Response[Any]:
+        return _json(webhooks.list_subscriptions(_caller(app), limit=limit, cursor=cursor))
+
+    @app.get(
+        "/v1/webhooks/<webhook_id>",
+        summary="One subscription",
+        description="`{id, url, events, created_at}`.",
+        tags=["webhooks"],
+        responses={200: {"description": "The subscription"}, **_PROBLEM_RESPONSES},
+    )
+    def get_webhook(webhook_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
+        return _json(webhooks.get_subscription(_caller(app), webhook_id))
+
+    @app.delete(
+        "/v1/webhooks/<webhook_id>",
+        summary="Unsubscribe",
+        description="204. Its deliveries still pending end `failed` at their next attempt.",
+        tags=["webhooks"],
+        responses={204: {"description": "Removed"}, **_PROBLEM_RESPONSES},
+    )
+    def delete_webhook(webhook_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
+        webhooks.delete_subscription(_caller(app), webhook_id)
+        return Response(status_code=204, content_type="application/json", body="")
+
+    @app.post(
+        "/v1/webhooks/<webhook_id>/rotate-secret",
+        summary="Rotate a subscription's secret",
+        description="As the signing secret's rotation, for this subscription: "
+        "`{secret, previous, previous_expires_at, rotated_at}`.",
+        tags=["webhooks"],
+        responses=secret_responses,
+    )
+    def rotate_webhook_secret(webhook_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
+        return _json(webhooks.rotate_subscription_secret(_caller(app), webhook_id))
+
+    @app.get(
+        "/v1/webhook-deliveries",
+        summary="The delivery log",
+        description="Deliveries newest first (of one `task`; in one `status`), each with "
+        "every attempt `{at, status_code, duration_ms, error}` (`status_code` null when no "
+        "answer came).",
+        tags=["webhooks"],
+        responses={200: {"description": "A page of deliveries"}, **_PROBLEM_RESPONSES},
+    )
+    def list_deliveries(
+        task: Annotated[str | None, Query(max_length=64)] = None,
+        status: Annotated[DeliveryStatus | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    ) -> Response[Any]:
+        page = webhooks.list_deliveries(
+            _caller(app), task=task, status=status, limit=limit, cursor=cursor
+        )
+        return _json(page)
+
+    @app.get(
+        "/v1/webhook-deliveries/<delivery_id>",
+        summary="One delivery",
+        description="`{id, task, event, url, target, status, attempts, next_attempt_at, "
+        "created_at, delivered_at, failed_at}`.",
+        tags=["webhooks"],
+        responses={200: {"description": "The delivery"}, **_PROBLEM_RESPONSES},
+    )
+    def get_delivery(delivery_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
+        return _json(webhooks.get_delivery(_caller(app), delivery_id))
+
+    @app.post(
+        "/v1/webhook-deliveries/<delivery_id>/retry",
+        summary="Send a delivery again",
+        description="202: a delivered or failed delivery is attempted once more, now (the "
+        "same `webhook-id`). 409 while it is still pending.",
+        tags=["webhooks"],
+        responses={
+            202: {"description": "Queued"},
+            409: {"description": "Still pending", "content": {PROBLEM: {}}},
+            **_PROBLEM_RESPONSES,
+        },
+    )
+    def retry_delivery(delivery_id: Annotated[str, Path(max_length=64)]) -> Response[Any]:
+        return _json(webhooks.retry(_caller(app), delivery_id), 202)
 
     app.include(links.router())  # GET/POST /a/<token>: approval link pages
     # Slack's button clicks (loopline.api.slack: signed by Slack, no API key).

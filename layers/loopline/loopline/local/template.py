@@ -588,9 +588,12 @@ class LocalStack:
             args["ProvisionedThroughput"] = p.get(
                 "ProvisionedThroughput", {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
             )
-        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes", "StreamSpecification"):
+        for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
             if p.get(key):
                 args[key] = p[key]
+        if p.get("StreamSpecification"):
+            # CloudFormation enables a stream by naming its view type; the API asks both.
+            args["StreamSpecification"] = {"StreamEnabled": True, **p["StreamSpecification"]}
         client = session.client("dynamodb")
         client.create_table(**args)
         ttl = p.get("TimeToLiveSpecification")

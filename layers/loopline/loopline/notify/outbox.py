@@ -39,16 +39,17 @@ class OutboxError(NotifyError):
         self.failed = failed
 
 
-def send(messages: Sequence[dict[str, Any]]) -> None:
-    """Put ``messages`` (JSON objects) on the outbox queue, ten per ``SendMessageBatch``.
-    Raise ``OutboxError`` naming every message SQS did not take (the others are sent)."""
+def send(messages: Sequence[dict[str, Any]], *, queue: str | None = None) -> None:
+    """Put ``messages`` (JSON objects) on the outbox queue (or ``queue``), ten per
+    ``SendMessageBatch``. Raise ``OutboxError`` naming every message SQS did not take (the
+    others are sent)."""
     if not messages:
         return
     from botocore.exceptions import BotoCoreError, ClientError
 
     from loopline import aws
 
-    queue = settings().outbox_queue
+    queue = queue or settings().outbox_queue
     if not queue:
         raise OutboxError(
             "LOOPLINE_OUTBOX_QUEUE is not set: no outbox queue", list(range(len(messages)))

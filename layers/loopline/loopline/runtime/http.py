@@ -78,8 +78,9 @@ class _PinnedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-class _PinnedTransport(httpx.HTTPTransport):
-    """``httpx.HTTPTransport`` whose connections all go to ``target.addresses``."""
+class PinnedTransport(httpx.HTTPTransport):
+    """``httpx.HTTPTransport`` whose connections all go to ``target.addresses`` (the HTTP
+    step's and the webhooks' client)."""
 
     def __init__(self, target: Target) -> None:
         super().__init__(trust_env=False)
@@ -230,7 +231,7 @@ def fetch(
             raise StepError("Loopline.Transient", f"{what} timed out after {timeout:g}s")
         try:
             with httpx.Client(
-                transport=_PinnedTransport(target),
+                transport=PinnedTransport(target),
                 timeout=remaining,
                 follow_redirects=False,
                 trust_env=False,

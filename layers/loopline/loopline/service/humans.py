@@ -381,15 +381,22 @@ def _notify(record: dict[str, Any], targets: list[Any]) -> None:
                 note.update(channel="slack", to=str(target["slack"]))
                 message.update(kind="slack", channel=note["to"])
             elif target.get("webhook"):
+                from loopline.service import webhooks
+
                 url, digest = _new_link(record, str(target["webhook"]), "webhook")
-                # Delivered by the webhook outbox; until then the event is recorded here.
-                note.update(
-                    channel="webhook",
-                    to=str(target["webhook"]),
-                    link_hash=digest,
-                    status="recorded",
-                )
+                note.update(channel="webhook", to=str(target["webhook"]), link_hash=digest)
                 store.put_notification(str(record["id"]), note)
+                # A webhook delivery of its own: recorded, queued, retried and logged
+                # (GET /v1/webhook-deliveries); the notification only points at it.
+                kind = (
+                    "human.escalated" if int(record.get("generation") or 1) > 1 else "human.waiting"
+                )
+                delivery = webhooks.notify(record, note["to"], url, kind)
+                store.update_notification(
+                    str(record["id"]),
+                    str(note["id"]),
+                    {"status": "queued" if delivery else "skipped", "delivery": delivery},
+                )
                 continue
             else:
                 continue

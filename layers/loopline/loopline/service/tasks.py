@@ -21,7 +21,6 @@ import threading
 import time
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 from loopline import ids, store
 from loopline.service import humans, views, workflows
@@ -58,7 +57,6 @@ STATUS_EVERY = 4
 #: How long a client waits before asking again about a request still in flight.
 RETRY_AFTER_SECONDS = 1
 MAX_IDEMPOTENCY_KEY = 255
-MAX_WEBHOOK_URL = 2048
 
 
 # --------------------------------------------------------------------------- submitting
@@ -201,32 +199,10 @@ def _input_errors(model: Any, inputs: Any) -> tuple[dict[str, Any], list[FieldEr
 
 
 def webhook_problem(url: str) -> str | None:
-    """Why a task's ``webhook`` URL is refused, or None. ``https`` only, except hosts of
-    ``LOOPLINE_WEBHOOK_ALLOW_HOSTS``; the host's addresses pass the HTTP step's guard
-    (``loopline.runtime.netguard``: no loopback, private, link-local or metadata address
-    unless the host is allowed)."""
-    from loopline.runtime import netguard
-    from loopline.runtime.errors import StepError
+    """Why a task's ``webhook`` URL is refused, or None (``loopline.service.webhooks``)."""
+    from loopline.service import webhooks
 
-    if len(url) > MAX_WEBHOOK_URL:
-        return f"must be at most {MAX_WEBHOOK_URL} characters"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "must be an https:// URL"
-    allow = settings().webhook_allow_host_list
-    host = parts.hostname or ""
-    if parts.scheme.lower() != "https" and not (
-        parts.scheme.lower() == "http" and host and netguard.host_allowed(host, allow)
-    ):
-        return "must be an https:// URL"
-    if parts.username or parts.password:
-        return "must not hold credentials (user:password@)"
-    try:
-        netguard.vet(url, allow)
-    except StepError as exc:
-        return exc.message
-    return None
+    return webhooks.url_problem(url)
 
 
 def _start(
