@@ -273,6 +273,7 @@ def test_failed_tasks_and_dead_letters_are_alarmed() -> None:
     }
     assert dead_letter_queues == {
         "WebhookDeadLetterQueue",
+        "WebhookFanoutDeadLetterQueue",
         "StatusEventsDeadLetterQueue",
         "OutboxDeadLetterQueue",
     }
@@ -364,6 +365,20 @@ NEEDS: dict[str, set[str]] = {
         "states:SendTaskSuccess",
         "states:SendTaskFailure",
     },
+    "WebhookFanoutFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "sqs:SendMessage",
+    },
+    "WebhookFunction": {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+        "sqs:ChangeMessageVisibility",
+        "sqs:SendMessage",
+    },
     "StatusEventsFunction": {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
@@ -443,6 +458,11 @@ def test_the_human_function_publishes_nothing_and_sends_only_to_the_outbox() -> 
     ]:
         statement = _statement(logical_id, sid)
         assert statement["Resource"] == {"Fn::GetAtt": ["OutboxQueue", "Arn"]}, logical_id
+    # The webhook deliveries of notify: [{webhook}] (and the API's retries) go on their own
+    # queue, by a statement of their own.
+    for logical_id in ("HumanFunction", "ApiFunction"):
+        statement = _statement(logical_id, "QueueWebhookDeliveries")
+        assert statement["Resource"] == {"Fn::GetAtt": ["WebhookQueue", "Arn"]}, logical_id
 
 
 # --------------------------------------------------------------------------- the outbox
@@ -541,3 +561,43 @@ def test_the_api_function_reads_cors_origin_as_one_origin(
     else:
         with pytest.raises(ConfigError, match=re.escape(expected)):
             Settings()
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+def test_new_task_and_human_events_of_the_table_reach_the_fan_out_and_nothing_else() -> None:
+    table = RESOURCES["TasksTable"]["Properties"]
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    event = FUNCTIONS["WebhookFanoutFunction"]["Properties"]["Events"]["Events"]
+    assert event["Type"] == "DynamoDB"
+    props = event["Properties"]
+    assert props["Stream"] == {"Fn::GetAtt": ["TasksTable", "StreamArn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["WebhookFanoutDeadLetterQueue", "Arn"]
+    }
+    (only,) = props["FilterCriteria"]["Filters"]
+    pattern = json.loads(only["Pattern"])
+    assert pattern["eventName"] == ["INSERT"]
+    image = pattern["dynamodb"]["NewImage"]
+    assert image["sk"] == {"S": [{"prefix": "EVENT#"}]}
+    assert image["type"] == {"S": [{"prefix": "task."}, {"prefix": "human."}]}
+
+
+def test_webhook_deliveries_are_retried_past_a_day_and_kept_when_they_fail() -> None:
+    fn = FUNCTIONS["WebhookFunction"]["Properties"]
+    event = fn["Events"]["Deliveries"]["Properties"]
+    assert event["Queue"] == {"Fn::GetAtt": ["WebhookQueue", "Arn"]}
+    assert event["BatchSize"] == 10
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    queue = RESOURCES["WebhookQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * fn["Timeout"]
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    env = fn["Environment"]["Variables"]
+    assert env["LOOPLINE_WEBHOOK_DLQ_URL"] == {"Ref": "WebhookDeadLetterQueue"}
+    assert env["LOOPLINE_WEBHOOK_RETRY_DELAYS"] == {"Ref": "WebhookRetryDelays"}
+    default = TEMPLATE["Parameters"]["WebhookRetryDelays"]["Default"]
+    assert sum(float(d) for d in default.split(",")) >= 24 * 3600
+    dead = RESOURCES["WebhookDeadLetterQueue"]["Properties"]
+    assert dead["MessageRetentionPeriod"] == 14 * 24 * 3600
