@@ -30,8 +30,11 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 owner.requests.append(
-                    Request(self.path, {k.lower(): v for k, v in self.headers.items()},
-                            self.rfile.read(length))
+                    Request(
+                        self.path,
+                        {k.lower(): v for k, v in self.headers.items()},
+                        self.rfile.read(length),
+                    )
                 )
                 time.sleep(owner.delay)
                 if owner.redirect_to and self.path != "/elsewhere":
