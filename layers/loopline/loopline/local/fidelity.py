@@ -25,6 +25,19 @@ Each item, and why the local stack needs it:
   ``ReportBatchItemFailures`` all but the ``batchItemFailures`` it answers) and leaves the
   rest to come back after its visibility timeout, and to the dead-letter queue after
   ``maxReceiveCount`` receives (moto's redrive). ``drain`` waits for them too.
+- **DynamoDB stream event sources of functions.** moto keeps a table's stream but reads
+  it for no function of the local stack: each function's ``DynamoDB`` event gets a poller
+  thread (``loopline.local.stream_events``) that reads the stream in order from its
+  starting position, drops the records no ``FilterCriteria`` pattern matches, invokes the
+  function with Lambda's DynamoDB stream event in batches of at most ``BatchSize``, and
+  checkpoints as Lambda does: past a handled batch, before the lowest of the
+  ``batchItemFailures`` it answers, nowhere when it raises (the batch is retried, halved
+  with ``BisectBatchOnFunctionError``); after ``MaximumRetryAttempts`` retries the batch
+  is recorded at its ``OnFailure`` destination and passed. One shard, one batch at a
+  time. The stream is read under the DynamoDB lock (below: moto puts a copy of the table
+  back to undo a cancelled transaction), an ``UpdateItem`` that creates its item adds one
+  record (moto adds two), and the records every poller has passed are trimmed from moto's
+  stream. ``drain`` waits until every poller has passed the end of its stream.
 - **A verified sender.** SES sends only from an identity verified in the account (the
   operator verifies ``SenderEmail`` once, in AWS); the local stack verifies the sender
   the settings name (``LOOPLINE_SENDER_EMAIL``) in moto when it provisions.
@@ -62,6 +75,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loopline.local.sqs_events import SqsEventSources, SqsMapping
+from loopline.local.stream_events import StreamEventSources, StreamMapping
 
 log = logging.getLogger("loopline.local")
 
@@ -166,6 +180,9 @@ class Fidelity:
         self.failed: list[tuple[str, dict[str, Any], str]] = []
         #: The functions' SQS event sources (``add_sqs_source``).
         self.sqs = SqsEventSources(invoke, region)
+        #: The functions' DynamoDB stream event sources (``add_stream_source``); they read
+        #: the streams under the DynamoDB lock.
+        self.streams = StreamEventSources(invoke, region, self.dynamodb_lock)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -181,6 +198,7 @@ class Fidelity:
         self._patch_events()
         self._patch_dynamodb()
         self.sqs.start()
+        self.streams.start()
         self._emitting = True
         self._worker = threading.Thread(
             target=self._deliver_loop, name="loopline-eventbridge", daemon=True
@@ -198,6 +216,7 @@ class Fidelity:
         self._emitting = False
         self._stopping = True
         self.sqs.stop()
+        self.streams.stop()
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join(timeout=5)
@@ -216,9 +235,15 @@ class Fidelity:
         """Poll ``mapping``'s queue for its function, as Lambda's event source mapping."""
         self.sqs.add(mapping)
 
+    def add_stream_source(self, mapping: StreamMapping) -> None:
+        """Read ``mapping``'s table stream for its function, as Lambda's event source
+        mapping."""
+        self.streams.add(mapping)
+
     def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until every event emitted so far was delivered and every visible message
-        of a function's queue was handled (one may lead to the other); False on timeout."""
+        """Wait until every event emitted so far was delivered, every visible message of
+        a function's queue was handled and every stream record written so far was passed
+        (one may lead to the others); False on timeout."""
         deadline = time.monotonic() + timeout
         while True:
             with self._idle:
@@ -227,11 +252,14 @@ class Fidelity:
                     if left <= 0:
                         return False
                     self._idle.wait(left)
-            if not self.sqs.drain(max(0.0, deadline - time.monotonic())):
-                return False
-            with self._idle:
-                if not self._busy:
-                    return True
+            for source in (self.sqs, self.streams):
+                if not source.drain(max(0.0, deadline - time.monotonic())):
+                    return False
+            # Idle all at once: nothing handled since led to more work anywhere.
+            if self.sqs.drain(0) and self.streams.drain(0):
+                with self._idle:
+                    if not self._busy:
+                        return True
 
     def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
         original = owner.__dict__[name]

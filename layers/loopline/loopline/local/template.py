@@ -9,9 +9,10 @@ generated one), Lambda functions (each dispatched in-process to the handler its
 ``CodeUri`` and ``Handler`` name, with its environment variables) and state machines
 (``DefinitionUri`` with ``DefinitionSubstitutions`` resolved), EventBridge rules
 (functions' ``EventBridgeRule`` events and ``AWS::Events::Rule``, their Lambda targets
-delivered by ``loopline.local.fidelity``) and the functions' ``SQS`` event sources
-(polled by ``loopline.local.sqs_events``); it verifies the SES sender of the settings
-(``LOOPLINE_SENDER_EMAIL``). No resource is
+delivered by ``loopline.local.fidelity``), the functions' ``SQS`` event sources
+(polled by ``loopline.local.sqs_events``) and their ``DynamoDB`` event sources on the
+tables' streams (read by ``loopline.local.stream_events``); it verifies the SES sender of
+the settings (``LOOPLINE_SENDER_EMAIL``). No resource is
 described a second time anywhere else: change the template and the local stack follows.
 
 Supported intrinsics: ``Ref``, ``Fn::GetAtt``, ``Fn::Sub``, ``Fn::If``, ``Fn::Equals``,
@@ -28,6 +29,7 @@ import json
 import os
 import secrets
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from loopline.local.executor import (
     load_handler,
 )
 from loopline.local.sqs_events import SqsMapping
+from loopline.local.stream_events import StreamMapping, compile_filters
 from loopline.settings import settings
 
 STACK_NAME = "loopline-local"
@@ -175,6 +178,11 @@ class LocalStack:
             r.name = self._name(props, "TableName", default)
             r.ref = r.name
             r.attributes["Arn"] = arn.format("dynamodb", f"table/{r.name}")
+            if props.get("StreamSpecification"):
+                # The stream's label is the time its table is created: provisioning puts
+                # the ARN moto gives in its place (until then, the time of reading).
+                label = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+                r.attributes["StreamArn"] = f"{r.attributes['Arn']}/stream/{label}"
         elif rtype == "AWS::S3::Bucket":
             r.name = (self._name(props, "BucketName", default)).lower()
             r.ref = r.name
@@ -420,6 +428,8 @@ class LocalStack:
             executor.fidelity.on_failure.update(self.failure_destinations())
             for mapping in self.sqs_mappings():
                 executor.fidelity.add_sqs_source(mapping)
+            for stream in self.stream_mappings():
+                executor.fidelity.add_stream_source(stream)
 
     def sqs_mappings(self) -> list[SqsMapping]:
         """The functions' ``SQS`` events: queue, batch size, partial batch responses."""
@@ -447,6 +457,86 @@ class LocalStack:
                         batch_size=int(p.get("BatchSize") or 10),
                         report_item_failures="ReportBatchItemFailures"
                         in (p.get("FunctionResponseTypes") or []),
+                    )
+                )
+        return out
+
+    def stream_mappings(self) -> list[StreamMapping]:
+        """The functions' ``DynamoDB`` events: the table's stream, where to start, batch
+        size and window, partial batch responses, bisection, retries, record age, the
+        ``OnFailure`` destination and the ``FilterCriteria`` patterns."""
+        streams = {
+            t.attributes["StreamArn"]
+            for t in self.of_type("AWS::DynamoDB::Table")
+            if "StreamArn" in t.attributes
+        }
+        destinations = {q.attributes.get("Arn"): q.ref for q in self.of_type("AWS::SQS::Queue")}
+        destinations.update({t.ref: t.ref for t in self.of_type("AWS::SNS::Topic")})
+        out = []
+        for fn in self.functions():
+            events = self.properties(fn.logical_id).get("Events") or {}
+            for event_name, event in events.items():
+                if (event or {}).get("Type") != "DynamoDB":
+                    continue
+                where = f"{fn.logical_id}.Events.{event_name}"
+                p = event.get("Properties") or {}
+                arn = str(p.get("Stream") or "")
+                if arn not in streams:
+                    raise LocalStackError(
+                        f"{where}: Stream must be the StreamArn of a table of the template "
+                        "that has a StreamSpecification"
+                    )
+                position = p.get("StartingPosition")
+                if position not in ("TRIM_HORIZON", "LATEST"):
+                    raise LocalStackError(
+                        f"{where}.StartingPosition: a DynamoDB stream is read from "
+                        f"TRIM_HORIZON or LATEST, not {position!r}"
+                    )
+                if "TumblingWindowInSeconds" in p:
+                    raise LocalStackError(
+                        f"{where}.TumblingWindowInSeconds: tumbling windows are not "
+                        "supported by the local stack"
+                    )
+                on_failure = (p.get("DestinationConfig") or {}).get("OnFailure") or {}
+                destination = None
+                if on_failure:
+                    destination = destinations.get(on_failure.get("Destination"))
+                    if destination is None:
+                        raise LocalStackError(
+                            f"{where}.DestinationConfig.OnFailure.Destination: must be the "
+                            "Arn of a queue or topic of the template"
+                        )
+                filters = tuple(
+                    f["Pattern"]
+                    if isinstance(f.get("Pattern"), str)
+                    else json.dumps(f.get("Pattern"))
+                    for f in ((p.get("FilterCriteria") or {}).get("Filters") or [])
+                )
+                try:
+                    compile_filters(filters)
+                except ValueError as exc:
+                    index, reason = exc.args
+                    raise LocalStackError(
+                        f"{where}.FilterCriteria.Filters[{index}].Pattern: not a valid "
+                        f"filter pattern: {reason}"
+                    ) from None
+                if p.get("Enabled", True) is False:
+                    continue
+                out.append(
+                    StreamMapping(
+                        function=fn.name,
+                        function_arn=fn.arn,
+                        stream_arn=arn,
+                        starting_position=str(position),
+                        batch_size=int(p.get("BatchSize") or 100),
+                        batching_window=float(p.get("MaximumBatchingWindowInSeconds") or 0),
+                        report_item_failures="ReportBatchItemFailures"
+                        in (p.get("FunctionResponseTypes") or []),
+                        bisect_on_error=bool(p.get("BisectBatchOnFunctionError", False)),
+                        max_retries=int(p.get("MaximumRetryAttempts", -1)),
+                        max_record_age=int(p.get("MaximumRecordAgeInSeconds", -1)),
+                        on_failure=None if destination is None else str(destination),
+                        filters=filters,
                     )
                 )
         return out
@@ -591,11 +681,21 @@ class LocalStack:
         for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
             if p.get(key):
                 args[key] = p[key]
-        if p.get("StreamSpecification"):
-            # CloudFormation enables a stream by naming its view type; the API asks both.
-            args["StreamSpecification"] = {"StreamEnabled": True, **p["StreamSpecification"]}
+        stream = p.get("StreamSpecification")
+        if stream and not stream.get("StreamViewType"):
+            raise LocalStackError(
+                f"Resources.{r.logical_id}.Properties.StreamSpecification: needs a StreamViewType"
+            )
+        if stream:
+            # CloudFormation's StreamSpecification is the view type; the API's also enables.
+            args["StreamSpecification"] = {
+                "StreamEnabled": True,
+                "StreamViewType": stream["StreamViewType"],
+            }
         client = session.client("dynamodb")
-        client.create_table(**args)
+        created = client.create_table(**args)["TableDescription"]
+        if stream:
+            r.attributes["StreamArn"] = created["LatestStreamArn"]
         ttl = p.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
             client.update_time_to_live(
