@@ -106,9 +106,15 @@ def run_load(
     failing: int = 1,
     tasks: int = 4,
     timeout: float = 120,
+    hooks: list[WebhookReceiver] | None = None,
 ) -> LoadResult:
+    """Run the scenario (with ``hooks``, receivers the caller started and stops; by
+    default new ones) and check it."""
     task_ids = [stack.run(n=i) for i in range(tasks)]
-    hooks = [WebhookReceiver().__enter__() for _ in range(receivers)]
+    owned = hooks is None
+    if hooks is None:
+        hooks = [WebhookReceiver().__enter__() for _ in range(receivers)]
+    assert len(hooks) == receivers
     subs: list[dict[str, Any]] = []
     try:
         for n, receiver in enumerate(hooks):
@@ -178,5 +184,5 @@ def run_load(
     finally:
         for sub in subs:
             stack.client.delete(f"/v1/webhooks/{sub['id']}")
-        for receiver in hooks:
+        for receiver in hooks if owned else []:
             receiver.__exit__(None, None, None)
