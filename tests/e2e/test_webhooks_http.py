@@ -393,10 +393,13 @@ def test_a_subscription_is_created_listed_read_and_deleted(service: Service) -> 
             shown = {k: sub[k] for k in ("id", "url", "events", "created_at")}
 
             got = c.get(f"/v1/webhooks/{sub['id']}")
-            assert got.status_code == 200 and got.json() == shown, got.text
+            # The fields the contract names (links beside them are welcome), never the secret.
+            assert got.status_code == 200, got.text
+            assert shown.items() <= got.json().items() and "secret" not in got.json()
             listed = c.get("/v1/webhooks", params={"limit": 100})
             assert listed.status_code == 200
-            assert shown in listed.json()["items"]
+            [item] = [s for s in listed.json()["items"] if s["id"] == sub["id"]]
+            assert shown.items() <= item.items()
             assert all("secret" not in s for s in listed.json()["items"])
             assert "next_cursor" in listed.json()
         finally:
