@@ -190,6 +190,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         "LOOPLINE_SLACK_BOT_TOKEN": SLACK_BOT_TOKEN,
         "LOOPLINE_SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET,
         "LOOPLINE_OUTBOX_RETRY_DELAYS": "1,1,1",
+        "LOOPLINE_WEBHOOK_RETRY_DELAYS": "1,1,1,1",
         "PYTHONUNBUFFERED": "1",
     }
     cli = Path(sys.executable).parent / "loopline"
