@@ -192,7 +192,7 @@ def test_a_notify_webhook_gets_human_waiting_with_a_link_that_opens_the_approval
             assert page.status_code == 200, page.text
             assert "Approve release r-42." in page.text
             decided = browser.post(
-                data["link"], json={"decision": "approve"}, headers={"Accept": "application/json"}
+                data["link"], json={"action": "approve"}, headers={"Accept": "application/json"}
             )
             assert decided.status_code == 200, decided.text
         view = service.wait_done(c, task_id)

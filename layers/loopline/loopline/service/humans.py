@@ -225,7 +225,13 @@ def _due(timeout: Any, start: str) -> str:
     return ids.format_time(ids.parse_time(start) + timedelta(seconds=seconds))
 
 
-def _event(task: dict[str, Any] | None, type_: str, step: str, data: dict[str, Any]) -> None:
+def _event(
+    task: dict[str, Any] | None,
+    type_: str,
+    step: str,
+    data: dict[str, Any],
+    at: str | None = None,
+) -> None:
     """Append an event to the task (nothing for an execution that is not a task, or a
     task that has ended)."""
     if task is None:
@@ -233,7 +239,7 @@ def _event(task: dict[str, Any] | None, type_: str, step: str, data: dict[str, A
     store.update_task(
         str(task["id"]),
         expect_status={"QUEUED", "RUNNING", "WAITING", "PAUSED"},
-        event=store.NewEvent(type_, step, data),
+        event=store.NewEvent(type_, step, data, at),
     )
 
 
@@ -290,8 +296,8 @@ def open_human_task(wait: dict[str, Any]) -> str:
             set={"status": "WAITING"},
             expect_status={"RUNNING"},
         )
-        _event(task, "human.waiting", step, _summary(record))
-    _notify(record, list(record["notify"]))
+        _event(task, "human.waiting", step, _summary(record), now)
+    _notify(record, list(record["notify"]), now)
     return str(record["id"])
 
 
@@ -324,8 +330,9 @@ def _escalate(record: dict[str, Any], wait: dict[str, Any], task: dict[str, Any]
         "human.escalated",
         str(record["step"]),
         {**_summary(record), "reason": "timeout"},
+        now,
     )
-    _notify(record, targets)
+    _notify(record, targets, now)
     return str(record["id"])
 
 
@@ -357,9 +364,10 @@ def _new_link(record: dict[str, Any], recipient: str, channel: str) -> tuple[str
     return f"{base}/a/{token}", digest
 
 
-def _notify(record: dict[str, Any], targets: list[Any]) -> None:
-    """Record one notification per target and hand them to the outbox queue. Never fails
-    the step: a problem is logged and left on the notification."""
+def _notify(record: dict[str, Any], targets: list[Any], at: str) -> None:
+    """Record one notification per target and hand them to the outbox queue (a webhook
+    target: the webhook queue, as the event of ``at``). Never fails the step: a problem
+    is logged and left on the notification."""
     messages: list[dict[str, Any]] = []
     for target in targets:
         if not isinstance(target, dict):
@@ -391,7 +399,7 @@ def _notify(record: dict[str, Any], targets: list[Any]) -> None:
                 kind = (
                     "human.escalated" if int(record.get("generation") or 1) > 1 else "human.waiting"
                 )
-                delivery = webhooks.notify(record, note["to"], url, kind)
+                delivery = webhooks.notify(record, note["to"], url, kind, at)
                 store.update_notification(
                     str(record["id"]),
                     str(note["id"]),

@@ -418,11 +418,11 @@ def fan_out(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
 
 
-def notify(human: dict[str, Any], url: str, link: str, kind: str) -> str | None:
+def notify(human: dict[str, Any], url: str, link: str, kind: str, at: str) -> str | None:
     """Record and queue the delivery of a human step's ``notify: [{webhook}]``: the
     ``human.waiting`` (or ``human.escalated``) event with the recipient's ``link``,
-    signed with the tenant's secret. Returns the delivery id (None for an execution that
-    is not a task: nothing is sent)."""
+    signed with the tenant's secret; ``timestamp`` is the event's ``at``. Returns the
+    delivery id (None for an execution that is not a task: nothing is sent)."""
     task_id = str(human.get("task") or "")
     task = store.get_task_record(task_id) if task_id else None
     if task is None:
@@ -437,10 +437,10 @@ def notify(human: dict[str, Any], url: str, link: str, kind: str) -> str | None:
             "id": delivery_id,
             "tenant": str(task["tenant"]),
             "task": task_id,
-            "event": {"type": kind, "seq": None, "at": now},
+            "event": {"type": kind, "seq": None, "at": at},
             "url": url,
             "target": {"kind": "notify", "human_task": human["id"]},
-            "body": body_of(kind, now, data),
+            "body": body_of(kind, at, data),
             "status": PENDING,
             "attempts": [],
             "attempt_count": 0,
