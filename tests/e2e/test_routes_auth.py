@@ -27,8 +27,15 @@ def acme_things(service: Service, brief: str) -> dict[str, str]:
             "/v1/workflows/acme-private", content=private, headers={"Content-Type": "text/yaml"}
         )
         assert r.status_code in (200, 201), r.text
-        task = c.post("/v1/tasks", json={"workflow": "acme-private", "inputs": {}}).json()
+        # Its webhook refuses connections: the task has a delivery (pending, retried).
+        task = c.post(
+            "/v1/tasks",
+            json={"workflow": "acme-private", "inputs": {}, "webhook": "http://127.0.0.1:9/x"},
+        ).json()
         service.wait_done(c, task["id"])
+        hook = c.post(
+            "/v1/webhooks", json={"url": "https://hooks.example.com/acme", "events": ["*"]}
+        ).json()
         # A human task of acme's, waiting.
         hold = "name: acme-hold\nsteps:\n  - id: wait\n    pause: Later\n    timeout: 1h\n"
         r = c.put("/v1/workflows/acme-hold", content=hold, headers={"Content-Type": "text/yaml"})
@@ -40,7 +47,16 @@ def acme_things(service: Service, brief: str) -> dict[str, str]:
             waiting = c.get(f"/v1/tasks/{held['id']}").json()["waiting"]
             time.sleep(0.1)
         assert waiting, "acme's pause never waited"
+        deliveries: list[dict[str, str]] = []
+        while not deliveries and time.monotonic() < deadline:
+            deliveries = c.get("/v1/webhook-deliveries", params={"task": task["id"]}).json()[
+                "items"
+            ]
+            time.sleep(0.1)
+        assert deliveries, "acme's task webhook has no delivery"
     return {
+        "webhook_id": hook["id"],
+        "delivery_id": deliveries[0]["id"],
         "name": "acme-private",
         "task_id": task["id"],
         "step": "only",
