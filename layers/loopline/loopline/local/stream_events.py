@@ -56,6 +56,7 @@ no batch is being handled and every poller has passed the end of its stream.
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import json
 import logging
@@ -283,9 +284,10 @@ class StreamEventSources:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Tell the pollers when a record is added to a table's stream, and give an
+        """Tell the pollers when a record is added to a table's stream, give an
         ``UpdateItem`` that creates its item one record (moto adds two: the bare keys it
-        puts first, then the item)."""
+        puts first, then the item), and keep moto's copy of a table before a transaction
+        from copying its stream record by record."""
         from moto.dynamodb.models import DynamoDBBackend
         from moto.dynamodb.models.table import StreamShard, Table
 
@@ -323,13 +325,26 @@ class StreamEventSources:
             finally:
                 state.updating -= 1
 
+        def deepcopy_shard(shard: Any, memo: dict[int, Any]) -> Any:
+            # moto copies a table (its stream too) before every transaction, to put it
+            # back if the transaction is cancelled: the records, never changed once
+            # written, are shared, not copied one by one.
+            copied: Any = StreamShard.__new__(StreamShard)
+            memo[id(shard)] = copied
+            copied.__dict__.update(shard.__dict__)
+            copied.table = copy.deepcopy(shard.table, memo)
+            copied.items = list(shard.items)
+            return copied
+
         StreamShard.add = add  # type: ignore[method-assign,assignment]
         Table.put_item = put_item  # type: ignore[method-assign,assignment]
         DynamoDBBackend.update_item = update_item  # type: ignore[method-assign,assignment]
+        StreamShard.__deepcopy__ = deepcopy_shard  # type: ignore[attr-defined]
 
         def undo() -> None:
             for owner, name, original in saved:
                 setattr(owner, name, original)
+            del StreamShard.__deepcopy__  # type: ignore[attr-defined]
 
         self._undo = undo
 
