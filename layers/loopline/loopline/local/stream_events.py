@@ -43,14 +43,18 @@ patched to tell it) and otherwise looks again every ``POLL_INTERVAL`` seconds.
 The stream is read under the lock that serialises moto's DynamoDB operations
 (``loopline.local.fidelity``): moto undoes a cancelled transaction by putting back a copy
 of the table taken before it, and the records its writes had added stay on the shard of
-the table it threw away, so a shard is only read while no write is half done. moto's
-shard keeps every record forever; the records every poller of a table has passed are
+the table it threw away, so a shard is only read while no write is half done (the copy,
+made before every transaction, shares the shard's records, never changed once written,
+instead of copying each: a long stream made every transaction slower). moto's shard
+keeps every record forever; the records every poller of a table has passed are
 trimmed from it (its starting sequence number moves up with them, so moto numbers new
 records on), as DynamoDB trims records after 24 hours: a long ``loopline serve`` does not
-grow without bound. A reader of its own that holds a shard iterator on trimmed records
-gets nothing back from it. The shard iterators a poller asked for are forgotten once
-read (moto keeps every one, AWS lets them expire after 15 minutes). ``drain`` waits until
-no batch is being handled and every poller has passed the end of its stream.
+grow without bound (a reader of its own holding a shard iterator on records trimmed since
+gets an error from moto, as ``TrimmedDataAccessException`` in AWS). The shard iterators a
+poller asked for are forgotten once read (moto keeps every one, AWS lets them expire
+after 15 minutes). An ``UpdateItem`` that creates its item adds one record, as in AWS
+(moto adds two: the bare keys it puts first, then the item). ``drain`` waits until no
+batch is being handled and every poller has passed the end of its stream.
 """
 
 from __future__ import annotations
