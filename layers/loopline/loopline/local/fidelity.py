@@ -35,7 +35,8 @@ Each item, and why the local stack needs it:
   with ``BisectBatchOnFunctionError``); after ``MaximumRetryAttempts`` retries the batch
   is recorded at its ``OnFailure`` destination and passed. One shard, one batch at a
   time. The stream is read under the DynamoDB lock (below: moto puts a copy of the table
-  back to undo a cancelled transaction), an ``UpdateItem`` that creates its item adds one
+  back to undo a cancelled transaction; the copy shares the stream's records), an
+  ``UpdateItem`` that creates its item adds one
   record (moto adds two), and the records every poller has passed are trimmed from moto's
   stream. ``drain`` waits until every poller has passed the end of its stream.
 - **A verified sender.** SES sends only from an identity verified in the account (the
