@@ -36,7 +36,7 @@ LATENCY_TASKS = 30
 LOAD_EVENTS = 1000
 LOAD_RECEIVERS = 10
 #: The load run stops when this process holds more memory than this (MB).
-MAX_RSS_MB = 6000
+MAX_RSS_MB = 4000
 
 
 def _rss_mb() -> float:
