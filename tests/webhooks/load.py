@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,8 @@ class LoadResult:
     #: Seconds from the first append to the last event's arrival at the last healthy
     #: receiver (its first arrival there).
     seconds: float
+    #: (event, healthy receiver) pairs that arrived.
+    arrived: int
     #: Requests each healthy receiver got (retries and duplicates included).
     requests: int
     #: Deliveries of the appended events in the log.
@@ -45,13 +48,14 @@ class LoadResult:
     problems: list[str] = field(default_factory=list)
 
     @property
-    def events_per_second(self) -> float:
-        return self.events / self.seconds if self.seconds else 0.0
+    def deliveries_per_second(self) -> float:
+        """Events delivered to a healthy receiver per second."""
+        return self.arrived / self.seconds if self.seconds else 0.0
 
     @property
-    def deliveries_per_second(self) -> float:
-        healthy = self.receivers - self.failing
-        return self.events * healthy / self.seconds if self.seconds else 0.0
+    def events_per_second(self) -> float:
+        """Events delivered to every healthy receiver per second."""
+        return self.deliveries_per_second / max(1, self.receivers - self.failing)
 
 
 def append_events(task_ids: list[str], count: int) -> tuple[float, list[tuple[str, int, str]]]:
@@ -107,9 +111,11 @@ def run_load(
     tasks: int = 4,
     timeout: float = 120,
     hooks: list[WebhookReceiver] | None = None,
+    watch: Callable[[int, int], str | None] | None = None,
 ) -> LoadResult:
     """Run the scenario (with ``hooks``, receivers the caller started and stops; by
-    default new ones) and check it."""
+    default new ones) and check it. ``watch(arrived, expected)`` is called while it waits
+    for the (event, healthy receiver) pairs; a reason it returns stops the run there."""
     task_ids = [stack.run(n=i) for i in range(tasks)]
     owned = hooks is None
     if hooks is None:
@@ -128,16 +134,28 @@ def run_load(
         expected = {(task, at) for task, _, at in appended}
 
         deadline = time.monotonic() + timeout
+        stopped = None
         while True:
             missing = sum(len(expected - _arrivals(r).keys()) for r in healthy)
             if not missing or time.monotonic() > deadline:
                 break
+            if watch is not None:
+                stopped = watch(
+                    len(expected) * len(healthy) - missing, len(expected) * len(healthy)
+                )
+                if stopped:
+                    break
             time.sleep(0.2)
         last = max(
             (t for r in healthy for key, t in _arrivals(r).items() if key in expected),
             default=started,
         )
         problems: list[str] = []
+        if stopped:
+            problems.append(f"stopped with {missing} (event, receiver) pairs to go: {stopped}")
+            arrived = len(expected) * len(healthy) - missing
+            elapsed = time.monotonic() - started
+            return LoadResult(events, receivers, failing, elapsed, arrived, 0, 0, problems)
         if missing:
             problems.append(f"{missing} (event, receiver) pairs never arrived in {timeout}s")
 
@@ -177,6 +195,7 @@ def run_load(
             receivers=receivers,
             failing=failing,
             seconds=last - started,
+            arrived=len(expected) * len(healthy) - missing,
             requests=sum(len(r.received()) for r in healthy),
             logged=sum(len(v) for v in logged.values()),
             problems=problems,
