@@ -32,11 +32,11 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from loopline.local.event_sources import EventSources, Invoke
 
 log = logging.getLogger("loopline.local")
 
@@ -44,9 +44,6 @@ log = logging.getLogger("loopline.local")
 POLL_INTERVAL = 0.1
 #: SQS's largest batch per ReceiveMessage.
 RECEIVE_MAX = 10
-
-#: Invoke a function by name with an event; returns its answer, raises when it fails.
-Invoke = Callable[[str, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -123,19 +120,12 @@ def failed_ids(answer: Any, batch: set[str]) -> set[str] | None:
     return out
 
 
-class SqsEventSources:
+class SqsEventSources(EventSources):
     """The pollers of every mapping; ``start()`` patches moto, ``stop()`` ends them."""
 
     def __init__(self, invoke: Invoke, region: str) -> None:
-        self._invoke = invoke
-        self.region = region
+        super().__init__(invoke, region)
         self.mappings: list[SqsMapping] = []
-        self._wake: dict[str, list[threading.Event]] = {}
-        self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
-        self._busy = 0
-        self._idle = threading.Condition()
-        self._undo: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -149,8 +139,7 @@ class SqsEventSources:
         @functools.wraps(original)
         def add_message(queue: Any, message: Any) -> None:
             original(queue, message)
-            for event in sources._wake.get(queue.name, ()):
-                event.set()
+            sources._tell(queue.name)
 
         Queue.add_message = add_message  # type: ignore[method-assign,assignment]
 
@@ -161,50 +150,15 @@ class SqsEventSources:
 
     def add(self, mapping: SqsMapping) -> None:
         """Start polling ``mapping``'s queue for its function."""
-        wake = threading.Event()
-        wake.set()  # look once at once
-        self._wake.setdefault(mapping.queue_name, []).append(wake)
         self.mappings.append(mapping)
-        thread = threading.Thread(
-            target=self._poll,
-            args=(mapping, wake),
-            name=f"loopline-sqs-{mapping.function}",
-            daemon=True,
+        wake = threading.Event()
+        self._spawn(
+            mapping.queue_name, wake, f"loopline-sqs-{mapping.function}", self._poll, mapping, wake
         )
-        self._threads.append(thread)
-        thread.start()
 
-    def stop(self) -> None:
-        """Stop polling (a batch being handled finishes first) and undo the patch."""
-        self._stopping.set()
-        for events in self._wake.values():
-            for event in events:
-                event.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
-        self._threads = []
-        if self._undo is not None:
-            self._undo()
-            self._undo = None
-
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until no batch is being handled and no mapped queue holds a visible
-        message; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._idle:
-                while self._busy:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._idle.wait(left)
-            if not any(self._visible(m) for m in self.mappings):
-                with self._idle:
-                    if not self._busy:
-                        return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
+    def _pending(self) -> bool:
+        """A mapped queue holds a visible message."""
+        return any(self._visible(m) for m in self.mappings)
 
     def _visible(self, mapping: SqsMapping) -> int:
         from moto.sqs.models import sqs_backends
@@ -230,19 +184,13 @@ class SqsEventSources:
         )
         while not self._stopping.is_set():
             wake.clear()
-            with self._idle:
-                self._busy += 1
             handled = False
-            try:
-                handled = self._one_batch(sqs, mapping)
-            except Exception:
-                if not self._stopping.is_set():
-                    log.exception("the SQS poller of %s failed", mapping.function)
-            finally:
-                with self._idle:
-                    self._busy -= 1
-                    if not self._busy:
-                        self._idle.notify_all()
+            with self._working():
+                try:
+                    handled = self._one_batch(sqs, mapping)
+                except Exception:
+                    if not self._stopping.is_set():
+                        log.exception("the SQS poller of %s failed", mapping.function)
             if not handled:
                 wake.wait(POLL_INTERVAL)
 

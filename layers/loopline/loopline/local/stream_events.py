@@ -68,11 +68,11 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from loopline.local.event_sources import EventSources, Invoke
 from loopline.local.sqs_events import failed_ids
 
 log = logging.getLogger("loopline.local")
@@ -85,9 +85,6 @@ RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0)
 GET_RECORDS_MAX = 1000
 #: The event version Lambda gives the records of a DynamoDB stream event.
 EVENT_VERSION = "1.1"
-
-#: Invoke a function by name with an event; returns its answer, raises when it fails.
-Invoke = Callable[[str, Any], Any]
 
 
 @dataclass(frozen=True)
@@ -266,24 +263,17 @@ def failure_record(
     }
 
 
-class StreamEventSources:
+class StreamEventSources(EventSources):
     """The pollers of every mapping; ``start()`` patches moto, ``stop()`` ends them.
 
     ``lock`` is the lock moto's DynamoDB operations run under (``Fidelity.dynamodb_lock``).
     """
 
     def __init__(self, invoke: Invoke, region: str, lock: Any = None) -> None:
-        self._invoke = invoke
-        self.region = region
+        super().__init__(invoke, region)
         self._lock = lock if lock is not None else threading.RLock()
         self.mappings: list[StreamMapping] = []
         self._pollers: list[_Poller] = []
-        self._wake: dict[str, list[threading.Event]] = {}
-        self._threads: list[threading.Thread] = []
-        self._stopping = threading.Event()
-        self._busy = 0
-        self._idle = threading.Condition()
-        self._undo: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -309,8 +299,7 @@ class StreamEventSources:
             if getattr(state, "quiet", False):
                 return
             original_add(shard, old, new)
-            for event in sources._wake.get(shard.table.name, ()):
-                event.set()
+            sources._tell(shard.table.name)
 
         @functools.wraps(original_put)
         def put_item(table: Any, *args: Any, **kwargs: Any) -> Any:
@@ -364,50 +353,20 @@ class StreamEventSources:
         else:
             position = int(shard["SequenceNumberRange"]["StartingSequenceNumber"])
         poller = _Poller(mapping, filters, shard["ShardId"], position)
-        poller.wake.set()  # look once at once
-        self._wake.setdefault(mapping.table_name, []).append(poller.wake)
         self.mappings.append(mapping)
         self._pollers.append(poller)
-        thread = threading.Thread(
-            target=self._poll,
-            args=(poller, streams),
-            name=f"loopline-stream-{mapping.function}",
-            daemon=True,
+        self._spawn(
+            mapping.table_name,
+            poller.wake,
+            f"loopline-stream-{mapping.function}",
+            self._poll,
+            poller,
+            streams,
         )
-        self._threads.append(thread)
-        thread.start()
 
-    def stop(self) -> None:
-        """Stop polling (a batch being handled finishes first) and undo the patch."""
-        self._stopping.set()
-        for events in self._wake.values():
-            for event in events:
-                event.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
-        self._threads = []
-        if self._undo is not None:
-            self._undo()
-            self._undo = None
-
-    def drain(self, timeout: float = 10.0) -> bool:
-        """Wait until no batch is being handled and every poller has passed the end of
-        its stream (retries included); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            with self._idle:
-                while self._busy:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._idle.wait(left)
-            if not any(self._behind(p) for p in self._pollers):
-                with self._idle:
-                    if not self._busy:
-                        return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
+    def _pending(self) -> bool:
+        """A poller has not passed the end of its stream (retries included)."""
+        return any(self._behind(p) for p in self._pollers)
 
     def _behind(self, poller: _Poller) -> bool:
         return bool(poller.pending) or poller.position < self._end(poller.mapping)
@@ -496,19 +455,13 @@ class StreamEventSources:
     def _poll(self, poller: _Poller, streams: Any) -> None:
         while not self._stopping.is_set():
             poller.wake.clear()
-            with self._idle:
-                self._busy += 1
             wait: tuple[str, float] = ("idle", POLL_INTERVAL)
-            try:
-                wait = self._step(streams, poller)
-            except Exception:
-                if not self._stopping.is_set():
-                    log.exception("the stream poller of %s failed", poller.mapping.function)
-            finally:
-                with self._idle:
-                    self._busy -= 1
-                    if not self._busy:
-                        self._idle.notify_all()
+            with self._working():
+                try:
+                    wait = self._step(streams, poller)
+                except Exception:
+                    if not self._stopping.is_set():
+                        log.exception("the stream poller of %s failed", poller.mapping.function)
             how, seconds = wait
             if how == "retry":
                 self._stopping.wait(seconds)  # a write does not hurry a retry
