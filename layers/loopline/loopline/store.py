@@ -1279,6 +1279,20 @@ _DELIVERY_NOT_SETTABLE = frozenset({"id", "tenant", "task", "event", "target", "
 _WEBHOOK_JSON = frozenset({"events", "event", "target", "attempts"})
 
 
+def _written(
+    write: Any, *, refused: str = "ConditionalCheckFailedException", **request: Any
+) -> bool:
+    """``write(**request)``; False when DynamoDB refused it with ``refused`` (a condition
+    did not hold: nothing was written)."""
+    try:
+        write(**request)
+    except ClientError as exc:
+        if _code(exc) == refused:
+            return False
+        raise
+    return True
+
+
 def _tenant_pk(tenant: str) -> str:
     return f"TENANT#{tenant}"
 
@@ -1295,17 +1309,20 @@ def _tenant_deliveries(tenant: str) -> str:
     return f"TENANT#{tenant}#DELIVERY"
 
 
+def _webhook_values(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the webhook records' JSON fields as JSON text."""
+    return {
+        k: (
+            json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+            if k in _WEBHOOK_JSON and v is not None
+            else v
+        )
+        for k, v in values.items()
+    }
+
+
 def _webhook_item(values: dict[str, Any]) -> dict[str, Any]:
-    return _item(
-        {
-            k: (
-                json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-                if k in _WEBHOOK_JSON and v is not None
-                else v
-            )
-            for k, v in values.items()
-        }
-    )
+    return _item(_webhook_values(values))
 
 
 def _webhook_record(item: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -1324,36 +1341,32 @@ def put_subscription(tenant: str, record: dict[str, Any], *, max_count: int) -> 
     item = _webhook_item(
         {"pk": _tenant_pk(tenant), "sk": f"WEBHOOK#{record['id']}", **values, "tenant": tenant}
     )
-    try:
-        _db().transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": table_name(),
-                        "Key": _key(_tenant_pk(tenant), "WEBHOOKS"),
-                        "UpdateExpression": "ADD #n :one",
-                        "ConditionExpression": "attribute_not_exists(#n) OR #n < :max",
-                        "ExpressionAttributeNames": {"#n": "count"},
-                        "ExpressionAttributeValues": {
-                            ":one": {"N": "1"},
-                            ":max": {"N": str(max_count)},
-                        },
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": table_name(),
-                        "Item": item,
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                },
-            ]
-        )
-    except ClientError as exc:
-        if _code(exc) == "TransactionCanceledException":
-            return False
-        raise
-    return True
+    return _written(
+        _db().transact_write_items,
+        refused="TransactionCanceledException",
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": table_name(),
+                    "Key": _key(_tenant_pk(tenant), "WEBHOOKS"),
+                    "UpdateExpression": "ADD #n :one",
+                    "ConditionExpression": "attribute_not_exists(#n) OR #n < :max",
+                    "ExpressionAttributeNames": {"#n": "count"},
+                    "ExpressionAttributeValues": {
+                        ":one": {"N": "1"},
+                        ":max": {"N": str(max_count)},
+                    },
+                }
+            },
+            {
+                "Put": {
+                    "TableName": table_name(),
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ],
+    )
 
 
 def list_subscriptions(tenant: str) -> list[dict[str, Any]]:
@@ -1372,32 +1385,28 @@ def get_subscription(tenant: str, subscription_id: str) -> dict[str, Any] | None
 
 def delete_subscription(tenant: str, subscription_id: str) -> bool:
     """Remove a subscription (and count it out); False when there is none."""
-    try:
-        _db().transact_write_items(
-            TransactItems=[
-                {
-                    "Delete": {
-                        "TableName": table_name(),
-                        "Key": _key(_tenant_pk(tenant), f"WEBHOOK#{subscription_id}"),
-                        "ConditionExpression": "attribute_exists(pk)",
-                    }
-                },
-                {
-                    "Update": {
-                        "TableName": table_name(),
-                        "Key": _key(_tenant_pk(tenant), "WEBHOOKS"),
-                        "UpdateExpression": "ADD #n :minus",
-                        "ExpressionAttributeNames": {"#n": "count"},
-                        "ExpressionAttributeValues": {":minus": {"N": "-1"}},
-                    }
-                },
-            ]
-        )
-    except ClientError as exc:
-        if _code(exc) == "TransactionCanceledException":
-            return False
-        raise
-    return True
+    return _written(
+        _db().transact_write_items,
+        refused="TransactionCanceledException",
+        TransactItems=[
+            {
+                "Delete": {
+                    "TableName": table_name(),
+                    "Key": _key(_tenant_pk(tenant), f"WEBHOOK#{subscription_id}"),
+                    "ConditionExpression": "attribute_exists(pk)",
+                }
+            },
+            {
+                "Update": {
+                    "TableName": table_name(),
+                    "Key": _key(_tenant_pk(tenant), "WEBHOOKS"),
+                    "UpdateExpression": "ADD #n :minus",
+                    "ExpressionAttributeNames": {"#n": "count"},
+                    "ExpressionAttributeValues": {":minus": {"N": "-1"}},
+                }
+            },
+        ],
+    )
 
 
 def _swap_secret(
@@ -1412,20 +1421,15 @@ def _swap_secret(
     else:
         values[":cur"] = {"S": current}
         condition = "#sec = :cur"
-    try:
-        _db().update_item(
-            TableName=table_name(),
-            Key=_key(pk, sk),
-            UpdateExpression=_expression(sets, removes),
-            ConditionExpression=condition,
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-    except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return _written(
+        _db().update_item,
+        TableName=table_name(),
+        Key=_key(pk, sk),
+        UpdateExpression=_expression(sets, removes),
+        ConditionExpression=condition,
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
 
 
 def rotate_subscription_secret(
@@ -1472,17 +1476,12 @@ def put_delivery(record: dict[str, Any]) -> bool:
     if record.get("task"):
         keys["gsi1pk"] = _task_deliveries(str(record["task"]))
         keys["gsi1sk"] = str(record["id"])
-    try:
-        _db().put_item(
-            TableName=table_name(),
-            Item=_webhook_item({**keys, **values}),
-            ConditionExpression="attribute_not_exists(pk)",
-        )
-    except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return _written(
+        _db().put_item,
+        TableName=table_name(),
+        Item=_webhook_item({**keys, **values}),
+        ConditionExpression="attribute_not_exists(pk)",
+    )
 
 
 def get_delivery(delivery_id: str) -> dict[str, Any] | None:
@@ -1501,15 +1500,7 @@ def update_delivery(
     """Change a delivery in one conditional write: only while its status is one of
     ``expect_status`` and it has had ``expect_attempts`` attempts (each when given).
     False when a condition did not hold or there is no such delivery."""
-    fields = {**fields, "updated_at": fields.get("updated_at") or ids.now()}
-    fields = {
-        k: (
-            json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-            if k in _WEBHOOK_JSON and v is not None
-            else v
-        )
-        for k, v in fields.items()
-    }
+    fields = _webhook_values({**fields, "updated_at": fields.get("updated_at") or ids.now()})
     sets, removes, names, values = _assignments(fields, _DELIVERY_NOT_SETTABLE, "update_delivery")
     names["#exp"], values[":exp"] = "expires_at", {"N": str(_delivery_expiry())}
     sets.append("#exp = :exp")
@@ -1525,20 +1516,15 @@ def update_delivery(
         names["#ac"] = "attempt_count"
         values[":eac"] = {"N": str(expect_attempts)}
         conditions.append("#ac = :eac")
-    try:
-        _db().update_item(
-            TableName=table_name(),
-            Key=_key(_delivery_pk(delivery_id), "DELIVERY"),
-            UpdateExpression=_expression(sets, removes),
-            ConditionExpression=" AND ".join(conditions),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-    except ClientError as exc:
-        if _code(exc) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+    return _written(
+        _db().update_item,
+        TableName=table_name(),
+        Key=_key(_delivery_pk(delivery_id), "DELIVERY"),
+        UpdateExpression=_expression(sets, removes),
+        ConditionExpression=" AND ".join(conditions),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
 
 
 def list_deliveries(

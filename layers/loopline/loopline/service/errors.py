@@ -126,6 +126,17 @@ class Unavailable(ServiceError):
     title = "Service Unavailable"
 
 
+def bad_cursor(cursor: str | None, *, filters: bool = True) -> Invalid:
+    """422 for a ``cursor`` a list did not hand out (or handed out for other filters)."""
+    how = "pass the next_cursor of the previous page" + (
+        ", with the same filters" if filters else ""
+    )
+    return Invalid(
+        "the cursor is not one this list handed out",
+        [FieldError("cursor", "cursor", how, cursor)],
+    )
+
+
 __all__ = [
     "Conflict",
     "FieldError",
@@ -137,4 +148,5 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UnsupportedMediaType",
+    "bad_cursor",
 ]

@@ -47,6 +47,7 @@ from loopline.service.errors import (
     Invalid,
     NotFound,
     ServiceError,
+    bad_cursor,
 )
 from loopline.service.keys import Caller
 from loopline.settings import settings
@@ -200,10 +201,7 @@ def list_human_tasks(
             )
             records = sorted(due + stored, key=lambda r: str(r["id"]), reverse=True)[:limit]
     except store.InvalidCursor:
-        raise Invalid(
-            "the cursor is not one this list handed out",
-            [FieldError("cursor", "cursor", "pass the next_cursor of the previous page", cursor)],
-        ) from None
+        raise bad_cursor(cursor, filters=False) from None
     now = ids.now()
     items = [view(r, now) for r in records]
     if status == OPEN:

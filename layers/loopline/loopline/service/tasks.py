@@ -31,6 +31,7 @@ from loopline.service.errors import (
     NotFound,
     ServiceError,
     Unavailable,
+    bad_cursor,
 )
 from loopline.service.keys import Caller
 from loopline.settings import settings
@@ -338,17 +339,7 @@ def list_tasks(
             caller.tenant, status=status, workflow=workflow, limit=limit, cursor=cursor
         )
     except store.InvalidCursor:
-        raise Invalid(
-            "the cursor is not one this list handed out",
-            [
-                FieldError(
-                    "cursor",
-                    "cursor",
-                    "pass the next_cursor of the previous page, with the same filters",
-                    cursor,
-                )
-            ],
-        ) from None
+        raise bad_cursor(cursor) from None
     return {
         "items": [
             {**views.task_view(t, [], resolve=False), "steps": t.get("steps") or {}} for t in items

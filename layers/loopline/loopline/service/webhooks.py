@@ -37,7 +37,7 @@ from datetime import timedelta
 from typing import Any
 
 from loopline import ids, store
-from loopline.service.errors import Conflict, FieldError, Invalid, NotFound
+from loopline.service.errors import Conflict, FieldError, Invalid, NotFound, bad_cursor
 from loopline.service.keys import Caller
 from loopline.settings import SQS_MAX_VISIBILITY, settings
 
@@ -117,20 +117,6 @@ def _rotation(current: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _bad_cursor(cursor: str | None) -> Invalid:
-    return Invalid(
-        "the cursor is not one this list handed out",
-        [
-            FieldError(
-                "cursor",
-                "cursor",
-                "pass the next_cursor of the previous page, with the same filters",
-                cursor,
-            )
-        ],
-    )
-
-
 # --------------------------------------------------------------------------- subscriptions
 
 
@@ -205,9 +191,9 @@ def list_subscriptions(
         try:
             after = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         except (ValueError, UnicodeDecodeError):
-            raise _bad_cursor(cursor) from None
+            raise bad_cursor(cursor) from None
         if not after.startswith(ids.PREFIXES["webhook"] + "_"):
-            raise _bad_cursor(cursor)
+            raise bad_cursor(cursor)
     rest = [r for r in records if str(r["id"]) > after]
     page = rest[:limit]
     next_cursor = None
@@ -737,7 +723,7 @@ def list_deliveries(
             caller.tenant, task=task, status=status, limit=limit, cursor=cursor
         )
     except store.InvalidCursor:
-        raise _bad_cursor(cursor) from None
+        raise bad_cursor(cursor) from None
     return {"items": [delivery_view(r) for r in items], "next_cursor": next_cursor}
 
 
