@@ -25,7 +25,7 @@ from loopline.service.keys import Caller
 from loopline.settings import settings
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.service.receiver import WebhookReceiver
+from tests.support.webhook_receiver import WebhookReceiver
 from tests.tasktable import tasks_table
 
 __all__ = ["tasks_table"]
@@ -51,7 +51,7 @@ def queues(tasks_table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
 
 @pytest.fixture
 def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as r:
+    with WebhookReceiver(path="") as r:
         yield r
 
 
@@ -153,7 +153,7 @@ def test_step_and_webhook_events_are_not_sent(queues: dict[str, str]) -> None:
 def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
     queues: dict[str, str], receiver: WebhookReceiver
 ) -> None:
-    receiver.redirect_to = receiver.url + "/elsewhere"
+    receiver.redirect(receiver.url + "/elsewhere")
     delivery_id = _delivery(receiver)
     with pytest.raises(webhooks._Later):
         webhooks.attempt(delivery_id)
@@ -168,16 +168,16 @@ def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
 def test_a_large_answer_is_read_only_in_part_and_the_2xx_counts(
     queues: dict[str, str], receiver: WebhookReceiver
 ) -> None:
-    receiver.answer_bytes = 5 * 1024 * 1024
+    receiver.large(5 * 1024 * 1024)
     delivery_id = _delivery(receiver)
     webhooks.attempt(delivery_id)
     record = store.get_delivery(delivery_id)
     assert record is not None and record["status"] == "delivered"
-    assert receiver.bytes_sent < receiver.answer_bytes
+    assert receiver.bytes_sent < 5 * 1024 * 1024
 
 
 def test_a_slow_receiver_times_out(receiver: WebhookReceiver) -> None:
-    receiver.delay = 2.0
+    receiver.slow(2.0)
     body = webhooks.body_of("task.succeeded", ids.now(), {})
     started = time.monotonic()
     outcome = webhook.post(receiver.url + "/hook", body, {}, allow_hosts=["127.0.0.1"], timeout=0.5)
@@ -188,7 +188,7 @@ def test_a_slow_receiver_times_out(receiver: WebhookReceiver) -> None:
 def test_a_wait_longer_than_sqs_allows_is_taken_in_turns(
     queues: dict[str, str], receiver: WebhookReceiver
 ) -> None:
-    receiver.status = 503
+    receiver.status(503)
     delivery_id = _delivery(receiver)
     with pytest.raises(webhooks._Later):
         webhooks.attempt(delivery_id)  # attempt 1 fails: next in about 1 s (jitter)
@@ -222,7 +222,7 @@ def test_the_last_failure_dead_letters_once_and_adds_webhook_failed_once(
 ) -> None:
     monkeypatch.setenv("LOOPLINE_WEBHOOK_RETRY_DELAYS", "1")
     settings.cache_clear()
-    receiver.status = 500
+    receiver.status(500)
     delivery_id = _delivery(receiver)
     task_id = str(store.get_delivery(delivery_id)["task"])  # type: ignore[index]
     with pytest.raises(webhooks._Later):
@@ -278,7 +278,7 @@ def test_a_retry_sends_once_more_with_the_same_id(
     assert view["status"] == "pending"
     with pytest.raises(NotFound):
         webhooks.retry(GLOBEX, delivery_id)
-    receiver.status = 500
+    receiver.status(500)
     webhooks.attempt(delivery_id)  # a manual attempt that fails: failed, no schedule
     record = store.get_delivery(delivery_id)
     assert record is not None and record["status"] == "failed"

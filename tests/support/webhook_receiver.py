@@ -121,6 +121,9 @@ class WebhookReceiver:
         #: Open connections (kept alive between requests): closed by ``down()`` too.
         self._connections: set[socket.socket] = set()
         self._thread: threading.Thread | None = None
+        self._location = ""
+        #: Bytes of ``large`` answers written so far.
+        self.bytes_sent = 0
 
     # ------------------------------------------------------------------ life
 
@@ -196,6 +199,17 @@ class WebhookReceiver:
         """Wait ``seconds`` before answering 200."""
         self._set(("slow", seconds))
 
+    def redirect(self, location: str) -> None:
+        """Answer ``302`` to ``location`` (which a webhook sender must not follow)."""
+        self._set(("redirect", 302))
+        with self._changed:
+            self._location = location
+
+    def large(self, size: int) -> None:
+        """Answer 200 with a body of ``size`` bytes, written as long as the sender reads
+        (``bytes_sent`` counts what went out)."""
+        self._set(("large", size))
+
     def down(self) -> None:
         """Stop listening: connections to the port are refused until another mode."""
         with self._changed:
@@ -222,6 +236,8 @@ class WebhookReceiver:
             return int(value), 0
         if kind == "slow":
             return 200, value
+        if kind == "redirect":
+            return 302, 0
         return 200, 0
 
     # ------------------------------------------------------------------ what arrived
@@ -321,6 +337,23 @@ class WebhookReceiver:
                         monotonic=arrived_mono,
                     )
                 )
+                kind, size = receiver._mode
+                if status == 302:
+                    self.send_response(302)
+                    self.send_header("Location", receiver._location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if kind == "large" and status == 200:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(int(size)))
+                    self.end_headers()
+                    chunk = b"x" * 65536
+                    with contextlib.suppress(OSError):
+                        while receiver.bytes_sent < size:
+                            self.wfile.write(chunk)
+                            receiver.bytes_sent += len(chunk)
+                    return
                 answer = json.dumps({"ok": 200 <= status < 300}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
