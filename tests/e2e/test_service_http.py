@@ -8,20 +8,12 @@ import time
 import uuid
 
 from tests.e2e.conftest import Service
+from tests.support.waiting import task_events
 
 
 def _events(service: Service, task_id: str) -> list[dict]:
     with service.client() as c:
-        items: list[dict] = []
-        after = 0
-        while True:
-            page = c.get(f"/v1/tasks/{task_id}/events", params={"after": after, "limit": 100})
-            assert page.status_code == 200, page.text
-            batch = page.json()["items"]
-            if not batch:
-                return items
-            items.extend(batch)
-            after = batch[-1]["seq"]
+        return task_events(c, task_id)
 
 
 def test_a_registered_workflow_runs_to_its_result_with_every_event_and_step(

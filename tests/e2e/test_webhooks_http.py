@@ -12,14 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import WORKFLOWS, Service
+from tests.support.waiting import task_events, until
 from tests.support.webhook_receiver import WebhookReceiver, verify
 
 HOOK_TYPES = ("task.", "human.")
@@ -33,34 +32,10 @@ NOWHERE = "http://127.0.0.1:9/hook"
 # --------------------------------------------------------------------------- helpers
 
 
-def _until[T](check: Callable[[], T], timeout: float = 30, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.1)
-
-
 def _submit(c: httpx.Client, workflow: str, inputs: dict[str, Any], webhook: str) -> str:
     r = c.post("/v1/tasks", json={"workflow": workflow, "inputs": inputs, "webhook": webhook})
     assert r.status_code == 202, r.text
     return str(r.json()["id"])
-
-
-def _events(c: httpx.Client, task_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = c.get(f"/v1/tasks/{task_id}/events", params={"after": after, "limit": 100})
-        assert page.status_code == 200, page.text
-        batch = page.json()["items"]
-        if not batch:
-            return items
-        items.extend(batch)
-        after = batch[-1]["seq"]
 
 
 def _deliveries(c: httpx.Client, task_id: str) -> list[dict[str, Any]]:
@@ -90,7 +65,7 @@ def _delivery(
                 return d
         return None
 
-    return _until(found, timeout, f"{event_type} delivery of {task_id} {status}")
+    return until(found, timeout, f"{event_type} delivery of {task_id} {status}")
 
 
 def _signing_secret(c: httpx.Client) -> dict[str, Any]:
@@ -141,7 +116,7 @@ def test_a_task_webhook_gets_its_task_events_signed_with_the_tenant_signing_secr
         # data is the task view as the API shows it.
         assert hit.data == c.get(f"/v1/tasks/{task_id}").json()
         assert hit.data["status"] == "SUCCEEDED"
-        [ended] = [e for e in _events(c, task_id) if e["type"] == "task.succeeded"]
+        [ended] = [e for e in task_events(c, task_id) if e["type"] == "task.succeeded"]
         assert hit.json["timestamp"] == ended["at"]
         assert hit.headers["content-type"].startswith("application/json")
         assert hit.headers["user-agent"] == "Loopline-Webhooks/1"
@@ -184,7 +159,7 @@ def test_a_notify_webhook_gets_human_waiting_with_a_link_that_opens_the_approval
         human = c.get(f"/v1/human-tasks/{data['human_task']['id']}").json()
         assert human["step"] == "review" and human["status"] == "open"
         assert data["human_task"]["instruction"] == "Approve release r-42."
-        [waited] = [e for e in _events(c, task_id) if e["type"] == "human.waiting"]
+        [waited] = [e for e in task_events(c, task_id) if e["type"] == "human.waiting"]
         assert hit.json["timestamp"] == waited["at"]
 
         with httpx.Client(timeout=30) as browser:
@@ -241,8 +216,8 @@ def test_a_receiver_down_for_three_attempts_gets_the_fourth_with_the_same_webhoo
         one = c.get(f"/v1/webhook-deliveries/{delivery['id']}")
         assert one.status_code == 200 and one.json() == delivery
 
-        _until(
-            lambda: [e for e in _events(c, task_id) if e["type"] == "webhook.delivered"],
+        until(
+            lambda: [e for e in task_events(c, task_id) if e["type"] == "webhook.delivered"],
             10,
             "webhook.delivered event",
         )
@@ -455,7 +430,7 @@ def test_a_delivered_delivery_retried_is_sent_again_with_the_same_webhook_id(
         assert {h.webhook_id for h in hits} == {delivery["id"]}
         assert hits[0].body == hits[1].body
         assert all(h.verified for h in hits)
-        again = _until(
+        again = until(
             lambda: (
                 (d := c.get(f"/v1/webhook-deliveries/{delivery['id']}").json())["status"]
                 == "delivered"

@@ -7,7 +7,6 @@ a cancelled task's human tasks close and their links answer 410.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from loopline.local.serve import LocalService
 from loopline.runtime.scripted import ScriptedModel
 
 from tests.e2e.conftest import LINK, ROOT
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.moto
 
@@ -65,18 +65,8 @@ def _task(client: httpx.Client, name: str, timeout: str, on_timeout: str) -> str
     return str(r.json()["id"])
 
 
-def _until(check: Any, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("timed out")
-
-
 def _waiting(client: httpx.Client, task_id: str) -> str:
-    view = _until(lambda: client.get(f"/v1/tasks/{task_id}").json().get("waiting"))
+    view = until(lambda: client.get(f"/v1/tasks/{task_id}").json().get("waiting"))
     return str(view[0]["human_task"])
 
 
@@ -85,7 +75,7 @@ def _done(client: httpx.Client, task_id: str) -> dict[str, Any]:
         view = client.get(f"/v1/tasks/{task_id}").json()
         return view if view["status"] not in ("RUNNING", "WAITING", "QUEUED") else None
 
-    return dict(_until(ended, 60))
+    return dict(until(ended, 60))
 
 
 def test_a_decision_step_functions_refuses_for_a_while_is_retried_until_sent(
@@ -115,7 +105,7 @@ def test_a_decision_step_functions_refuses_for_a_while_is_retried_until_sent(
     assert r.json()["decision"]["delivery"] == "retrying"
     assert "unavailable" in r.json()["decision"]["delivery_error"]
     assert _done(client, task_id)["status"] == "SUCCEEDED"
-    sent = _until(
+    sent = until(
         lambda: client.get(f"/v1/human-tasks/{human}").json()["decision"]["delivery"] == "sent"
     )
     assert sent and len(calls) == 5
@@ -149,7 +139,7 @@ def test_cancelling_a_task_closes_its_human_tasks_and_their_links_answer_410(
     task_id = _task(client, "cancelled", "1h", "fail")
     human = _waiting(client, task_id)
     mail = outbox / "mail"
-    [path] = _until(lambda: list(mail.glob("*.eml")))
+    [path] = until(lambda: list(mail.glob("*.eml")))
     [link] = set(LINK.findall(path.read_text("utf-8", "replace")))
     assert httpx.get(link).status_code == 200
     assert client.post(f"/v1/tasks/{task_id}/cancel").status_code == 200

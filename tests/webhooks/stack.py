@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ import httpx
 import pytest
 from loopline.local.serve import LocalService
 from loopline.runtime.scripted import ScriptedModel
+
+from tests.support.waiting import until
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A workflow that ends at once, without a model.
@@ -40,14 +41,7 @@ class Stack:
     client: httpx.Client
 
     def until[T](self, check: Callable[[], T], timeout: float = 30, what: str = "") -> T:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = check()
-            if found:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not within {timeout}s: {what or check}")
-            time.sleep(0.05)
+        return until(check, timeout, what, interval=0.05)
 
     def run(self, webhook: str | None = None, n: int = 0) -> str:
         """Start a ``quick`` task (with ``webhook``) and wait until it ends; its id."""
