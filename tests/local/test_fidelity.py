@@ -240,3 +240,97 @@ def _increments() -> None:
 
     assert int(final) == 200
     assert sorted(won) == list(range(1, 201))  # every successful write saw its own value
+
+
+def _items(ddb: Any) -> dict[str, dict[str, Any]]:
+    return {i["pk"]["S"]: i for i in ddb.scan(TableName="items")["Items"]}
+
+
+def test_a_cancelled_transaction_puts_back_every_item_it_wrote_without_copying_the_table() -> None:
+    from moto.dynamodb.models import dynamodb_backends
+
+    with LocalExecutor(loopline_functions=False):
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="items",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for pk in ("kept", "gone", "counted"):
+            ddb.put_item(TableName="items", Item={"pk": {"S": pk}, "n": {"N": "1"}})
+        before = _items(ddb)
+        table = dynamodb_backends[ACCOUNT_ID]["us-east-1"].tables["items"]
+
+        with pytest.raises(ddb.exceptions.TransactionCanceledException) as refused:
+            ddb.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": "items", "Item": {"pk": {"S": "new"}}}},
+                    {"Delete": {"TableName": "items", "Key": {"pk": {"S": "gone"}}}},
+                    {
+                        "Update": {  # moto changes an item in place: the copy kept is put back
+                            "TableName": "items",
+                            "Key": {"pk": {"S": "counted"}},
+                            "UpdateExpression": "ADD n :one",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        }
+                    },
+                    {
+                        "ConditionCheck": {
+                            "TableName": "items",
+                            "Key": {"pk": {"S": "kept"}},
+                            "ConditionExpression": "n = :two",
+                            "ExpressionAttributeValues": {":two": {"N": "2"}},
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                ]
+            )
+
+        reasons = refused.value.response["CancellationReasons"]
+        assert [r["Code"] for r in reasons] == ["None", "None", "None", "ConditionalCheckFailed"]
+        assert reasons[3]["Item"] == before["kept"]
+        assert _items(ddb) == before
+        # The same table object: nothing was copied to undo the transaction.
+        assert dynamodb_backends[ACCOUNT_ID]["us-east-1"].tables["items"] is table
+
+        ddb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "items", "Item": {"pk": {"S": "new"}}}},
+                {"Delete": {"TableName": "items", "Key": {"pk": {"S": "gone"}}}},
+            ]
+        )
+        assert sorted(_items(ddb)) == ["counted", "kept", "new"]
+
+
+def test_a_transaction_naming_one_item_twice_or_two_operations_in_one_entry_writes_nothing() -> (
+    None
+):
+    with LocalExecutor(loopline_functions=False):
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="items",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        with pytest.raises(ddb.exceptions.ClientError, match="ValidationException"):
+            ddb.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": "items", "Item": {"pk": {"S": "a"}}}},
+                    {"Put": {"TableName": "items", "Item": {"pk": {"S": "b"}}}},
+                    {"Delete": {"TableName": "items", "Key": {"pk": {"S": "a"}}}},
+                ]
+            )
+        assert _items(ddb) == {}
+        with pytest.raises(ddb.exceptions.ClientError, match="only contain one of"):
+            ddb.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": "items", "Item": {"pk": {"S": "a"}}}},
+                    {
+                        "Put": {"TableName": "items", "Item": {"pk": {"S": "b"}}},
+                        "Delete": {"TableName": "items", "Key": {"pk": {"S": "c"}}},
+                    },
+                ]
+            )
+        assert _items(ddb) == {}

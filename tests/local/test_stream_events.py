@@ -344,7 +344,7 @@ def test_each_write_arrives_once_and_a_cancelled_transaction_s_never_do(stack: S
             },
         ]
     )
-    # The first write is made, the condition of the second fails: moto undoes the first.
+    # The first write is made, the condition of the second fails: the first is undone.
     with pytest.raises(stack.dynamodb.exceptions.TransactionCanceledException):
         stack.dynamodb.transact_write_items(
             TransactItems=[
@@ -504,25 +504,6 @@ def test_drain_waits_for_the_records_written_and_the_passed_ones_are_trimmed(
     stack.put("UnreadTable", "u")
     unread = dynamodb_backends[ACCOUNT_ID]["us-east-1"].get_table(stack.table("UnreadTable"))
     assert len(unread.stream_shard.items) == 1
-
-
-def test_the_copy_moto_makes_before_a_transaction_shares_the_stream_s_records(
-    stack: Stack,
-) -> None:
-    import copy
-
-    from moto.dynamodb.models import dynamodb_backends
-
-    table = dynamodb_backends[ACCOUNT_ID]["us-east-1"].get_table(stack.table("UnreadTable"))
-    stack.put("UnreadTable", "u")
-
-    copied = copy.deepcopy(table)  # what TransactWriteItems keeps to undo a cancel
-
-    shard = copied.stream_shard
-    assert shard is not table.stream_shard and shard.table is copied
-    assert shard.items is not table.stream_shard.items  # a record added later is not in it
-    assert shard.items[0] is table.stream_shard.items[0]  # shared, not copied
-    assert shard.starting_sequence_number == table.stream_shard.starting_sequence_number
 
 
 def test_the_pollers_stop_with_the_executor(

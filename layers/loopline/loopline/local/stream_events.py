@@ -41,12 +41,9 @@ shard). A poller wakes as soon as its table is written (moto's ``StreamShard.add
 patched to tell it) and otherwise looks again every ``POLL_INTERVAL`` seconds.
 
 The stream is read under the lock that serialises moto's DynamoDB operations
-(``loopline.local.fidelity``): moto undoes a cancelled transaction by putting back a copy
-of the table taken before it, and the records its writes had added stay on the shard of
-the table it threw away, so a shard is only read while no write is half done (the copy,
-made before every transaction, shares the shard's records, never changed once written,
-instead of copying each: a long stream made every transaction slower). moto's shard
-keeps every record forever; the records every poller of a table has passed are
+(``loopline.local.fidelity``): a cancelled transaction puts back the items it wrote and
+removes the records it had added, so a shard is only read while no write is half done.
+moto's shard keeps every record forever; the records every poller of a table has passed are
 trimmed from it (its starting sequence number moves up with them, so moto numbers new
 records on), as DynamoDB trims records after 24 hours: a long ``loopline serve`` does not
 grow without bound (a reader of its own holding a shard iterator on records trimmed since
@@ -60,7 +57,6 @@ batch is being handled and every poller has passed the end of its stream.
 from __future__ import annotations
 
 import base64
-import copy
 import functools
 import json
 import logging
@@ -280,8 +276,7 @@ class StreamEventSources(EventSources):
     def start(self) -> None:
         """Tell the pollers when a record is added to a table's stream, give an
         ``UpdateItem`` that creates its item one record (moto adds two: the bare keys it
-        puts first, then the item), and keep moto's copy of a table before a transaction
-        from copying its stream record by record."""
+        puts first, then the item)."""
         from moto.dynamodb.models import DynamoDBBackend
         from moto.dynamodb.models.table import StreamShard, Table
 
@@ -318,26 +313,13 @@ class StreamEventSources(EventSources):
             finally:
                 state.updating -= 1
 
-        def deepcopy_shard(shard: Any, memo: dict[int, Any]) -> Any:
-            # moto copies a table (its stream too) before every transaction, to put it
-            # back if the transaction is cancelled: the records, never changed once
-            # written, are shared, not copied one by one.
-            copied: Any = StreamShard.__new__(StreamShard)
-            memo[id(shard)] = copied
-            copied.__dict__.update(shard.__dict__)
-            copied.table = copy.deepcopy(shard.table, memo)
-            copied.items = list(shard.items)
-            return copied
-
         StreamShard.add = add  # type: ignore[method-assign,assignment]
         Table.put_item = put_item  # type: ignore[method-assign,assignment]
         DynamoDBBackend.update_item = update_item  # type: ignore[method-assign,assignment]
-        StreamShard.__deepcopy__ = deepcopy_shard  # type: ignore[attr-defined]
 
         def undo() -> None:
             for owner, name, original in saved:
                 setattr(owner, name, original)
-            del StreamShard.__deepcopy__  # type: ignore[attr-defined]
 
         self._undo = undo
 
