@@ -14,7 +14,7 @@ pytestmark = pytest.mark.moto
 
 #: What fits in ~15 s on the local stack today (5 to 10 deliveries a second: see
 #: ``make bench``).
-EVENTS = 10
+EVENTS = 100
 
 
 def test_events_reach_nine_healthy_receivers_beside_one_that_always_fails(

@@ -130,10 +130,13 @@ class SqsEventSources(EventSources):
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Tell the pollers when moto's queues receive a message."""
-        from moto.sqs.models import Queue
+        """Tell the pollers when moto's queues receive a message, and let moto check a
+        received message's retention without building every attribute of its queue."""
+        from moto.core.utils import unix_time
+        from moto.sqs.models import Queue, SQSBackend
 
         original = Queue.__dict__["add_message"]
+        original_retained = SQSBackend.__dict__["is_message_valid_based_on_retention_period"]
         sources = self
 
         @functools.wraps(original)
@@ -141,10 +144,20 @@ class SqsEventSources(EventSources):
             original(queue, message)
             sources._tell(queue.name)
 
+        @functools.wraps(original_retained)
+        def retained(backend: Any, queue_name: str, message: Any) -> bool:
+            # moto reads the retention period from all of the queue's attributes, three
+            # times per received message; the counts among them walk every message
+            # (a full queue made each receive slower in proportion). Same rule, one field.
+            retention = int(backend.get_queue(queue_name).message_retention_period)
+            return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
         Queue.add_message = add_message  # type: ignore[method-assign,assignment]
+        SQSBackend.is_message_valid_based_on_retention_period = retained  # type: ignore[method-assign,assignment]
 
         def undo() -> None:
             Queue.add_message = original  # type: ignore[method-assign]
+            SQSBackend.is_message_valid_based_on_retention_period = original_retained  # type: ignore[method-assign]
 
         self._undo = undo
 

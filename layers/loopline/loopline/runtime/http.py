@@ -10,6 +10,7 @@ bounded by ``timeout`` seconds; the body read as a stream and abandoned past
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import ssl
@@ -78,13 +79,20 @@ class _PinnedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """The one verifying TLS context of the process (certifi's roots, as httpx's default):
+    building one loads the CA bundle, about 20 ms, which was paid twice per request."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class PinnedTransport(httpx.HTTPTransport):
     """``httpx.HTTPTransport`` whose connections all go to ``target.addresses`` (the HTTP
     step's and the webhooks' client)."""
 
     def __init__(self, target: Target) -> None:
-        super().__init__(trust_env=False)
-        ssl_context = httpx.create_ssl_context(trust_env=False)
+        ssl_context = _ssl_context()
+        super().__init__(verify=ssl_context, trust_env=False)
         # httpx has no public hook for the network backend: the pool it built is replaced
         # by one that connects through _PinnedBackend (TLS still verifies the host name).
         self._pool = httpcore.ConnectionPool(
