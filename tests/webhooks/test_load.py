@@ -12,7 +12,7 @@ from tests.webhooks.stack import Stack
 
 pytestmark = pytest.mark.moto
 
-#: What fits in ~15 s on the local stack today (5 to 10 deliveries a second: see
+#: About 50 s on the local stack (about 20 deliveries a second: see
 #: ``make bench``).
 EVENTS = 100
 
