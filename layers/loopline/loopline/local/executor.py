@@ -8,11 +8,30 @@ the same mechanism runs Loopline's own functions (registered by default, calling
 ``loopline.runtime.actions`` in-process), custom step type functions, and later the real
 Lambda handlers named by a SAM template.
 
+What a run does not use costs it nothing:
+
+- **State machines are created when first needed.** ``create_state_machine(...,
+  lazy=True)`` (how a template's state machines are provisioned) checks the definition's
+  placeholders and JSON and keeps it; moto gets the state machine (and parses its ASL) the
+  first time anything names it: ``StartExecution``, ``DescribeStateMachine``,
+  ``UpdateStateMachine``, ``ListStateMachines`` (all of them), a ``CreateStateMachine``
+  of the same name, its aliases, the tagging API. ``_DeclaredMachines`` patches moto's
+  Step Functions backend for this, so every client (the local stack's, the functions',
+  moto's own Step Functions integrations) sees the state machine as existing.
+- **moto is imported when the executor starts**, not when this module is, and moto's
+  Batch backend (which imports all of moto's EC2, about 0.7 s of CPU) only when a Batch
+  API is called: moto's ASL interpreter imports ``moto.batch.utils`` for its Batch
+  integration, which no Loopline workflow uses (``_defer_moto_batch``).
+- **History is read from the last event seen** (``history_after``): newest first, page
+  by page, until an event already read, as a client of Step Functions reads it; moto's
+  ``GetExecutionHistory`` pages like AWS's (``loopline.local.fidelity``).
+
 Only one executor can be active in a process at a time (moto's mock is process-wide).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -28,17 +47,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-import boto3
-from botocore.exceptions import ClientError
-from moto import mock_aws
-from moto.awslambda_simple.models import LambdaSimpleBackend
+from typing import TYPE_CHECKING, Any
 
 from loopline.local.fidelity import Fidelity
-from loopline.runtime import actions
 from loopline.runtime.errors import StepError, readable
 from loopline.settings import settings
+
+if TYPE_CHECKING:
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    from loopline.runtime import actions
 
 log = logging.getLogger("loopline.local")
 
@@ -70,6 +88,140 @@ LOCAL_FUNCTION_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "Loopline",
 }
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
+
+
+def _defer_moto_batch() -> None:
+    """Make ``import moto.batch.<module>`` leave moto's Batch backend unimported until it
+    is used.
+
+    moto's ASL interpreter imports ``moto.batch.utils`` (an enum of job states) for its
+    Batch integration; importing the ``moto.batch`` package imports its backend, and with
+    it moto's EC2 backend (0.7 s of CPU, three loads of the EC2 service model). The
+    package is registered as its own module object without running its ``__init__``
+    (whose only line imports the backend); ``batch_backends``, the one name it exports
+    and the one moto's mock looks up for a Batch request, imports the backend on first
+    access. Nothing else changes: a Batch API call still gets moto's Batch backend."""
+    if "moto.batch" in sys.modules:
+        return
+    spec = importlib.util.find_spec("moto.batch")
+    if spec is None or spec.submodule_search_locations is None:  # pragma: no cover
+        return
+    package = importlib.util.module_from_spec(spec)
+
+    def backends(name: str) -> Any:
+        if name == "batch_backends":
+            return importlib.import_module("moto.batch.models").batch_backends
+        raise AttributeError(f"module 'moto.batch' has no attribute {name!r}")
+
+    package.__getattr__ = backends  # type: ignore[method-assign]
+    sys.modules["moto.batch"] = package
+    moto = sys.modules.get("moto")
+    if moto is not None:
+        moto.batch = package  # type: ignore[attr-defined]
+
+
+class _DeclaredMachines:
+    """State machines declared to the executor and created in moto when first needed
+    (see the module docstring): while the executor is active, moto's Step Functions
+    backend creates a declared state machine before any lookup of its ARN, and every
+    declared one before a listing."""
+
+    def __init__(self) -> None:
+        #: ARN → (name, definition text, type), not yet in moto.
+        self.pending: dict[str, tuple[str, str, str]] = {}
+        #: ARNs being created (a lookup from another thread waits for it).
+        self._making: set[str] = set()
+        self._lock = threading.RLock()
+        self._undo: list[Callable[[], None]] = []
+        #: Names of the state machines created in moto so far from a declaration.
+        self.created: list[str] = []
+
+    def declare(self, arn: str, name: str, definition: str, type: str) -> None:
+        with self._lock:
+            self.pending[arn] = (name, definition, type)
+
+    def forget(self, arn: str) -> None:
+        """``arn`` is being created directly (its declaration no longer applies)."""
+        with self._lock:
+            self.pending.pop(arn, None)
+
+    def ensure(self, backend: Any, arn: str) -> None:
+        """Create ``arn`` in ``backend`` if it is declared and not created yet."""
+        parts = arn.split(":")
+        if len(parts) > 7 and parts[-1].isdigit():  # a version: name:<n>
+            arn = ":".join(parts[:-1])
+        if arn not in self._making and arn not in self.pending:
+            return
+        with self._lock:
+            entry = self.pending.get(arn)
+            if entry is None or parts[3:5] != [backend.region_name, backend.account_id]:
+                return  # created meanwhile (or by this thread, further up), or elsewhere
+            self._making.add(arn)
+            del self.pending[arn]
+            name, definition, sm_type = entry
+            try:
+                backend.create_state_machine(
+                    name=name, definition=definition, roleArn=ROLE_ARN, sm_type=sm_type
+                )
+            except BaseException:
+                self.pending[arn] = entry  # the next lookup fails the same way
+                raise
+            finally:
+                self._making.discard(arn)
+            self.created.append(name)
+
+    def ensure_all(self, backend: Any) -> None:
+        for arn in list(self.pending):
+            self.ensure(backend, arn)
+
+    def start(self) -> None:
+        from moto.stepfunctions.models import StepFunctionBackend
+
+        declared = self
+
+        def by_arn(original: Any, alias: bool = False) -> Any:
+            @functools.wraps(original)
+            def wrapper(backend: Any, arn: str, *args: Any, **kwargs: Any) -> Any:
+                declared.ensure(backend, arn.rsplit(":", 1)[0] if alias else arn)
+                return original(backend, arn, *args, **kwargs)
+
+            return wrapper
+
+        def every(original: Any) -> Any:
+            @functools.wraps(original)
+            def wrapper(backend: Any, *args: Any, **kwargs: Any) -> Any:
+                declared.ensure_all(backend)
+                return original(backend, *args, **kwargs)
+
+            return wrapper
+
+        def forgotten(original: Any) -> Any:
+            # Deleting a declared state machine: it is gone without having been made.
+            @functools.wraps(original)
+            def wrapper(backend: Any, arn: str) -> Any:
+                declared.forget(arn)
+                return original(backend, arn)
+
+            return wrapper
+
+        patches = {
+            "describe_state_machine": by_arn,
+            "list_state_machine_aliases": by_arn,
+            "describe_state_machine_alias": lambda o: by_arn(o, alias=True),
+            "delete_state_machine_alias": lambda o: by_arn(o, alias=True),
+            "delete_state_machine": forgotten,
+            "list_state_machines": every,
+            "iter_tagged_resources": every,
+        }
+        for name, make in patches.items():
+            original = StepFunctionBackend.__dict__[name]
+            setattr(StepFunctionBackend, name, make(original))
+            self._undo.append(functools.partial(setattr, StepFunctionBackend, name, original))
+
+    def stop(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+        self.pending.clear()
 
 
 def function_handler(kind: str) -> Handler | None:
@@ -121,6 +273,8 @@ LOOPLINE_FUNCTIONS = {
 _NOISY_LOGGERS = ("moto", "botocore.credentials")
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
 _TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+#: The smallest page of a history read from its end (``LocalExecutor.history_after``).
+HISTORY_PAGE_MIN = 4
 
 Handler = Callable[[Any, "LocalContext"], Any]
 
@@ -190,6 +344,8 @@ class LocalExecutor:
         loopline_functions: bool = True,
         region: str = "us-east-1",
     ) -> None:
+        from loopline.runtime import actions
+
         self.region = region
         self.env = env or actions.Env()
         if self.env.invoke is None:
@@ -197,9 +353,14 @@ class LocalExecutor:
         self.functions: dict[str, Handler] = {}
         self.substitutions: dict[str, str] = {}
         self._mock: Any = None
+        self._clients: dict[str, Any] = {}
         self._sfn: Any = None
         self._executions: list[str] = []
+        #: Execution ARN → the page size of its next ``history_after`` read.
+        self._history_pace: dict[str, int] = {}
         self.fidelity: Fidelity | None = None
+        #: State machines created when first needed (``create_state_machine(lazy=True)``).
+        self.declared = _DeclaredMachines()
         self._loopline_functions = loopline_functions
         if loopline_functions:
             for placeholder, name in LOOPLINE_FUNCTIONS.items():
@@ -223,6 +384,12 @@ class LocalExecutor:
             warnings.filterwarnings("ignore", message="Dimension .* has already been added")
             # A function that records no metric (the status events one, say) says so.
             warnings.filterwarnings("ignore", message="No application metrics to publish")
+            _defer_moto_batch()
+            from moto import mock_aws
+            from moto.awslambda_simple.models import LambdaSimpleBackend
+
+            from loopline.runtime import actions
+
             self._mock = mock_aws(
                 config={
                     "stepfunctions": {"execute_state_machine": True},
@@ -242,16 +409,12 @@ class LocalExecutor:
             # serialised DynamoDB writes): loopline.local.fidelity.
             self.fidelity = Fidelity(self._async_invoke, self.region)
             self.fidelity.start()
+            self.declared.start()
             self._original_invoke = LambdaSimpleBackend.invoke
             LambdaSimpleBackend.invoke = _patched_invoke  # type: ignore[method-assign]
             # The real handlers take their model and inbox from the process's default Env.
             self._previous_env = actions.set_default_env(self.env)
-            self._sfn = boto3.client(
-                "stepfunctions",
-                region_name=self.region,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
+            self._sfn = self.client("stepfunctions")
             self._create_bucket()
             if self._loopline_functions:
                 self._create_table()
@@ -293,11 +456,16 @@ class LocalExecutor:
             self.env.bucket = self._previous_bucket
             del self._previous_bucket
         if hasattr(self, "_previous_env"):
+            from loopline.runtime import actions
+
             actions.set_default_env(self._previous_env)
             del self._previous_env
         if hasattr(self, "_original_invoke"):
+            from moto.awslambda_simple.models import LambdaSimpleBackend
+
             LambdaSimpleBackend.invoke = self._original_invoke  # type: ignore[method-assign]
             del self._original_invoke
+        self.declared.stop()
         if fidelity is not None:
             fidelity.stop()
             self.fidelity = None
@@ -305,6 +473,7 @@ class LocalExecutor:
             self._mock.stop()
             self._mock = None
         self._sfn = None
+        self._clients = {}
         with _active_lock:
             if _active is self:
                 _active = None
@@ -313,13 +482,10 @@ class LocalExecutor:
         """The bucket for large step outputs (``loopline.runtime.largevalues``), in moto:
         the env's bucket, else ``LOOPLINE_BUCKET``, else ``LOCAL_BUCKET``."""
         self._previous_bucket = self.env.bucket
+        from botocore.exceptions import ClientError
+
         bucket = self.env.bucket or settings().bucket or LOCAL_BUCKET
-        s3 = boto3.client(
-            "s3",
-            region_name=self.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        s3 = self.client("s3")
         extra: dict[str, Any] = {}
         if self.region != "us-east-1":
             extra["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
@@ -339,6 +505,25 @@ class LocalExecutor:
         os.environ["LOOPLINE_TABLE"] = self._previous_table or LOCAL_TABLE
         settings.cache_clear()
         store.create_table(os.environ["LOOPLINE_TABLE"])
+
+    def client(self, service: str) -> Any:
+        """The local stack's boto3 client of ``service`` in the mock, made once while the
+        executor is active. It comes from boto3's default session, as the functions'
+        clients (``loopline.aws``) and moto's own do: each service's model is loaded once
+        per session, so once for all of them."""
+        found = self._clients.get(service)
+        if found is None:
+            import boto3
+
+            if self._mock is None:
+                raise LocalStackError("the LocalExecutor is not running: use it in a with block")
+            found = self._clients[service] = boto3.client(
+                service,
+                region_name=self.region,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return found
 
     @property
     def sfn(self) -> Any:
@@ -372,6 +557,8 @@ class LocalExecutor:
         kind = str(event.get("action") if isinstance(event, dict) else "")
         handler = function_handler(_KIND_OF_ACTION.get(kind, "helper"))
         if handler is None:
+            from loopline.runtime import actions
+
             return actions.dispatch(event, self.env)
         return handler(event, context)
 
@@ -452,23 +639,36 @@ class LocalExecutor:
         *,
         substitutions: dict[str, str] | None = None,
         type: str = "STANDARD",
+        lazy: bool = False,
     ) -> str:
-        """Create (or update) state machine ``name``; returns its ARN."""
+        """Create (or update) state machine ``name``; returns its ARN.
+
+        With ``lazy``, the definition's placeholders and JSON are checked now and the state
+        machine is created in moto when first needed (module docstring); moto checks its
+        ASL then."""
+        from botocore.exceptions import ClientError
+
         text = self.resolve(definition, substitutions)
         try:
             json.loads(text)
         except ValueError as exc:
             raise LocalStackError(f"the definition is not JSON: {exc}") from None
         arn = f"arn:aws:states:{self.region}:{ACCOUNT_ID}:stateMachine:{name}"
+        if lazy:
+            self.declared.declare(arn, name, text, type)
+            return arn
+        # Made now with this definition: a declaration of the same name is not made first.
+        self.declared.forget(arn)
         try:
-            existing = {m["name"] for m in self.sfn.list_state_machines()["stateMachines"]}
-            if name in existing:
-                self.sfn.update_state_machine(stateMachineArn=arn, definition=text)
-                return arn
-            resp = self.sfn.create_state_machine(
-                name=name, definition=text, roleArn=ROLE_ARN, type=type
-            )
-            return str(resp["stateMachineArn"])
+            try:
+                self.sfn.describe_state_machine(stateMachineArn=arn)
+            except self.sfn.exceptions.StateMachineDoesNotExist:
+                resp = self.sfn.create_state_machine(
+                    name=name, definition=text, roleArn=ROLE_ARN, type=type
+                )
+                return str(resp["stateMachineArn"])
+            self.sfn.update_state_machine(stateMachineArn=arn, definition=text)
+            return arn
         except ClientError as exc:
             message = exc.response.get("Error", {}).get("Message") or str(exc)
             raise LocalStackError(f"invalid state machine definition: {message}") from None
@@ -511,6 +711,36 @@ class LocalExecutor:
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         """Every history event so far, oldest first."""
         return list(self._history_pages(execution_arn))
+
+    def history_after(self, execution_arn: str, after: int = 0) -> list[dict[str, Any]]:
+        """The history events after event ``after`` (an event id), oldest first.
+
+        Read newest first (``reverseOrder``), a page at a time, down to the first event
+        already seen: a poll reads what happened since the last one, not the history
+        again (Step Functions' history cannot be read forward from an event id). The page
+        is sized on what the previous read of this execution found new (at least
+        ``HISTORY_PAGE_MIN``, at most 1000, the API's largest), so a poll asks for about
+        what it will find."""
+        newer: list[dict[str, Any]] = []
+        size = self._history_pace.get(execution_arn, HISTORY_PAGE_MIN)
+        kwargs: dict[str, Any] = {
+            "executionArn": execution_arn,
+            "reverseOrder": True,
+            "maxResults": size,
+        }
+        try:
+            while True:
+                page = self.sfn.get_execution_history(**kwargs)
+                for event in page["events"]:
+                    if int(event["id"]) <= after:
+                        return newer[::-1]
+                    newer.append(event)
+                token = page.get("nextToken")
+                if not token:
+                    return newer[::-1]
+                kwargs["nextToken"] = token
+        finally:
+            self._history_pace[execution_arn] = min(1000, max(HISTORY_PAGE_MIN, 2 * len(newer) + 1))
 
     def _history_pages(self, execution_arn: str) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}

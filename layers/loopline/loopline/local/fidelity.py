@@ -12,6 +12,12 @@ Each item, and why the local stack needs it:
   such an execution ``RUNNING`` until its token is answered; in AWS it is ``ABORTED`` at
   once. After a short grace (an execution in a ``Wait`` or between states stops by
   itself), the execution is marked ``ABORTED`` with an ``ExecutionAborted`` history event.
+- **History in pages.** moto's ``GetExecutionHistory`` ignores ``maxResults``,
+  ``reverseOrder`` and ``nextToken``: every call answers the whole history, oldest first
+  (a copy of all of it). AWS answers a page (100 events by default, at most 1000), newest
+  first on request, with a token for the next: a client that follows an execution reads
+  the new events from the end, and one that reads it all must follow the tokens. The
+  local stack answers in pages, as AWS does (``history_page``).
 - **Lambda targets of EventBridge rules.** moto's ``PutEvents`` delivers to SQS queues
   and log groups only (a Lambda target raises). Events are still put on moto's bus and
   matched by moto's own rule patterns; the Lambda targets of each matching rule are
@@ -67,6 +73,7 @@ a time (moto's mock is process-wide), owned by the active ``LocalExecutor``.
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import json
@@ -125,6 +132,64 @@ def _epoch_ms(value: Any) -> int | None:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+#: ``GetExecutionHistory``'s page when ``maxResults`` is not given (or 0), and its largest.
+HISTORY_PAGE_DEFAULT = 100
+HISTORY_PAGE_MAX = 1000
+
+
+def _event_manager(execution: Any) -> Any:
+    """moto's event list of an execution (None before its worker started)."""
+    worker = getattr(execution, "exec_worker", None)
+    env = getattr(worker, "env", None)
+    return getattr(env, "event_manager", None)
+
+
+def history_page(
+    manager: Any, arn: str, *, max_results: int = 0, reverse: bool = False, token: Any = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of an execution's history and the token of the next (None at the end),
+    as ``GetExecutionHistory`` gives them: at most ``max_results`` events (100 when 0,
+    at most 1000), oldest first or, with ``reverse``, newest first. A token names the
+    event its page starts at, so pages stay right while the execution adds events (read
+    newest first, page after page, down to an event already seen: what a client that
+    follows an execution does). Only the page's events are copied (moto copies the whole
+    history on every call). Raise ``ValueError`` for a token of another execution or
+    order."""
+    size = min(max_results or HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX)
+    with manager._mutex:
+        events = manager._history_event_list
+        count = len(events)
+        if token:
+            token_arn, token_reverse, start = _read_token(str(token))
+            if token_arn != arn or token_reverse != reverse:
+                raise ValueError("token of another request")
+        else:
+            start = count if reverse else 1
+        # Event ids count from 1 in the order events are added: event n is at index n - 1.
+        if reverse:
+            lo = max(0, start - size)
+            page = events[lo:start][::-1]
+            following = lo  # the newest event of the next page
+        else:
+            page = events[start - 1 : start - 1 + size]
+            following = start + size if start - 1 + size < count else 0
+        page = copy.deepcopy(page)
+    return page, _token(arn, reverse, following) if following > 0 else None
+
+
+def _token(arn: str, reverse: bool, start: int) -> str:
+    raw = json.dumps([arn, reverse, start], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _read_token(token: str) -> tuple[str, bool, int]:
+    try:
+        arn, reverse, start = json.loads(base64.urlsafe_b64decode(token.encode()))
+        return str(arn), bool(reverse), int(start)
+    except (ValueError, TypeError) as exc:
+        raise ValueError("not a token") from exc
 
 
 def status_detail(execution: Any, status: str) -> dict[str, Any]:
@@ -329,6 +394,40 @@ class Fidelity:
         self._patch(sfn_execution.BaseExecutionWorkerCommunication, "terminated", terminated)
         self._patch(StepFunctionBackend, "stop_execution", stop_execution)
         self._patch_task_tokens()
+        self._patch_history_pages()
+
+    def _patch_history_pages(self) -> None:
+        """``GetExecutionHistory`` in pages, as AWS gives it (see ``history_page``)."""
+        from moto.core.responses import ActionResult
+        from moto.stepfunctions.exceptions import InvalidToken
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        def paged(original: Any) -> Any:
+            @functools.wraps(original)
+            def wrapper(response: Any) -> Any:
+                arn = response._get_param("executionArn")
+                execution = response.stepfunction_backend.describe_execution(arn)
+                manager = _event_manager(execution)
+                if manager is None:  # not started: moto's answer (no events)
+                    return original(response)
+                try:
+                    events, token = history_page(
+                        manager,
+                        arn,
+                        max_results=int(response._get_param("maxResults") or 0),
+                        reverse=bool(response._get_param("reverseOrder")),
+                        token=response._get_param("nextToken"),
+                    )
+                except ValueError:
+                    raise InvalidToken("the token is not one this history gave") from None
+                out: dict[str, Any] = {"events": events}
+                if token:
+                    out["nextToken"] = token
+                return ActionResult(out)
+
+            return wrapper
+
+        self._patch(StepFunctionResponse, "get_execution_history", paged)
 
     def _patch_task_tokens(self) -> None:
         """A task token answers once, and ``SendTaskFailure`` keeps its cause."""

@@ -443,11 +443,11 @@ def run_workflow(
         arn = ex.start_execution(sm, sent, name=run_name)
         #: Tokens of waits left to time out (not asked about again).
         left: set[str] = set()
+        follow = _Follow(ex, arn, tracker)
         while True:
-            tracker.feed(ex.history(arn))
-            desc = ex.describe(arn)
-            if desc["status"] != "RUNNING":
-                tracker.feed(ex.history(arn))
+            desc = follow()
+            if desc is not None:
+                tracker.feed(ex.history_after(arn, tracker.last_id))  # added meanwhile
                 ex.drain()  # the status events reached the rules' functions
                 return _result(desc, tracker, arn, env.bucket, queues)
             # Only while the history shows a wait on a task token (no table reads else).
@@ -455,7 +455,7 @@ def run_workflow(
             pending = [w for w in open_waits(run_name) if w.token not in left] if live else []
             if pending:
                 # Report what happened before the wait (its history may lag the record).
-                tracker.feed(ex.history(arn))
+                tracker.feed(ex.history_after(arn, tracker.last_id))
             for wait in pending:
                 if not tracker.is_live(wait.token):
                     left.add(wait.token)  # timed out: its on_timeout applies
@@ -472,6 +472,34 @@ def run_workflow(
                 if on_progress is not None:
                     on_progress(Progress(wait.step, "answered", what))
             time.sleep(poll)
+
+
+#: Seconds between status checks of an execution whose history shows no end yet.
+STATUS_EVERY = 1.0
+
+
+class _Follow:
+    """One poll of the run's execution: feed the tracker the events since the last it saw
+    (``LocalExecutor.history_after``), and answer the execution's description once it has
+    ended, else None. The status is asked once the history shows the end, and otherwise
+    every ``STATUS_EVERY`` seconds only (an end the history would not show), not on
+    every poll."""
+
+    def __init__(self, ex: LocalExecutor, arn: str, tracker: Tracker) -> None:
+        self.ex, self.arn, self.tracker = ex, arn, tracker
+        self.ended = False
+        self.checked = time.monotonic()
+
+    def __call__(self) -> dict[str, Any] | None:
+        new = self.ex.history_after(self.arn, self.tracker.last_id)
+        self.tracker.feed(new)
+        self.ended = self.ended or any(ev["type"] in EXECUTION_ENDS for ev in new)
+        now = time.monotonic()
+        if not self.ended and now - self.checked < STATUS_EVERY:
+            return None
+        self.checked = now
+        desc = self.ex.describe(self.arn)
+        return desc if desc["status"] != "RUNNING" else None
 
 
 @contextmanager
@@ -532,7 +560,7 @@ def _waiting(
     queues: dict[str, list[Decision]],
 ) -> RunResult:
     """The result of a run that stops at ``waits`` (the execution stays blocked on them)."""
-    tracker.feed(ex.history(arn))
+    tracker.feed(ex.history_after(arn, tracker.last_id))
     for wait in waits:
         tracker.mark_waiting(wait.step)
     result = _result(ex.describe(arn), tracker, arn, ex.env.bucket, queues)

@@ -23,7 +23,8 @@ what Lambda does:
 One poller per mapping, one batch at a time (Lambda runs several at once). A poller wakes
 as soon as a message is sent to its queue (moto's ``Queue.add_message`` is patched to
 tell it) and otherwise looks again every ``POLL_INTERVAL`` seconds, for messages whose
-visibility timeout ended. ``drain`` waits until no batch is being handled and no queue of
+visibility timeout ended (in moto's queue: it calls ``ReceiveMessage`` only when the queue
+holds a visible message, so an idle poller costs next to nothing). ``drain`` waits until no batch is being handled and no queue of
 a mapping holds a visible message.
 """
 
@@ -198,6 +199,9 @@ class SqsEventSources(EventSources):
         while not self._stopping.is_set():
             wake.clear()
             handled = False
+            if not self._visible(mapping):  # nothing to receive: no call to make
+                wake.wait(POLL_INTERVAL)
+                continue
             with self._working():
                 try:
                     handled = self._one_batch(sqs, mapping)

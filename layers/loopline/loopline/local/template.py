@@ -25,6 +25,7 @@ read, not provisioned, by ``loopline.local.apigateway``, which serves it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import secrets
@@ -33,12 +34,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import yaml
 
 from loopline.local.executor import (
     ACCOUNT_ID,
     LOCAL_FUNCTION_ENV,
+    LocalContext,
     LocalExecutor,
     LocalStackError,
     load_handler,
@@ -54,14 +55,18 @@ _NO_VALUE = object()
 # --------------------------------------------------------------------------- reading
 
 
-class _CfnLoader(yaml.SafeLoader):
+#: libyaml's parser when PyYAML has it (eight times faster on template.yaml), else PyYAML's.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _CfnLoader(_SafeLoader):  # type: ignore[valid-type,misc]
     """YAML with CloudFormation's short tags turned into their long forms."""
 
 
 def _tag(name: str) -> Any:
     long = "Ref" if name == "Ref" else ("Condition" if name == "Condition" else f"Fn::{name}")
 
-    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    def construct(loader: Any, node: yaml.Node) -> Any:
         if isinstance(node, yaml.ScalarNode):
             value: Any = loader.construct_scalar(node)
             if name == "GetAtt":
@@ -83,8 +88,19 @@ for _name in (
     _CfnLoader.add_constructor(f"!{_name}", _tag(_name))
 
 
+#: Templates read in this process: (path, modification time, size) → parsed data.
+_read: dict[tuple[str, int, int], dict[str, Any]] = {}
+
+
 def read_template(path: Path) -> dict[str, Any]:
+    """The template at ``path``, parsed (a copy of the one read before in this process
+    when the file has not changed since: ``loopline run`` reads it to check the workflow,
+    then to make the local stack)."""
     try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if key in _read:
+            return copy.deepcopy(_read[key])
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_CfnLoader)
     except FileNotFoundError:
         raise LocalStackError(f"{path}: no such template") from None
@@ -92,6 +108,9 @@ def read_template(path: Path) -> dict[str, Any]:
         raise LocalStackError(f"{path}: not a valid template: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
         raise LocalStackError(f"{path}: a template needs a Resources mapping")
+    if len(_read) >= 8:  # a process reads one template, tests a few
+        _read.clear()
+    _read[key] = copy.deepcopy(data)
     return data
 
 
@@ -394,10 +413,14 @@ class LocalStack:
     # ------------------------------------------------------------------ provisioning
 
     def provision(self, executor: LocalExecutor) -> None:
-        """Create every resource in moto (the executor must be active)."""
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region
-        )
+        """Create every resource in moto (the executor must be active).
+
+        Two kinds are made when first used rather than here: a state machine when
+        something first names it (``LocalExecutor.create_state_machine(lazy=True)``: moto
+        parses an ASL definition when it is created), and a function's handler module when
+        the function is first invoked (``_LazyHandler``). A run of one workflow pays for
+        neither the template's other state machines nor the handlers it never calls."""
+        session = executor  # its clients: one boto3 session for the whole local stack
         for r in self.of_type("AWS::DynamoDB::Table"):
             self._table(session, r)
         for r in self.of_type("AWS::S3::Bucket"):
@@ -415,7 +438,7 @@ class LocalStack:
         self._apply_environment({**env, **LOCAL_FUNCTION_ENV})
         for fn in self.functions():
             executor.register_function(
-                fn.name, load_handler(fn.code_uri, fn.handler), placeholder=f"{fn.logical_id}Arn"
+                fn.name, _LazyHandler(fn.code_uri, fn.handler), placeholder=f"{fn.logical_id}Arn"
             )
         bucket = env.get("LOOPLINE_BUCKET")
         if bucket:
@@ -728,8 +751,27 @@ class LocalStack:
             )
         subs = {k: str(v) for k, v in (p.get("DefinitionSubstitutions") or {}).items()}
         executor.create_state_machine(
-            r.name, definition, substitutions=subs, type=str(p.get("Type", "STANDARD"))
+            r.name, definition, substitutions=subs, type=str(p.get("Type", "STANDARD")), lazy=True
         )
+
+
+class _LazyHandler:
+    """A function's handler, imported when the function is first invoked (the file is
+    checked now, so a template naming a missing one fails when provisioned)."""
+
+    def __init__(self, code_dir: Path, handler: str) -> None:
+        module_name = handler.rpartition(".")[0]
+        path = code_dir / f"{module_name.replace('.', '/')}.py"
+        if not path.is_file():
+            raise LocalStackError(f"handler {handler!r}: {path} does not exist")
+        self.code_dir = code_dir
+        self.handler = handler
+        self._loaded: Any = None
+
+    def __call__(self, event: Any, context: LocalContext) -> Any:
+        if self._loaded is None:
+            self._loaded = load_handler(self.code_dir, self.handler)
+        return self._loaded(event, context)
 
 
 def find_template(*starts: Path) -> Path | None:
