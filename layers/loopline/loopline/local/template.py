@@ -6,8 +6,10 @@ resolves its parameters, conditions and intrinsic functions; ``provision(executo
 creates in moto the DynamoDB tables (keys, indexes, TTL), S3 buckets, SQS queues (with
 their redrive policies), SNS topics, Secrets Manager secrets (``SecretString``, or a
 generated one), Lambda functions (each dispatched in-process to the handler its
-``CodeUri`` and ``Handler`` name, with its environment variables) and state machines
-(``DefinitionUri`` with ``DefinitionSubstitutions`` resolved), EventBridge rules
+``CodeUri`` and ``Handler`` name, with its environment variables; the handler imported at
+the first invocation) and state machines (``DefinitionUri`` with
+``DefinitionSubstitutions`` resolved; created in moto when first named, see
+``loopline.local.executor``), EventBridge rules
 (functions' ``EventBridgeRule`` events and ``AWS::Events::Rule``, their Lambda targets
 delivered by ``loopline.local.fidelity``), the functions' ``SQS`` event sources
 (polled by ``loopline.local.sqs_events``) and their ``DynamoDB`` event sources on the
