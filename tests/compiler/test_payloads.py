@@ -89,6 +89,12 @@ steps:
         group:
           - {id: t1, tool: now}
           - {id: t2, http: {url: "https://example.com/y"}}
+  - id: nested
+    parallel:
+      - id: inner
+        parallel:
+          - {id: deep, http: {url: "https://example.com/z"}}
+      - {id: maybe, if: "1 == 1", http: {url: "https://example.com/w"}}
   - id: ok
     approval: {timeout: 60}
   - id: read
@@ -113,6 +119,8 @@ steps:
         ("steps.both.output.one.k", "steps.both.output.one.k"),
         ("steps.both.output.two.status", "steps.both.output.two.status"),
         ("steps.both.output.three", "steps.both.output"),
+        ("steps.nested.output.inner.deep.status", "steps.nested.output.inner.deep.status"),
+        ("steps.nested.output.maybe.status", "steps.nested.output.maybe"),
         ("steps.ok.output.by", "steps.ok.output.by"),
         ("steps.ok.output.data", "steps.ok.output"),
     ],
