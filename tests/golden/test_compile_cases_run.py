@@ -16,6 +16,29 @@ CASES: dict[str, tuple[dict[str, Any], list[str], str, Any]] = {
     # name: (inputs, decisions, status, check on the output)
     "wrapped_controls": ({}, [], "SUCCEEDED", None),
     "conditions": ({"items": [1, 2, 3]}, [], "SUCCEEDED", None),
+    # Each Lambda is sent only what it reads: u1 and risky fail (an invalid query), risky's
+    # goto passes over bypassed, maybe is skipped, and the report still reads every value.
+    "payloads": (
+        {},
+        ["ok=approve"],
+        "SUCCEEDED",
+        {
+            "report": {
+                "left": "L tides",
+                "right": 1,
+                "maybe": None,
+                "maybe_at": False,
+                "unit": "Loopline.Failed",
+                "u2_ran": False,
+                "risky": "Loopline.Failed",
+                "bypassed": False,
+                "depth": 2,
+                "tags": 2,
+                "again": "x",
+            },
+            "approved": True,
+        },
+    ),
     "human_timeouts": (
         {},
         [

@@ -79,8 +79,8 @@ def test_the_bucket_comes_from_the_settings_when_the_env_has_none(
 ) -> None:
     monkeypatch.setenv("LOOPLINE_BUCKET", BUCKET)
     settings.cache_clear()
-    out = dispatch(payload("render", {"template": {"t": "y" * 2000}}), Env())
-    assert is_ref(out["output"]) and out["output"]["preview"].startswith('{"t":"yyy')
+    out = dispatch(payload("render", {"template": "y" * 2000}), Env())
+    assert is_ref(out["output"]) and out["output"]["preview"].startswith("yyy")
 
 
 def test_references_are_resolved_before_every_action(s3: Any) -> None:
@@ -123,8 +123,34 @@ def test_vote_aggregate_results_are_resolved(s3: Any) -> None:
     p = payload("vote_aggregate", {"voters": 1})
     p["results"] = [{"item": items, "verdicts": [{"refuted": False}]}]
     out = dispatch(p, e)["output"]
-    assert is_ref(out)  # the aggregate holds the item: large again
+    assert is_ref(out["survived"])  # the aggregate holds the item: large again
     assert resolve(out, BUCKET)["survived"] == [["item"] * 300]
+
+
+def test_a_large_object_keeps_its_keys_and_stores_its_largest_values(s3: Any) -> None:
+    output = {"verdict": "ok", "notes": "n" * 3000, "table": ["row"] * 400, "count": 2}
+    out = dispatch(payload("render", {"template": output}), env())["output"]
+    assert list(out) == ["verdict", "notes", "table", "count"]
+    assert (out["verdict"], out["count"]) == ("ok", 2)
+    assert is_ref(out["notes"]) and is_ref(out["table"])
+    assert out["notes"][REF_KEY].startswith(f"s3://{BUCKET}/wf/run-1/s/")
+    assert resolve(out, BUCKET, "wf") == output
+
+
+def test_a_large_object_stores_only_what_it_must(s3: Any) -> None:
+    output = {"small": "s" * 400, "big": "b" * 1500}
+    out = dispatch(payload("render", {"template": output}), env())["output"]
+    assert out["small"] == "s" * 400 and is_ref(out["big"])
+
+
+def test_an_object_of_many_small_values_is_stored_whole(s3: Any) -> None:
+    # After "big", 2.6 KB of values too small to be worth a reference: still too large.
+    output = {"big": "b" * 1500, **{f"k{i}": "v" * 50 for i in range(40)}}
+    out = dispatch(payload("render", {"template": output}), env())["output"]
+    assert is_ref(out)
+    stored = s3.list_objects_v2(Bucket=BUCKET)["Contents"]
+    assert len(stored) == 1  # the whole object; nothing for "big" on its own
+    assert resolve(out, BUCKET) == output
 
 
 def test_references_outside_the_bucket_or_workflow_are_left_alone(s3: Any) -> None:

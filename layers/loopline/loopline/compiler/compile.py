@@ -14,11 +14,13 @@ import json
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import orjson
 
 from loopline.compiler.choice import ChoiceCompiler, NotNative, Rule
+from loopline.compiler.payloads import Reach
 from loopline.dsl import models as m
 from loopline.dsl.expr import Expr, Path, paths
 from loopline.dsl.problems import Loc, Problem, WorkflowInvalid, format_loc
@@ -253,30 +255,14 @@ class Compiler:
             base += f"[{part}]" if isinstance(part, int) else f".{part}"
         return base
 
-    def values(self, refs: Iterable[Path]) -> dict[str, Any]:
-        """The sparse state copy a Lambda needs for the paths it reads."""
-        inputs: dict[str, str] = {}
-        steps: dict[str, str] = {}
-        vars_: dict[str, str] = {}
-        whole_inputs = False
-        for p in refs:
-            if p.root == "inputs":
-                if not self.declared_inputs or not p.parts or not isinstance(p.parts[0], str):
-                    whole_inputs = True
-                else:
-                    inputs[f"{p.parts[0]}.$"] = f"$.inputs.{p.parts[0]}"
-            elif p.root == "steps":
-                if p.step_id:
-                    steps[f"{p.step_id}.$"] = f"$.steps.{p.step_id}"
-            else:
-                vars_[f"{p.root}.$"] = f"$.vars.{p.root}"
-        out: dict[str, Any] = {}
-        out["inputs.$" if whole_inputs else "inputs"] = (
-            "$.inputs" if whole_inputs else dict(sorted(inputs.items()))
-        )
-        out["steps"] = dict(sorted(steps.items()))
-        out["vars"] = dict(sorted(vars_.items()))
-        return out
+    @cached_property
+    def reach(self) -> Reach:
+        return Reach(self.wf)
+
+    def values(self, refs: Iterable[Path], site: str | None) -> dict[str, Any]:
+        """The sparse state copy a Lambda needs for the paths it reads where step ``site``
+        runs (``None``: the workflow's output): only the values read (payloads.py)."""
+        return self.reach.parameters(refs, site)
 
     def lambda_task(
         self,
@@ -288,7 +274,10 @@ class Compiler:
         extra: dict[str, Any] | None = None,
         function: str | None = None,
         token: bool = False,
+        at_end: bool = False,
     ) -> dict[str, Any]:
+        """A Task invoking a Loopline function for step ``step_id`` (``at_end``: for the
+        workflow's output) with the payload of docs/internals.md."""
         self.lambda_tasks += 1
         payload: dict[str, Any] = {
             "action": action,
@@ -298,7 +287,7 @@ class Compiler:
             "attempt.$": "$$.State.RetryCount",
             # The workflow's own data: no key of it may be read as a path (payload.py).
             "config": escape_keys(config),
-            "values": self.values(refs),
+            "values": self.values(refs, None if at_end else step_id),
         }
         if token:
             payload["token.$"] = "$$.Task.Token"
@@ -1044,9 +1033,11 @@ class Compiler:
                 "End": True,
             }
         )
+        # Each item's state is {vars: {item}, verdicts: [0, 1, ...]}: the voters' numbers,
+        # which their verdicts replace, so the aggregate gets only what it counts.
         voters_map = {
             "Type": "Map",
-            "ItemsPath": "$.voters",
+            "ItemsPath": "$.verdicts",
             "MaxConcurrency": v.voters,
             "ItemSelector": {"vars": {"item.$": "$.vars.item"}, "voter.$": "$$.Map.Item.Value"},
             "ItemProcessor": {
@@ -1063,7 +1054,7 @@ class Compiler:
             "MaxConcurrency": VOTE_ITEM_CONCURRENCY,
             "ItemSelector": {
                 "vars": {"item.$": "$$.Map.Item.Value"},
-                "voters": list(range(v.voters)),
+                "verdicts": list(range(v.voters)),
             },
             "ItemProcessor": {
                 "ProcessorConfig": {"Mode": "INLINE"},
@@ -1304,6 +1295,7 @@ class Compiler:
             name.split(".")[0].lstrip("_") or "output",
             {"template": value},
             _tree_paths(value),
+            at_end=name.startswith("_"),
         )
         if name.startswith("_"):
             task["Parameters"]["Payload"]["step"] = None

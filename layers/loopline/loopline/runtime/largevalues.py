@@ -18,6 +18,10 @@ form, are resolved: anything else that looks like one (say, in an input, or
 
 ``get_object`` and ``put_object`` are the bare S3 calls: they check nothing. What a tool
 may reach is decided before, by ``loopline.runtime.s3scope.locate``.
+
+An object output keeps its keys (its largest values are stored instead, one by one), so
+that the paths the compiler passes to later steps (``steps.<id>.output.<key>``,
+``loopline.compiler.payloads``) still hold values.
 """
 
 from __future__ import annotations
@@ -99,30 +103,53 @@ def _execution_name(execution: Any) -> str:
 
 
 def offload(result: Any, payload: dict[str, Any], bucket: str | None) -> Any:
-    """``result`` with a large ``output`` stored in ``bucket`` and replaced by a reference."""
+    """``result`` with a large ``output`` stored in ``bucket`` and replaced by references.
+
+    An object keeps its keys, so that a path to one of them still names a value in the
+    state document (the compiler passes ``steps.<id>.output.<key>`` to later steps, and
+    Choice rules read such paths): its largest values (1 KB or more) are stored one by
+    one until it fits. Any other output, or an object made of so many small values that
+    it would still not fit, is stored whole.
+    """
     if not bucket or not isinstance(result, dict) or "output" not in result:
         return result
     output = result["output"]
     if is_ref(output):
         return result
-    text = json.dumps(output, ensure_ascii=False, separators=(",", ":"))
-    data = text.encode()
-    if len(data) <= settings().large_value_bytes:
+    limit = settings().large_value_bytes
+    data = _json_bytes(output)
+    if len(data) <= limit:
         return result
-    key = object_prefix("", str(payload.get("workflow") or "workflow")) + "/".join(
-        [
-            _execution_name(payload.get("execution")),
-            str(payload.get("step") or "step"),
-            f"{uuid.uuid4().hex}.json",
-        ]
-    )
-    uri = f"s3://{bucket}/{key}"
-    put_object(uri, data, "application/json")
-    preview = output if isinstance(output, str) else text
-    return {
-        **result,
-        "output": {REF_KEY: uri, "size": len(data), "preview": preview[:PREVIEW_CHARS]},
-    }
+    parts = [
+        object_prefix("", str(payload.get("workflow") or "workflow")).rstrip("/"),
+        _execution_name(payload.get("execution")),
+        str(payload.get("step") or "step"),
+    ]
+    if isinstance(output, dict):
+        kept = _offload_values(output, len(data), limit, bucket, parts)
+        if kept is not None:
+            return {**result, "output": kept}
+    return {**result, "output": _store(output, data, bucket, parts)}
+
+
+def _offload_values(
+    obj: dict[str, Any], size: int, limit: int, bucket: str, parts: list[str]
+) -> dict[str, Any] | None:
+    """``obj`` (``size`` bytes of JSON) with its largest values stored and replaced by
+    references until its JSON is at most ``limit`` bytes; ``None`` (nothing stored) when
+    that cannot be done."""
+    encoded = {k: _json_bytes(v) for k, v in obj.items() if not is_ref(v)}
+    planned: dict[str, dict[str, Any]] = {}
+    for k in sorted(encoded, key=lambda k: -len(encoded[k])):
+        if size <= limit or len(encoded[k]) < _MIN_OFFLOAD_BYTES:
+            break
+        planned[k] = _reference(obj[k], encoded[k], _new_uri(bucket, parts))
+        size += _json_size(planned[k]) - len(encoded[k])
+    if size > limit:
+        return None
+    for k, ref in planned.items():
+        put_object(ref[REF_KEY], encoded[k], "application/json")
+    return {k: planned.get(k, v) for k, v in obj.items()}
 
 
 def _contains_ref(value: Any) -> bool:
@@ -193,20 +220,37 @@ INPUTS_PART = "_inputs"
 _MIN_OFFLOAD_BYTES = 1024
 
 
-def store_value(value: Any, bucket: str, key_parts: list[str]) -> dict[str, Any]:
-    """Write ``value`` as JSON to ``s3://bucket/<key_parts...>/<uuid>.json``; returns its
-    reference (``{"$loopline_ref", "size", "preview"}``)."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    data = text.encode()
-    key = "/".join([*key_parts, f"{uuid.uuid4().hex}.json"])
-    uri = f"s3://{bucket}/{key}"
-    put_object(uri, data, "application/json")
-    preview = value if isinstance(value, str) else text
-    return {REF_KEY: uri, "size": len(data), "preview": preview[:PREVIEW_CHARS]}
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _json_size(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    return len(_json_bytes(value))
+
+
+def _new_uri(bucket: str, key_parts: list[str]) -> str:
+    return f"s3://{bucket}/{'/'.join([*key_parts, uuid.uuid4().hex])}.json"
+
+
+def _reference(value: Any, data: bytes, uri: str) -> dict[str, Any]:
+    """The reference to ``value`` (``data``, its JSON) stored at ``uri``."""
+    if isinstance(value, str):
+        preview = value[:PREVIEW_CHARS]
+    else:  # the JSON's first characters (a character is at most 4 bytes)
+        preview = data[: 4 * PREVIEW_CHARS].decode(errors="ignore")[:PREVIEW_CHARS]
+    return {REF_KEY: uri, "size": len(data), "preview": preview}
+
+
+def _store(value: Any, data: bytes, bucket: str, key_parts: list[str]) -> dict[str, Any]:
+    ref = _reference(value, data, _new_uri(bucket, key_parts))
+    put_object(ref[REF_KEY], data, "application/json")
+    return ref
+
+
+def store_value(value: Any, bucket: str, key_parts: list[str]) -> dict[str, Any]:
+    """Write ``value`` as JSON to ``s3://bucket/<key_parts...>/<uuid>.json``; returns its
+    reference (``{"$loopline_ref", "size", "preview"}``)."""
+    return _store(value, _json_bytes(value), bucket, key_parts)
 
 
 def offload_inputs(
