@@ -20,16 +20,20 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from loopline import __version__, jsontext
+from loopline import __version__
 from loopline.commands import keys as keys_command
 from loopline.commands import serve as serve_command
 from loopline.commands import task as task_command
-from loopline.compiler import CompileResult, compile_workflow
-from loopline.compiler.compile import CompileError
 from loopline.config_error import ConfigError
-from loopline.dsl import InputsInvalid, Workflow, WorkflowInvalid, load_workflow, resolve_inputs
+from loopline.dsl.problems import InputsInvalid, WorkflowInvalid
+
+# Each command imports what it needs when it runs: ``loopline task`` loads no compiler,
+# ``loopline compile`` no local stack, settings or JSON Schema.
+if TYPE_CHECKING:
+    from loopline.compiler import CompileResult
+    from loopline.dsl import Workflow
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
 #: A write to a pipe whose reader has gone (``loopline ... | head -1``): 128 + SIGPIPE.
@@ -59,6 +63,8 @@ def _write_output(text: str, output: str | None) -> None:
 
 def _print_json(value: Any) -> None:
     """``value`` as JSON on standard output: always valid JSON (no NaN)."""
+    from loopline import jsontext
+
     try:
         text = jsontext.dumps(value, indent=2, ensure_ascii=False, default=str)
         print(text)
@@ -71,6 +77,8 @@ def _load(path: str, warn: Callable[[str], None] | None = None) -> tuple[Workflo
 
     What the checks cannot judge (a tool module that does not import) goes to ``warn``,
     by default a ``warning:`` line on stderr."""
+    from loopline.compiler import compile_workflow
+    from loopline.dsl.api import load_workflow
     from loopline.environment import check_context
 
     wf = load_workflow(path, check_context(path, warn or (lambda w: _err(f"warning: {w}"))))
@@ -144,6 +152,8 @@ class Checked:
 
 
 def _check_file(path: str) -> Checked:
+    from loopline.compiler.compile import CompileError
+
     notes: list[str] = []
     try:
         wf, result = _load(path, notes.append)
@@ -231,6 +241,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     from loopline.compiler import graph
+    from loopline.dsl.api import load_workflow
 
     wf = load_workflow(args.file)
     _write_output(graph.dot(wf) if args.format == "dot" else graph.mermaid(wf), args.output)
@@ -246,6 +257,8 @@ def _decision_text(d: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from loopline import jsontext
+    from loopline.dsl.inputs import resolve_inputs
     from loopline.local import run as local_run
 
     wf, result = _load(args.file)
