@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ import sys
 # The command uses no pydantic plugins; looking them up scans every installed package's
 # entry points, a large part of a short command's start-up time.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -72,6 +73,25 @@ def _print_json(value: Any) -> None:
         print(jsontext.dumps(value, indent=2, default=str))
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while a workflow is loaded and compiled.
+
+    What loading and compiling build (the file's values, the models, the definition)
+    lives until the command has written its output, and makes no reference cycles to
+    free: the collector's passes over it found nothing and took a fifth of a 5,000-step
+    compile's time (the peak memory is the same without them). The modules imported so
+    far are moved out of its view for good (``gc.freeze``); collection resumes after."""
+    gc.freeze()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _load(path: str, warn: Callable[[str], None] | None = None) -> tuple[Workflow, CompileResult]:
     """Load, check (knowing the tools and the template's functions) and compile.
 
@@ -81,8 +101,9 @@ def _load(path: str, warn: Callable[[str], None] | None = None) -> tuple[Workflo
     from loopline.dsl.api import load_workflow
     from loopline.environment import check_context
 
-    wf = load_workflow(path, check_context(path, warn or (lambda w: _err(f"warning: {w}"))))
-    return wf, compile_workflow(wf)
+    with _collector_paused():
+        wf = load_workflow(path, check_context(path, warn or (lambda w: _err(f"warning: {w}"))))
+        return wf, compile_workflow(wf)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -243,7 +264,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from loopline.compiler import graph
     from loopline.dsl.api import load_workflow
 
-    wf = load_workflow(args.file)
+    with _collector_paused():
+        wf = load_workflow(args.file)
     _write_output(graph.dot(wf) if args.format == "dot" else graph.mermaid(wf), args.output)
     return EXIT_OK
 
