@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from loopline.dsl.models import InputSpec, Workflow
 from loopline.dsl.problems import InputsInvalid, InputViolation
-from loopline.patterns import schema_validator, search
 
 if TYPE_CHECKING:
     import jsonschema
@@ -131,6 +130,8 @@ def violations(spec: InputSpec, value: Any) -> list[tuple[str, str]]:
     schema = input_schema(spec)
     import jsonschema  # imported on use: only a value that may break a rule needs it
 
+    from loopline.patterns import schema_validator
+
     validator = schema_validator(schema, default=jsonschema.Draft202012Validator)
     rules: list[tuple[str, str]] = []
     if not finite:
@@ -160,14 +161,20 @@ def _plainly_valid(spec: InputSpec, value: Any) -> bool:
     if kind == "enum":  # a string equals only a string: no 1 == 1.0 or 1 == true to judge
         return value in (spec.values or [])
     if kind == "file":
-        return search(S3_URI, value)
+        return _search(S3_URI, value)
     if kind != "string":
         return False
     return (
         (spec.min_length is None or len(value) >= spec.min_length)
         and (spec.max_length is None or len(value) <= spec.max_length)
-        and (spec.pattern is None or search(spec.pattern, value))
+        and (spec.pattern is None or _search(spec.pattern, value))
     )
+
+
+def _search(pattern: str, text: str) -> bool:
+    from loopline.patterns import search  # RE2, imported when a pattern is matched
+
+    return search(pattern, text)
 
 
 #: Deepest nesting of lists and objects an input value may have (as in a workflow file).

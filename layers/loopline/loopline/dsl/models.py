@@ -28,7 +28,6 @@ from loopline.dsl.modeling import (
 )
 from loopline.dsl.problems import did_you_mean
 from loopline.dsl.template import Template, check_template_tree, parse_template
-from loopline.patterns import PatternError, check_pattern, check_schema
 
 if TYPE_CHECKING:
     from pydantic_core.core_schema import ValidationInfo, ValidatorFunctionWrapHandler
@@ -97,6 +96,8 @@ def _check_tree(value: Any) -> Any:
 def _check_schema(value: dict[str, Any]) -> dict[str, Any]:
     import jsonschema  # imported here: most workflows have no schema, and it is slow to load
 
+    from loopline.patterns import check_schema
+
     try:
         check_schema(value)  # patterns included: RE2 must compile them
     except jsonschema.SchemaError as exc:
@@ -122,6 +123,9 @@ def _known_error(name: str) -> str:
 
 
 def _check_pattern(value: str) -> str:
+    # Imported on use (RE2): most workflows have no pattern.
+    from loopline.patterns import PatternError, check_pattern
+
     try:
         check_pattern(value)
     except PatternError as exc:
