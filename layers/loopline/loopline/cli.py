@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -17,19 +18,23 @@ import sys
 # The command uses no pydantic plugins; looking them up scans every installed package's
 # entry points, a large part of a short command's start-up time.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from loopline import __version__, jsontext
+from loopline import __version__
 from loopline.commands import keys as keys_command
 from loopline.commands import serve as serve_command
 from loopline.commands import task as task_command
-from loopline.compiler import CompileResult, compile_workflow
-from loopline.compiler.compile import CompileError
 from loopline.config_error import ConfigError
-from loopline.dsl import InputsInvalid, Workflow, WorkflowInvalid, load_workflow, resolve_inputs
+from loopline.dsl.problems import InputsInvalid, WorkflowInvalid
+
+# Each command imports what it needs when it runs: ``loopline task`` loads no compiler,
+# ``loopline compile`` no local stack, settings or JSON Schema.
+if TYPE_CHECKING:
+    from loopline.compiler import CompileResult
+    from loopline.dsl import Workflow
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_WAITING = 0, 1, 2, 3
 #: A write to a pipe whose reader has gone (``loopline ... | head -1``): 128 + SIGPIPE.
@@ -59,6 +64,8 @@ def _write_output(text: str, output: str | None) -> None:
 
 def _print_json(value: Any) -> None:
     """``value`` as JSON on standard output: always valid JSON (no NaN)."""
+    from loopline import jsontext
+
     try:
         text = jsontext.dumps(value, indent=2, ensure_ascii=False, default=str)
         print(text)
@@ -66,15 +73,40 @@ def _print_json(value: Any) -> None:
         print(jsontext.dumps(value, indent=2, default=str))
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while a workflow is loaded and compiled.
+
+    What loading and compiling build (the file's values, the models, the definition)
+    lives until the command has written its output, and makes no reference cycles to
+    free: the collector's passes over it found nothing and took a fifth of a 5,000-step
+    compile's time (the peak memory is the same without them). The modules imported so
+    far, then what was built, are moved out of its view for good (``gc.freeze``: else
+    the first pass after would scan all of it); collection resumes after. Objects
+    frozen are still freed when nothing refers to them."""
+    gc.freeze()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
 def _load(path: str, warn: Callable[[str], None] | None = None) -> tuple[Workflow, CompileResult]:
     """Load, check (knowing the tools and the template's functions) and compile.
 
     What the checks cannot judge (a tool module that does not import) goes to ``warn``,
     by default a ``warning:`` line on stderr."""
+    from loopline.compiler import compile_workflow
+    from loopline.dsl.api import load_workflow
     from loopline.environment import check_context
 
-    wf = load_workflow(path, check_context(path, warn or (lambda w: _err(f"warning: {w}"))))
-    return wf, compile_workflow(wf)
+    with _collector_paused():
+        wf = load_workflow(path, check_context(path, warn or (lambda w: _err(f"warning: {w}"))))
+        return wf, compile_workflow(wf)
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -144,6 +176,8 @@ class Checked:
 
 
 def _check_file(path: str) -> Checked:
+    from loopline.compiler.compile import CompileError
+
     notes: list[str] = []
     try:
         wf, result = _load(path, notes.append)
@@ -231,8 +265,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_graph(args: argparse.Namespace) -> int:
     from loopline.compiler import graph
+    from loopline.dsl.api import load_workflow
 
-    wf = load_workflow(args.file)
+    with _collector_paused():
+        wf = load_workflow(args.file)
     _write_output(graph.dot(wf) if args.format == "dot" else graph.mermaid(wf), args.output)
     return EXIT_OK
 
@@ -246,6 +282,8 @@ def _decision_text(d: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from loopline import jsontext
+    from loopline.dsl.inputs import resolve_inputs
     from loopline.local import run as local_run
 
     wf, result = _load(args.file)

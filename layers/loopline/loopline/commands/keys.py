@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +178,8 @@ def _write_keys_file(path: Path, entries: list[dict[str, Any]]) -> None:
     except FileNotFoundError:
         mode = 0o600
     directory = path.parent if str(path.parent) else Path(".")
+    import tempfile  # imported on use: the other commands do not need it
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
     except OSError as exc:

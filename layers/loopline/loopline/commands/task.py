@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loopline import jsontext
-from loopline.settings import check_http_url
 
 if TYPE_CHECKING:
     from loopline.client import Client
@@ -75,6 +74,7 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _client(args: argparse.Namespace) -> Client:
     from loopline.client import Client
+    from loopline.settings import check_http_url  # settings cost a short command's start
 
     url = args.api or os.environ.get("LOOPLINE_API_URL")
     key = args.key or os.environ.get("LOOPLINE_API_KEY")

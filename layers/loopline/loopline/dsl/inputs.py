@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from loopline.dsl.models import InputSpec, Workflow
 from loopline.dsl.problems import InputsInvalid, InputViolation
-from loopline.patterns import schema_validator
 
 if TYPE_CHECKING:
     import jsonschema
@@ -123,12 +122,16 @@ def violations(spec: InputSpec, value: Any) -> list[tuple[str, str]]:
     """Every rule of ``spec`` that ``value`` breaks: ``(rule, message)``, where ``rule``
     is the JSON Schema keyword (``type``, ``enum``, ``pattern``, ``minLength``…),
     ``maxDepth`` or ``finite``."""
-    schema = input_schema(spec)
-    import jsonschema  # imported on use: compiling a workflow does not need it
-
     depth, finite = _shape(value)
     if depth > MAX_DEPTH:  # before jsonschema, whose messages hold the value's repr
         return [("maxDepth", f"must not be nested more than {MAX_DEPTH} levels deep")]
+    if finite and _plainly_valid(spec, value):
+        return []
+    schema = input_schema(spec)
+    import jsonschema  # imported on use: only a value that may break a rule needs it
+
+    from loopline.patterns import schema_validator
+
     validator = schema_validator(schema, default=jsonschema.Draft202012Validator)
     rules: list[tuple[str, str]] = []
     if not finite:
@@ -138,6 +141,40 @@ def violations(spec: InputSpec, value: Any) -> list[tuple[str, str]]:
         if rule[1] not in [text for _, text in rules]:
             rules.append(rule)
     return rules
+
+
+def _plainly_valid(spec: InputSpec, value: Any) -> bool:
+    """Whether ``value`` obviously keeps every rule of ``spec`` (the common case: a
+    default of the declared type), so that ``jsonschema``, a noticeable part of a short
+    command's time, is not loaded. ``False`` when in doubt: ``jsonschema`` then judges."""
+    kind = spec.type
+    if kind == "json":
+        return spec.min_length is None and spec.max_length is None
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if not isinstance(value, str):
+        return False
+    if kind == "enum":  # a string equals only a string: no 1 == 1.0 or 1 == true to judge
+        return value in (spec.values or [])
+    if kind == "file":
+        return _search(S3_URI, value)
+    if kind != "string":
+        return False
+    return (
+        (spec.min_length is None or len(value) >= spec.min_length)
+        and (spec.max_length is None or len(value) <= spec.max_length)
+        and (spec.pattern is None or _search(spec.pattern, value))
+    )
+
+
+def _search(pattern: str, text: str) -> bool:
+    from loopline.patterns import search  # RE2, imported when a pattern is matched
+
+    return search(pattern, text)
 
 
 #: Deepest nesting of lists and objects an input value may have (as in a workflow file).

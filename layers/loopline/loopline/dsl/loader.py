@@ -1,5 +1,5 @@
 """Loading a workflow file: YAML or JSON to plain data with a line for every value, then
-pydantic validation whose errors become located, readable problems."""
+validation of the models whose errors become located, readable problems."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from pathlib import Path as FsPath
 from typing import Any, NoReturn
 
 import yaml
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import SchemaValidator, ValidationError
 
-from loopline.dsl import models
+from loopline.dsl import modeling, models
 from loopline.dsl.problems import Loc, Problem, WorkflowInvalid, did_you_mean, format_loc
 
 
@@ -686,10 +686,16 @@ def _offset_position(text: str, offset: int) -> tuple[int, int]:
     return before.count("\n") + 1, offset - (before.rfind("\n") + 1) + 1
 
 
-# --------------------------------------------------------------------------- pydantic errors
+# --------------------------------------------------------------------------- validation errors
 
 
-def _model_at(root: Any, loc: Loc) -> type[BaseModel] | None:
+def _is_model(tp: Any) -> bool:
+    """Whether ``tp`` is a model class (``modeling.Model``, or a pydantic model such as
+    a scripted-model file's): a class with ``model_fields``."""
+    return isinstance(tp, type) and hasattr(tp, "model_fields")
+
+
+def _model_at(root: Any, loc: Loc) -> Any:
     """The model class that validated the object at ``loc`` (which holds tags for unions)."""
     current: Any = root
     for part in loc:
@@ -699,7 +705,7 @@ def _model_at(root: Any, loc: Loc) -> type[BaseModel] | None:
             if len(members) != 1:
                 break
             current = _unwrap(members[0])
-        if isinstance(current, type) and issubclass(current, BaseModel):
+        if _is_model(current):
             fld = next(
                 (f for n, f in current.model_fields.items() if part in (n, f.alias)),
                 None,
@@ -720,7 +726,7 @@ def _model_at(root: Any, loc: Loc) -> type[BaseModel] | None:
                 current = tagged[part]
             else:
                 members = [a for a in args if isinstance(_unwrap(a), type)]
-                models_ = [m for m in members if issubclass(_unwrap(m), BaseModel)]
+                models_ = [m for m in members if _is_model(_unwrap(m))]
                 if len(models_) != 1:
                     return None
                 current = models_[0]
@@ -730,9 +736,9 @@ def _model_at(root: Any, loc: Loc) -> type[BaseModel] | None:
     current = _unwrap(current)
     if typing.get_origin(current) is typing.Union:
         members = [_unwrap(a) for a in typing.get_args(current)]
-        models_ = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+        models_ = [m for m in members if _is_model(m)]
         current = models_[0] if len(models_) == 1 else None
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+    return current if _is_model(current) else None
 
 
 def _unwrap(tp: Any) -> Any:
@@ -749,7 +755,7 @@ def _tag(tp: Any) -> str | None:
     return None
 
 
-def _keys_of(model: type[BaseModel]) -> list[str]:
+def _keys_of(model: Any) -> list[str]:
     keys = []
     for name, f in model.model_fields.items():
         if f.exclude:
@@ -764,7 +770,7 @@ _OTHER_TAGS = frozenset({models.ON_ERROR_CONTINUE, models.ON_ERROR_GOTO})
 
 
 def _strip_tags(loc: Loc, after: Loc = ()) -> Loc:
-    """Remove the union tags pydantic puts in locations (``steps.0.llm.temperature``);
+    """Remove the union tags the validator puts in locations (``steps.0.llm.temperature``);
     ``after``: where ``loc`` starts (a step's location when a step is validated alone)."""
     out: list[str | int] = []
     tags = _TAGS
@@ -951,14 +957,9 @@ def validate_document(doc: Document) -> Validated:
     return _Parts(doc).workflow()
 
 
-_STEP_ADAPTER: TypeAdapter[Any] | None = None
-
-
-def _step_adapter() -> TypeAdapter[Any]:
-    global _STEP_ADAPTER
-    if _STEP_ADAPTER is None:
-        _STEP_ADAPTER = TypeAdapter(models.Step)
-    return _STEP_ADAPTER
+def _step_adapter() -> SchemaValidator:
+    """The validator of one step (built once, on first use)."""
+    return modeling.validator(models.Step)
 
 
 #: Where a container step holds its step lists, for each kind: the path inside the step

@@ -1,7 +1,7 @@
-"""The workflow language as pydantic models: one class per construct of the spec.
+"""The workflow language as models (``modeling``): one class per construct of the spec.
 
 Expressions, templates and durations are parsed while the models validate, so every
-syntax problem is reported by pydantic with its location, all at once. Checks that need
+syntax problem is reported by the validator with its location, all at once. Checks that need
 the whole workflow (unique ids, references, rollback targets) live in ``checks.py``.
 """
 
@@ -10,31 +10,27 @@ from __future__ import annotations
 import math
 import typing
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal, TypeGuard, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeGuard, Union
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    ModelWrapValidatorHandler,
-    PlainSerializer,
-    Tag,
-    ValidationError,
-    ValidationInfo,
-    WithJsonSchema,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError, core_schema
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError, core_schema
 
 from loopline.dsl.duration import parse_duration
 from loopline.dsl.expr import Expr, ExpressionError, parse_expression
+from loopline.dsl.modeling import (
+    AfterValidator,
+    BeforeValidator,
+    Discriminator,
+    Field,
+    Model,
+    Tag,
+    field_validator,
+    model_validator,
+)
 from loopline.dsl.problems import did_you_mean
 from loopline.dsl.template import Template, check_template_tree, parse_template
-from loopline.patterns import PatternError, check_pattern, check_schema
+
+if TYPE_CHECKING:
+    from pydantic_core.core_schema import ValidationInfo, ValidatorFunctionWrapHandler
 
 STEP_ID = r"^[A-Za-z][A-Za-z0-9_]{0,39}$"
 NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
@@ -100,6 +96,8 @@ def _check_tree(value: Any) -> Any:
 def _check_schema(value: dict[str, Any]) -> dict[str, Any]:
     import jsonschema  # imported here: most workflows have no schema, and it is slow to load
 
+    from loopline.patterns import check_schema
+
     try:
         check_schema(value)  # patterns included: RE2 must compile them
     except jsonschema.SchemaError as exc:
@@ -125,6 +123,9 @@ def _known_error(name: str) -> str:
 
 
 def _check_pattern(value: str) -> str:
+    # Imported on use (RE2): most workflows have no pattern.
+    from loopline.patterns import PatternError, check_pattern
+
     try:
         check_pattern(value)
     except PatternError as exc:
@@ -132,37 +133,14 @@ def _check_pattern(value: str) -> str:
     return value
 
 
-Expression = Annotated[
-    Expr,
-    BeforeValidator(_to_expr),
-    PlainSerializer(lambda e: e.source(), return_type=str),
-    WithJsonSchema({"type": "string"}),
-]
-TemplateStr = Annotated[
-    Template,
-    BeforeValidator(_to_template),
-    PlainSerializer(lambda t: t.source, return_type=str),
-    WithJsonSchema({"type": "string"}),
-]
+Expression = Annotated[Expr, BeforeValidator(_to_expr)]
+TemplateStr = Annotated[Template, BeforeValidator(_to_template)]
 #: A JSON value whose strings are templates (``args``, ``body``, ``succeed``).
 TemplateTree = Annotated[Any, AfterValidator(_check_tree)]
-Duration = Annotated[
-    int, BeforeValidator(parse_duration), WithJsonSchema({"type": ["integer", "string"]})
-]
+Duration = Annotated[int, BeforeValidator(parse_duration)]
 StepId = Annotated[str, Field(pattern=STEP_ID)]
 ErrorName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]*$"), AfterValidator(_known_error)]
 JsonSchemaObject = Annotated[dict[str, Any], AfterValidator(_check_schema)]
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        frozen=True,
-        populate_by_name=True,
-        arbitrary_types_allowed=True,
-        validate_default=False,
-        defer_build=True,
-    )
 
 
 #: A location inside a model's data: keys and list indexes.
@@ -185,7 +163,7 @@ class Ruled(Model):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _judge_rules(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+    def _judge_rules(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         broken = cls.rules(data) if isinstance(data, dict) else []
         try:
             value = handler(data)
@@ -260,7 +238,7 @@ def _on_error_form(value: Any) -> str | None:
 
 ON_ERROR_CONTINUE, ON_ERROR_GOTO = "__continue__", "__goto__"
 OnError = Annotated[
-    Union[  # noqa: UP007 (a tagged union written out for pydantic)
+    Union[  # noqa: UP007 (a tagged union written out)
         Annotated[Literal["continue"], Tag(ON_ERROR_CONTINUE)],
         Annotated[Goto, Tag(ON_ERROR_GOTO)],
     ],
@@ -609,7 +587,7 @@ class InvalidStep(StepCommon):
 
 
 Step = Annotated[
-    Union[  # noqa: UP007 (a tagged union written out for pydantic)
+    Union[  # noqa: UP007 (a tagged union written out)
         Annotated[LlmStep, Tag("llm")],
         Annotated[ToolStep, Tag("tool")],
         Annotated[HttpStep, Tag("http")],
@@ -743,4 +721,4 @@ class Workflow(Model):
         return any(s.kind in HUMAN_KINDS for s in self.all_steps())
 
 
-# Schemas are built on first use (``defer_build``): the CLI pays only for what it validates.
+# Validators are built on first use (``modeling.validator``): importing builds none.
