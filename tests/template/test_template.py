@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from loopline.settings import Settings
+from loopline.settings import FIELDS
 
 from tests.conftest import ROOT, STATEMACHINES, example_workflows
 from tests.template.cfn_yaml import load_template
@@ -194,7 +194,7 @@ def test_every_loopline_variable_the_template_sets_is_a_setting() -> None:
     ]
     names = {k for env in envs for k in env if k.startswith("LOOPLINE_")}
     assert {"LOOPLINE_BUCKET", "LOOPLINE_TABLE", "LOOPLINE_STAGE"} <= names
-    fields = {f"LOOPLINE_{f.upper()}" for f in Settings.model_fields}
+    fields = {f"LOOPLINE_{f.upper()}" for f in FIELDS}
     assert names <= fields, names - fields
 
 
