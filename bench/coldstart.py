@@ -15,22 +15,30 @@ child. Both children see what Lambda gives the function:
   versions are those the tests run with.
 
 ``bench_coldstart`` prints where the time goes (each function's import under ``-X
-importtime``: the heaviest packages it pulls in) and the cost of each way to trace
-(docs/internals.md, "Cold start and tracing"), and returns one ratio per function.
+importtime``: the heaviest packages it pulls in), what the first call adds (a fresh
+child imports ``app`` and makes one typical call, AWS answered by a fake endpoint on
+127.0.0.1, beside the reference handler doing the same: what the function imports on
+first use is paid there) and the cost of each way to trace (docs/internals.md, "Cold
+start and tracing"), and returns one ratio per function.
 
 Runnable alone: ``PYTHONPATH=layers/loopline:. .venv/bin/python bench/coldstart.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -86,20 +94,25 @@ def _requirements(path: Path) -> list[str]:
 
 
 @contextmanager
-def layer_path(root: Path = ROOT) -> Iterator[str]:
-    """A ``PYTHONPATH`` holding what the functions find in Lambda: the loopline package,
-    the layer's requirements and the runtime's packages (links into this virtualenv)."""
-    dists = _closure(_requirements(root / "layers/loopline/requirements.txt"))
-    dists += _closure(list(RUNTIME_PACKAGES))
+def _linked(requirements: list[str]) -> Iterator[str]:
+    """A directory of links to the installed distributions ``requirements`` need."""
     with tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
-        for dist in dists:
-            for top in {
-                f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__")
-            }:
+        for dist in _closure(requirements):
+            tops = {f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__")}
+            for top in tops:
                 link, target = Path(tmp, top), Path(str(dist.locate_file(top)))
                 if target.exists() and not link.exists():
                     link.symlink_to(target)
-        yield os.pathsep.join([str(root / "layers/loopline"), tmp])
+        yield tmp
+
+
+@contextmanager
+def layer_path(root: Path = ROOT) -> Iterator[str]:
+    """A ``PYTHONPATH`` holding what the functions find in Lambda: the loopline package,
+    the layer's requirements and the runtime's packages (links into this virtualenv)."""
+    requirements = _requirements(root / "layers/loopline/requirements.txt")
+    with _linked(requirements + list(RUNTIME_PACKAGES)) as site:
+        yield os.pathsep.join([str(root / "layers/loopline"), site])
 
 
 # --------------------------------------------------------------------------- environment
@@ -250,7 +263,7 @@ def importtime(code_dir: Path, env: Mapping[str, str]) -> tuple[float, list[tupl
 
 def _where_the_time_goes(rows: list[tuple[str, float, list[tuple[str, float]]]]) -> None:
     print()
-    print("Cold import: where the time goes (python -X importtime, one run each)")
+    print("Cold import: where the time goes (python -X importtime, the best of 3 runs)")
     print(f"{'function':<16} {'ms':>6}  heaviest packages (ms, what they import included)")
     for name, total, heavy in rows:
         top = ", ".join(f"{pkg} {ms:.0f}" for pkg, ms in heavy[:TOP])
@@ -271,20 +284,15 @@ TRACING = {
 }
 
 
-def bench_tracing(env: Mapping[str, str], rounds: int = 5) -> list[Ratio]:
-    """What each way to trace adds to a cold import of Logger (CPU ms, paired)."""
+def bench_tracing(env: Mapping[str, str], rounds: int = 3) -> list[Ratio]:
+    """What each way to trace adds to a cold import of Logger (CPU ms, paired). The X-Ray
+    SDK, which the layer does not ship, comes from this virtualenv."""
     base = "from aws_lambda_powertools import Logger; Logger(service='loopline')"
     rows = []
-    for what, (code, extra) in TRACING.items():
-        ratio = Ratio(what, "Logger only", float("inf"))
-        subject = "; ".join(c for c in (base, code) if c)
-        paired(
-            ratio,
-            lambda s=subject, e=extra: _import_cpu(REFERENCE, {**env, **e}, s),  # type: ignore[misc]
-            lambda: _import_cpu(REFERENCE, env, base),
-            rounds,
-        )
-        rows.append(ratio)
+    with _linked(["aws-xray-sdk"]) as xray:
+        env = {**env, "PYTHONPATH": os.pathsep.join([env["PYTHONPATH"], xray])}
+        for what, (code, extra) in TRACING.items():
+            rows.append(_tracing_row(what, base, code, {**env, **extra}, env, rounds))
     print()
     print("Tracing: what each way adds to a cold import of Logger (CPU, paired)")
     print(f"{'way':<54} {'+ms':>6} {'ratio':>6}")
@@ -292,6 +300,207 @@ def bench_tracing(env: Mapping[str, str], rounds: int = 5) -> list[Ratio]:
         extra_ms = statistics.median(row.subject_times) - statistics.median(row.reference_times)
         print(f"{row.what:<54} {extra_ms * 1000:>6.0f} {row.median:>6.2f}")
     return rows
+
+
+def _tracing_row(
+    what: str,
+    base: str,
+    code: str,
+    env: Mapping[str, str],
+    ref_env: Mapping[str, str],
+    rounds: int,
+) -> Ratio:
+    ratio = Ratio(what, "Logger only", float("inf"))
+    subject = "; ".join(c for c in (base, code) if c)
+    return paired(
+        ratio,
+        lambda: _import_cpu(REFERENCE, env, subject),
+        lambda: _import_cpu(REFERENCE, ref_env, base),
+        rounds,
+    )
+
+
+# --------------------------------------------------------------------------- first call
+
+_EXECUTION = (
+    f"arn:aws:states:{_REGION}:{_ACCOUNT}:execution:{_STACK}-bench:tsk_01jd8v0000000000000000000"
+)
+_STEP = {"workflow": "bench", "execution": _EXECUTION, "step": "s1", "values": {}}
+#: One typical first call per function (the event its handler gets); ``{port}`` is the
+#: fake endpoint's.
+FIRST_CALLS: dict[str, dict[str, Any]] = {
+    "helper": {
+        **_STEP,
+        "action": "eval",
+        "config": {"expr": "inputs.n > 1"},
+        "values": {"inputs": {"n": 2}},
+    },
+    "llm": {**_STEP, "action": "llm", "config": {"prompt": "Say done."}},
+    "tool": {**_STEP, "action": "tool", "config": {"tool": "now", "args": {}}},
+    "http": {
+        **_STEP,
+        "action": "http",
+        "config": {"method": "GET", "url": "http://127.0.0.1:{port}/ok"},
+    },
+    "task": {
+        **_STEP,
+        "action": "task",
+        "config": {"function": f"{_STACK}-WordCountFunction", "args": {"text": "a b c"}},
+    },
+    "human": {
+        **_STEP,
+        "action": "human",
+        "token": "task-token",
+        "config": {"kind": "approval", "instruction": "Ship it?", "notify": []},
+    },
+    "api": {
+        "httpMethod": "GET",
+        "path": "/v1/tasks",
+        "resource": "/{proxy+}",
+        "headers": {},
+        "requestContext": {
+            "authorizer": {"tenant": "acme", "user": "ana", "roles": "admin", "key_id": "key_1"}
+        },
+    },
+}
+_TASK_ITEM = {
+    "pk": {"S": "TASK#tsk_01jd8v0000000000000000000"},
+    "sk": {"S": "TASK"},
+    "tenant": {"S": "acme"},
+    "workflow": {"S": "bench"},
+    "status": {"S": "RUNNING"},
+    "seq": {"N": "1"},
+    "started_at": {"S": "2025-01-01T00:00:00.000Z"},
+}
+_CONVERSE = {
+    "output": {"message": {"role": "assistant", "content": [{"text": "done"}]}},
+    "stopReason": "end_turn",
+    "usage": {"inputTokens": 5, "outputTokens": 1, "totalTokens": 6},
+    "metrics": {"latencyMs": 1},
+}
+_CALL = """
+import json, sys
+import app
+class Context:
+    function_name = "bench"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "req-1"
+    def get_remaining_time_in_millis(self):
+        return 600000
+try:
+    app.handler(json.loads(sys.argv[1]), Context())
+except Exception as exc:
+    sys.stderr.write(f"\\nraised {type(exc).__name__}: {exc}"[:300])
+"""
+
+
+class _FakeAws(BaseHTTPRequestHandler):
+    """Answers every AWS call a first call makes (and an http step's GET) with a plausible
+    success: a running task for DynamoDB reads, nothing for queries, an answer for
+    Bedrock's Converse, 3 for a Lambda invoke, {} for the rest."""
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        target = self.headers.get("x-amz-target") or ""
+        answer: Any = {}
+        if target.endswith(".GetItem"):
+            answer = {"Item": _TASK_ITEM}
+        elif target.endswith((".Query", ".Scan")):
+            answer = {"Items": [], "Count": 0, "ScannedCount": 0}
+        elif target.endswith(".SendMessage"):
+            message = json.loads(body or b"{}").get("MessageBody", "")
+            answer = {
+                "MessageId": "m-1",
+                "MD5OfMessageBody": hashlib.md5(message.encode()).hexdigest(),
+            }
+        elif self.path.endswith("/converse"):
+            answer = _CONVERSE
+        elif "/functions/" in self.path and self.path.endswith("/invocations"):
+            answer = 3
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header(
+            "content-type", "application/x-amz-json-1.0" if target else "application/json"
+        )
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = _answer
+
+
+@contextmanager
+def fake_aws() -> Iterator[int]:
+    """A fake AWS endpoint on 127.0.0.1 for the length of the block; yields its port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeAws)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _call_cpu(code_dir: Path, env: Mapping[str, str], event: str) -> float:
+    return child_cpu([sys.executable, "-S", "-c", _CALL, event], cwd=code_dir, env=env)
+
+
+def _check_call(code_dir: Path, env: Mapping[str, str], event: str) -> str:
+    """What one first call says on stderr when it raised (empty when it did not)."""
+    proc = subprocess.run(
+        [sys.executable, "-S", "-c", _CALL, event],
+        cwd=code_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    raised = [line for line in proc.stderr.splitlines() if line.startswith("raised ")]
+    return raised[-1] if raised else ""
+
+
+def bench_first_calls(
+    found: Mapping[str, tuple[str, Path]],
+    template: Mapping[str, Any],
+    pythonpath: str,
+    rounds: int = 3,
+) -> list[Ratio]:
+    """What import plus one first call costs each function of ``FIRST_CALLS``, beside the
+    Logger-only handler doing the same (paired); printed, not a goal of its own."""
+    rows = []
+    with fake_aws() as port:
+        for name, event in FIRST_CALLS.items():
+            logical, code_dir = found[name]
+            env = {
+                **function_env(logical, template, code_dir),
+                "PYTHONPATH": pythonpath,
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                "LOOPLINE_HTTP_ALLOW_HOSTS": "127.0.0.1",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            }
+            text = json.dumps(event).replace("{port}", str(port))
+            ratio = Ratio(f"first call: {name}", "the Logger-only handler's", float("inf"))
+            paired(
+                ratio,
+                partial(_call_cpu, code_dir, env, text),
+                partial(_call_cpu, REFERENCE, env, text),
+                rounds,
+            )
+            rows.append((ratio, _check_call(code_dir, env, text)))
+    print()
+    print("First call: import app, then one typical call (AWS answered on 127.0.0.1), CPU")
+    print(f"{'function':<10} {'ms':>6} {'ref ms':>7} {'ratio':>6}  the call")
+    for ratio, raised in rows:
+        print(
+            f"{ratio.what.split(': ')[1]:<10} {statistics.median(ratio.subject_times) * 1000:>6.0f} "
+            f"{statistics.median(ratio.reference_times) * 1000:>7.0f} {ratio.median:>6.2f}  "
+            f"{raised or 'returned'}"
+        )
+    return [r for r, _ in rows]
 
 
 def bench_coldstart(root: Path = ROOT, rounds: int = ROUNDS) -> list[Ratio]:
@@ -307,13 +516,14 @@ def bench_coldstart(root: Path = ROOT, rounds: int = ROUNDS) -> list[Ratio]:
             ratio = Ratio(f"cold import: {name}", REFERENCE_NAME, GOAL)
             paired(
                 ratio,
-                lambda d=code_dir, e=env: _import_cpu(d, e),  # type: ignore[misc]
-                lambda e=ref_env: _import_cpu(REFERENCE, e),  # type: ignore[misc]
+                partial(_import_cpu, code_dir, env),
+                partial(_import_cpu, REFERENCE, ref_env),
                 rounds,
             )
             ratios.append(ratio)
-            rows.append((name, *importtime(code_dir, env)))
+            rows.append((name, *min(importtime(code_dir, env) for _ in range(3))))
         _where_the_time_goes(rows)
+        bench_first_calls(found, template, pythonpath)
         logical, code_dir = found["helper"]
         bench_tracing({**function_env(logical, template, code_dir), "PYTHONPATH": pythonpath})
     return ratios

@@ -171,7 +171,7 @@ def test_the_layer_is_built_from_the_loopline_package() -> None:
     layer = RESOURCES["LooplineLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/loopline/"
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert TEMPLATE["Globals"]["Function"]["Layers"] == [{"Ref": "LooplineLayer"}]
