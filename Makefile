@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format compile golden docs bench fuzz clean venv sam-venv validate build serve browser
+.PHONY: demo test lint format compile golden docs bench fuzz clean venv sam-venv validate build serve browser llvm
 
 # AWS SAM CLI in a virtualenv of its own (its pins clash with the dev tools').
 SAM_VENV := .venv-sam
@@ -41,7 +41,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 browser:
 	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
-test: $(STAMP) $(SAM_STAMP) browser
+# llvm-strip, which strips the layer's arm64 extensions (layers/loopline/Makefile).
+llvm:
+	command -v llvm-strip >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q llvm; }
+
+test: $(STAMP) $(SAM_STAMP) browser llvm
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -84,7 +88,7 @@ validate: $(SAM_STAMP)
 
 # Build the functions and the layer into .aws-sam/ (no docker needed: arm64 wheels come from
 # the registry, see BuildArchitecture in template.yaml).
-build: $(SAM_STAMP)
+build: $(SAM_STAMP) llvm
 	$(SAM) build
 
 # The task API on the local stack (template.yaml) on http://127.0.0.1:8000; prints a key.

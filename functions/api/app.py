@@ -3,12 +3,13 @@ the routes are ``loopline.api.app``."""
 
 from typing import Any
 
-from loopline.api.app import handle
-from loopline.observability import logger, metrics, tracer
+from loopline.observability import logger, metrics
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    # Imported on the first request: the routes, the compiler and the stores.
+    from loopline.api.app import handle
+
     return handle(event, context)

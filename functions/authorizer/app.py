@@ -3,12 +3,12 @@ tasks table (``loopline.api.authorizer``)."""
 
 from typing import Any
 
-from loopline.api.authorizer import authorize
-from loopline.observability import logger, metrics, tracer
+from loopline.observability import logger, metrics
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loopline.api.authorizer import authorize  # the key store, on the first call
+
     return authorize(event)

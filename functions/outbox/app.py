@@ -4,19 +4,20 @@ delay (``loopline.notify.outbox.consume``)."""
 
 from typing import Any
 
-from loopline.notify.outbox import consume
-from loopline.observability import logger, metrics, tracer
-from loopline.service import humans
+from loopline.observability import logger, metrics
 
 
 def _deliver(message: dict[str, Any]) -> None:
+    from loopline.service import humans
+
     humans.deliver(message)
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from loopline.notify.outbox import consume  # the outbox and its senders, on the first call
+
     return consume(event, context, _deliver)
 
 

@@ -3,14 +3,14 @@ moves its task (``loopline.service.tracking.on_status_change``)."""
 
 from typing import Any
 
-from loopline.observability import logger, metrics, tracer
-from loopline.service.tracking import on_status_change
+from loopline.observability import logger, metrics
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def _handle(event: dict[str, Any], context: Any) -> None:
+    from loopline.service.tracking import on_status_change  # on the first event
+
     on_status_change(event)
 
 

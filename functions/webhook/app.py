@@ -4,11 +4,10 @@ delay (``loopline.service.webhooks.consume``)."""
 
 from typing import Any
 
-from loopline.observability import logger, metrics, tracer
+from loopline.observability import logger, metrics
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from loopline.service import webhooks

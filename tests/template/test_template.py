@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from loopline.settings import Settings
+from loopline.settings import FIELDS
 
 from tests.conftest import ROOT, STATEMACHINES, example_workflows
 from tests.template.cfn_yaml import load_template
@@ -171,7 +171,7 @@ def test_the_layer_is_built_from_the_loopline_package() -> None:
     layer = RESOURCES["LooplineLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/loopline/"
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert TEMPLATE["Globals"]["Function"]["Layers"] == [{"Ref": "LooplineLayer"}]
@@ -194,7 +194,7 @@ def test_every_loopline_variable_the_template_sets_is_a_setting() -> None:
     ]
     names = {k for env in envs for k in env if k.startswith("LOOPLINE_")}
     assert {"LOOPLINE_BUCKET", "LOOPLINE_TABLE", "LOOPLINE_STAGE"} <= names
-    fields = {f"LOOPLINE_{f.upper()}" for f in Settings.model_fields}
+    fields = {f"LOOPLINE_{f.upper()}" for f in FIELDS}
     assert names <= fields, names - fields
 
 

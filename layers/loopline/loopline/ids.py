@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ulid import ULID
-
 #: The prefix of each kind of id.
 PREFIXES = {
     "task": "tsk",
@@ -26,6 +24,8 @@ PREFIXES = {
 
 def new_id(kind: str) -> str:
     """A new id of ``kind`` (a key of ``PREFIXES``)."""
+    from ulid import ULID  # imported when first needed: it reads its own metadata (~30 ms)
+
     return f"{PREFIXES[kind]}_{str(ULID()).lower()}"
 
 
@@ -34,6 +34,8 @@ def derived_id(kind: str, at: str, seed: str) -> str:
     twice records one delivery): the ULID's time is ``at`` (an RFC 3339 time), its
     random part the first 80 bits of the seed's SHA-256."""
     import hashlib
+
+    from ulid import ULID
 
     millis = int(parse_time(at).timestamp() * 1000)
     entropy = hashlib.sha256(seed.encode("utf-8")).digest()[:10]

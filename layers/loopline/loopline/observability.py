@@ -1,8 +1,11 @@
-"""Logger, Tracer and Metrics shared by every Lambda function (Powertools for AWS Lambda).
+"""Logger and Metrics shared by every Lambda function (Powertools for AWS Lambda).
 
 They are configured by ``POWERTOOLS_*`` variables in the template's Globals. The local
-stack turns tracing and metrics off and keeps logs to errors, so a terminal shows
-progress, not JSON.
+stack turns metrics off and keeps logs to errors, so a terminal shows progress, not JSON.
+
+Tracing is Lambda's own (``Tracing: Active`` in the template's Globals): no X-Ray SDK is
+imported here, because patching it in would cost every function more than Logger's whole
+cold import (docs/internals.md, "Cold start and tracing").
 
 No log line carries a credential: the logger's formatter (``RedactingFormatter``) passes
 every field of every record, the message, extra keys, exception and stack trace included,
@@ -18,7 +21,7 @@ import logging
 import sys
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from loopline.redact import redact, redact_value
@@ -62,5 +65,4 @@ logger = Logger(
     logger_handler=logging.StreamHandler(sys.stderr),
     logger_formatter=RedactingFormatter(),
 )
-tracer = Tracer(service="loopline")
 metrics = Metrics(namespace="Loopline", service="loopline")

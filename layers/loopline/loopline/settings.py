@@ -11,6 +11,10 @@ counts as unset (the template passes empty parameters through). Combinations are
 where they are used: the model provider's in ``loopline.runtime.providers.provider_for``.
 ``loopline run`` prints a ``ConfigError`` as ``error: …`` and exits 2; a Lambda function
 fails the step with ``Loopline.Failed`` and the same message.
+
+Plain Python on purpose: every Lambda function reads its settings on its first call, and
+a settings library (pydantic-settings, with pydantic) would cost it more to import than
+the parsing itself (docs/internals.md, "Cold start and tracing").
 """
 
 from __future__ import annotations
@@ -18,16 +22,14 @@ from __future__ import annotations
 import json
 import keyword
 import math
+import os
 import re
-from functools import cache
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from functools import cache, partial
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-
 from loopline.config_error import ConfigError
-from loopline.redact import redact_url
 
 __all__ = ["ConfigError", "Settings", "settings"]
 
@@ -65,6 +67,8 @@ def _shown(value: Any) -> str:
     """A wrong value as a message quotes it (URLs without their credentials)."""
     text = str(value)
     if "://" in text:
+        from loopline.redact import redact_url
+
         text = redact_url(text)
     if len(text) > 80:
         text = text[:80] + "…"
@@ -164,8 +168,10 @@ def check_host(entry: str) -> str | None:
 # --------------------------------------------------------------------------- the model
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOOPLINE_", extra="ignore", frozen=True)
+class Settings:
+    """Every setting, read-only. ``Settings()`` reads the environment; keyword arguments
+    win over it (``Settings(llm_timeout=5)``) and are checked the same way. A name that is
+    no setting is ignored."""
 
     # -- model provider --------------------------------------------------------------
     #: ``openai`` (any OpenAI-compatible Chat Completions API), ``bedrock`` (Converse) or
@@ -222,10 +228,10 @@ class Settings(BaseSettings):
     state_machine_prefix: str = ""
     #: Definition substitutions for workflows compiled at run time, as JSON
     #: (``{"LlmFunctionArn": "arn:aws:lambda:...", ...}``).
-    function_arns: Annotated[dict[str, str], NoDecode] = {}
+    function_arns: dict[str, str] = {}
     #: The workflows deployed with the stack, as JSON: workflow name → state machine ARN
     #: (``{"ticket-triage": "arn:aws:states:…:stateMachine:loopline-ticket-triage"}``).
-    stack_workflows: Annotated[dict[str, str], NoDecode] = {}
+    stack_workflows: dict[str, str] = {}
 
     # -- the task service ---------------------------------------------------------------------
     #: Hosts webhook URLs may name although they are plain http or resolve to loopback,
@@ -234,7 +240,7 @@ class Settings(BaseSettings):
     #: Seconds between a webhook delivery's attempts, one per retry: N delays allow N + 1
     #: attempts (comma-separated; jitter applies to each; longer than SQS's 12 hours is
     #: fine: the wait is taken in turns).
-    webhook_retry_delays: Annotated[tuple[float, ...], NoDecode] = DEFAULT_WEBHOOK_RETRY_DELAYS
+    webhook_retry_delays: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_DELAYS
     #: Base URL that links in messages use (``https://<api>/<stage>``); unset: the API's own.
     public_url: str | None = None
     #: The one browser origin allowed to call the API (``https://app.example.com``): the
@@ -256,298 +262,51 @@ class Settings(BaseSettings):
     outbox_queue: str | None = None
     #: Seconds before a failed outbox message is tried again, one per attempt, the last
     #: repeating until the queue's dead-letter redrive (comma-separated; jitter applies).
-    outbox_retry_delays: Annotated[tuple[float, ...], NoDecode] = DEFAULT_OUTBOX_RETRY_DELAYS
+    outbox_retry_delays: tuple[float, ...] = DEFAULT_OUTBOX_RETRY_DELAYS
 
     def __init__(self, **values: Any) -> None:
-        try:
-            super().__init__(**values)
-        except ValidationError as exc:
-            raise config_error(exc) from None
-
-    # -- checks ------------------------------------------------------------------------
-
-    @field_validator("cors_origin", mode="before")
-    @classmethod
-    def _origin(cls, value: Any) -> str | None:
-        text = check_http_url(value)
-        if text is not None and urlsplit(text)._replace(scheme="", netloc="").geturl():
-            raise ValueError(
-                "must be an origin: scheme, host and port only (https://app.example.com, "
-                f"no path), got {_shown(text)}"
-            )
-        return text
-
-    @field_validator("llm_provider", mode="before")
-    @classmethod
-    def _provider(cls, value: Any) -> str:
-        text = (_optional_text(value) or "").lower()
-        if text not in ("", "openai", "bedrock", "scripted"):
-            raise ValueError(f"must be openai, bedrock or scripted (or unset), got {_shown(value)}")
-        return text
-
-    @field_validator(
-        "llm_base_url", "webhook_queue_url", "webhook_dlq_url", "public_url", mode="before"
-    )
-    @classmethod
-    def _url(cls, value: Any) -> str | None:
-        return check_http_url(value)
-
-    @field_validator(
-        "llm_model", "llm_script", "llm_api_key_secret", "llm_api_key_parameter", mode="before"
-    )
-    @classmethod
-    def _name(cls, value: Any) -> str | None:
-        text = _optional_text(value)
-        if text is not None and any(c.isspace() or ord(c) < 32 for c in text):
-            raise ValueError(f"must be one name without spaces, got {_shown(text)}")
-        return text
-
-    @field_validator("llm_api_key", mode="before")
-    @classmethod
-    def _key(cls, value: Any) -> str | None:
-        text = _optional_text(value)
-        if text is not None and any(c.isspace() or ord(c) < 32 or ord(c) > 126 for c in text):
-            # The value is a secret: never quoted back.
-            raise ValueError(
-                "must be the API key alone: printable ASCII without spaces or line breaks"
-            )
-        if text is not None:
-            from loopline.redact import remember_secret
-
-            remember_secret(text)
-        return text
-
-    @field_validator("llm_timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> float:
-        return _number(
-            value,
-            "a number of seconds",
-            low=0,
-            high=LAMBDA_MAX_SECONDS,
-            low_open=True,
-            integer=False,
-        )
-
-    @field_validator("llm_max_retry_after", mode="before")
-    @classmethod
-    def _retry_after(cls, value: Any) -> float:
-        return _number(
-            value,
-            "a number of seconds",
-            low=0,
-            high=LAMBDA_MAX_SECONDS,
-            low_open=False,
-            integer=False,
-        )
-
-    @field_validator("bedrock_region", mode="before")
-    @classmethod
-    def _region(cls, value: Any) -> str | None:
-        text = _optional_text(value)
-        if text is not None and not _REGION.match(text):
-            raise ValueError(f"must be an AWS region such as us-east-1, got {_shown(text)}")
-        return text
-
-    @field_validator("tool_modules", mode="before")
-    @classmethod
-    def _modules(cls, value: Any) -> str:
-        text = _optional_text(value) or ""
-        for name in (m.strip() for m in text.split(",")):
-            parts = name.split(".")
-            if name and not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
-                raise ValueError(
-                    "must be Python module names separated by commas "
-                    f"(my_tools, pkg.tools), got {_shown(name)}"
+        environ = {k.lower(): v for k, v in os.environ.items() if k[:9].lower() == "loopline_"}
+        problems = []
+        for name, parse in _PARSERS.items():
+            if name in values:
+                raw = values[name]
+            elif f"loopline_{name}" in environ:
+                raw = environ[f"loopline_{name}"]
+            else:
+                default = getattr(Settings, name)
+                # A fresh copy of a mutable default for each instance.
+                object.__setattr__(
+                    self, name, dict(default) if isinstance(default, dict) else default
                 )
-        return text
-
-    @field_validator("http_allow_hosts", "webhook_allow_hosts", mode="before")
-    @classmethod
-    def _hosts(cls, value: Any) -> str:
-        text = _optional_text(value) or ""
-        for entry in (h.strip() for h in text.split(",")):
-            problem = check_host(entry) if entry else None
-            if problem:
-                raise ValueError(
-                    "must be host names, addresses or *.domain entries separated by commas, "
-                    f"got {_shown(entry)}: {problem}"
-                )
-        return text
-
-    @field_validator("http_max_bytes", "large_value_bytes", mode="before")
-    @classmethod
-    def _bytes(cls, value: Any, info: ValidationInfo) -> int:
-        high = STATE_DATA_LIMIT if info.field_name == "large_value_bytes" else HTTP_MAX_BYTES_LIMIT
-        return int(
-            _number(
-                value, "a whole number of bytes", low=1, high=high, low_open=False, integer=True
-            )
-        )
-
-    @field_validator("s3_allow", mode="before")
-    @classmethod
-    def _s3_allow(cls, value: Any) -> str:
-        text = _optional_text(value) or ""
-        if text:
-            from loopline.runtime.s3scope import parse_allow_entry
-
-            for entry in text.split(","):
-                parse_allow_entry(entry)  # raises ValueError saying what is wrong
-        return text
-
-    @field_validator("bucket", mode="before")
-    @classmethod
-    def _bucket(cls, value: Any) -> str | None:
-        return check_bucket(value)
-
-    @field_validator("stage", mode="before")
-    @classmethod
-    def _stage(cls, value: Any) -> str:
-        text = _optional_text(value) or ""
-        if text and not _STAGE.match(text):
-            raise ValueError(
-                f"must be a stage name (letters, digits and hyphens, such as dev), got {_shown(text)}"
-            )
-        return text
-
-    @field_validator("table", mode="before")
-    @classmethod
-    def _table(cls, value: Any) -> str | None:
-        text = _optional_text(value)
-        if text is not None and not _TABLE.match(text):
-            raise ValueError(
-                "must be a DynamoDB table name (3 to 255 letters, digits, _ . -), "
-                f"got {_shown(text)}"
-            )
-        return text
-
-    @field_validator("approval_topic_arn", "state_machine_role_arn", mode="before")
-    @classmethod
-    def _arn(cls, value: Any) -> str | None:
-        text = _optional_text(value)
-        if text is not None and not _ARN.match(text):
-            raise ValueError(
-                f"must be an ARN (arn:partition:service:region:account:resource), got {_shown(text)}"
-            )
-        return text
-
-    @field_validator("state_machine_prefix", mode="before")
-    @classmethod
-    def _prefix(cls, value: Any) -> str:
-        text = _optional_text(value) or ""
-        if not _STATE_MACHINE_PREFIX.match(text):
-            raise ValueError(
-                "must be at most 70 letters, digits, _ and - (a state machine name prefix), "
-                f"got {_shown(text)}"
-            )
-        return text
-
-    @field_validator("function_arns", "stack_workflows", mode="before")
-    @classmethod
-    def _function_arns(cls, value: Any, info: ValidationInfo) -> dict[str, str]:
-        need = (
-            'must be a JSON object of placeholder names to function ARNs ({"LlmFunctionArn": '
-            '"arn:aws:lambda:…"})'
-            if info.field_name == "function_arns"
-            else 'must be a JSON object of workflow names to state machine ARNs ({"triage": '
-            '"arn:aws:states:…"})'
-        )
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return {}
-        if isinstance(value, str):
+                continue
             try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:
-                raise ValueError(
-                    f"{need}, but it is not JSON ({exc.msg} at column {exc.colno})"
-                ) from None
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and k and isinstance(v, str) and v.strip() for k, v in value.items()
-        ):
-            raise ValueError(f"{need}, got {_shown(json.dumps(value))}")
-        return {k: v.strip() for k, v in value.items()}
+                object.__setattr__(self, name, parse(raw))
+            except ValueError as exc:
+                problems.append(f"{env_name(name)} {exc}")
+        if problems:
+            raise ConfigError(problems)
 
-    @field_validator("sender_email", mode="before")
-    @classmethod
-    def _sender(cls, value: Any) -> str | None:
-        text = _optional_text(value)
-        if text is None:
-            return None
-        domain = text.rpartition("@")[2]
-        if not _EMAIL.match(text) or check_host(domain) is not None or "." not in domain:
-            raise ValueError(
-                f"must be one email address (loopline@example.com), got {_shown(text)}"
-            )
-        return text
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"settings are read-only: {name} cannot be set")
 
-    @field_validator("slack_api_url", mode="before")
-    @classmethod
-    def _slack_api_url(cls, value: Any) -> str:
-        text = check_http_url(value)
-        return "https://slack.com/api" if text is None else text.rstrip("/")
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"settings are read-only: {name} cannot be deleted")
 
-    @field_validator("slack_secret_arn", mode="before")
-    @classmethod
-    def _secret_arn(cls, value: Any) -> str | None:
-        text = _optional_text(value)
-        if text is not None and not (_ARN.match(text) and text.split(":")[2] == "secretsmanager"):
-            raise ValueError(
-                "must be the ARN of a Secrets Manager secret "
-                f"(arn:aws:secretsmanager:region:account:secret:name), got {_shown(text)}"
-            )
-        return text
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in FIELDS)
 
-    @field_validator("slack_bot_token", "slack_signing_secret", mode="before")
-    @classmethod
-    def _slack_secret(cls, value: Any) -> str | None:
-        text = _optional_text(value)
-        if text is not None and any(c.isspace() or ord(c) < 32 or ord(c) > 126 for c in text):
-            # A secret: never quoted back.
-            raise ValueError("must be the value alone: printable ASCII without spaces")
-        if text is not None:
-            from loopline.redact import remember_secret
+    def __hash__(self) -> int:
+        return hash(tuple(repr(getattr(self, f)) for f in FIELDS))
 
-            remember_secret(text)
-        return text
-
-    @field_validator("outbox_queue", mode="before")
-    @classmethod
-    def _queue(cls, value: Any) -> str | None:
-        return check_http_url(value)
-
-    @field_validator("outbox_retry_delays", "webhook_retry_delays", mode="before")
-    @classmethod
-    def _delays(cls, value: Any, info: ValidationInfo) -> tuple[float, ...]:
-        webhooks = info.field_name == "webhook_retry_delays"
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return DEFAULT_WEBHOOK_RETRY_DELAYS if webhooks else DEFAULT_OUTBOX_RETRY_DELAYS
-        high = WEBHOOK_MAX_DELAY if webhooks else SQS_MAX_VISIBILITY
-        need = (
-            "must be seconds separated by commas (5,30,120), each greater than 0 and at most "
-            + (
-                f"{WEBHOOK_MAX_DELAY} (30 days)"
-                if webhooks
-                else f"{SQS_MAX_VISIBILITY} (SQS keeps a message hidden 12 hours at most)"
-            )
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f}={'***' if f in _SECRETS else repr(getattr(self, f))}"
+            for f in FIELDS
+            if getattr(self, f) != getattr(Settings, f)
         )
-        items = value.split(",") if isinstance(value, str) else list(value)
-        delays = []
-        for item in items:
-            try:
-                delays.append(
-                    _number(
-                        item,
-                        "seconds",
-                        low=0,
-                        high=high,
-                        low_open=True,
-                        integer=False,
-                    )
-                )
-            except ValueError:
-                raise ValueError(f"{need}, got {_shown(str(item).strip())}") from None
-        return tuple(float(d) for d in delays)
+        return f"Settings({shown})"
 
     # -- derived ------------------------------------------------------------------------
 
@@ -568,15 +327,303 @@ class Settings(BaseSettings):
         return [e.strip() for e in self.s3_allow.split(",") if e.strip()]
 
 
-def config_error(exc: ValidationError) -> ConfigError:
-    """The ``ConfigError`` of pydantic's errors: one line per variable."""
-    problems = []
-    for err in exc.errors():
-        field = str(err["loc"][0]) if err.get("loc") else ""
-        ctx_error = (err.get("ctx") or {}).get("error")
-        text = str(ctx_error) if ctx_error is not None else str(err.get("msg", "is invalid"))
-        problems.append(f"{env_name(field)} {text}" if field else text)
-    return ConfigError(problems)
+# --------------------------------------------------------------------------- parsers
+# One per setting (``_PARSERS``): the raw value in, the parsed one out, or ValueError
+# saying what is needed.
+
+
+def _origin(value: Any) -> str | None:
+    text = check_http_url(value)
+    if text is not None and urlsplit(text)._replace(scheme="", netloc="").geturl():
+        raise ValueError(
+            "must be an origin: scheme, host and port only (https://app.example.com, "
+            f"no path), got {_shown(text)}"
+        )
+    return text
+
+
+def _provider(value: Any) -> str:
+    text = (_optional_text(value) or "").lower()
+    if text not in ("", "openai", "bedrock", "scripted"):
+        raise ValueError(f"must be openai, bedrock or scripted (or unset), got {_shown(value)}")
+    return text
+
+
+def _url(value: Any) -> str | None:
+    return check_http_url(value)
+
+
+def _name(value: Any) -> str | None:
+    text = _optional_text(value)
+    if text is not None and any(c.isspace() or ord(c) < 32 for c in text):
+        raise ValueError(f"must be one name without spaces, got {_shown(text)}")
+    return text
+
+
+def _key(value: Any) -> str | None:
+    text = _optional_text(value)
+    if text is not None and any(c.isspace() or ord(c) < 32 or ord(c) > 126 for c in text):
+        # The value is a secret: never quoted back.
+        raise ValueError("must be the API key alone: printable ASCII without spaces or line breaks")
+    if text is not None:
+        from loopline.redact import remember_secret
+
+        remember_secret(text)
+    return text
+
+
+def _timeout(value: Any) -> float:
+    return float(
+        _number(
+            value,
+            "a number of seconds",
+            low=0,
+            high=LAMBDA_MAX_SECONDS,
+            low_open=True,
+            integer=False,
+        )
+    )
+
+
+def _retry_after(value: Any) -> float:
+    return float(
+        _number(
+            value,
+            "a number of seconds",
+            low=0,
+            high=LAMBDA_MAX_SECONDS,
+            low_open=False,
+            integer=False,
+        )
+    )
+
+
+def _region(value: Any) -> str | None:
+    text = _optional_text(value)
+    if text is not None and not _REGION.match(text):
+        raise ValueError(f"must be an AWS region such as us-east-1, got {_shown(text)}")
+    return text
+
+
+def _modules(value: Any) -> str:
+    text = _optional_text(value) or ""
+    for name in (m.strip() for m in text.split(",")):
+        parts = name.split(".")
+        if name and not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+            raise ValueError(
+                "must be Python module names separated by commas "
+                f"(my_tools, pkg.tools), got {_shown(name)}"
+            )
+    return text
+
+
+def _hosts(value: Any) -> str:
+    text = _optional_text(value) or ""
+    for entry in (h.strip() for h in text.split(",")):
+        problem = check_host(entry) if entry else None
+        if problem:
+            raise ValueError(
+                "must be host names, addresses or *.domain entries separated by commas, "
+                f"got {_shown(entry)}: {problem}"
+            )
+    return text
+
+
+def _bytes(value: Any, field: str) -> int:
+    high = STATE_DATA_LIMIT if field == "large_value_bytes" else HTTP_MAX_BYTES_LIMIT
+    return int(
+        _number(value, "a whole number of bytes", low=1, high=high, low_open=False, integer=True)
+    )
+
+
+def _s3_allow(value: Any) -> str:
+    text = _optional_text(value) or ""
+    if text:
+        from loopline.runtime.s3scope import parse_allow_entry
+
+        for entry in text.split(","):
+            parse_allow_entry(entry)  # raises ValueError saying what is wrong
+    return text
+
+
+def _bucket(value: Any) -> str | None:
+    return check_bucket(value)
+
+
+def _stage(value: Any) -> str:
+    text = _optional_text(value) or ""
+    if text and not _STAGE.match(text):
+        raise ValueError(
+            f"must be a stage name (letters, digits and hyphens, such as dev), got {_shown(text)}"
+        )
+    return text
+
+
+def _table(value: Any) -> str | None:
+    text = _optional_text(value)
+    if text is not None and not _TABLE.match(text):
+        raise ValueError(
+            f"must be a DynamoDB table name (3 to 255 letters, digits, _ . -), got {_shown(text)}"
+        )
+    return text
+
+
+def _arn(value: Any) -> str | None:
+    text = _optional_text(value)
+    if text is not None and not _ARN.match(text):
+        raise ValueError(
+            f"must be an ARN (arn:partition:service:region:account:resource), got {_shown(text)}"
+        )
+    return text
+
+
+def _prefix(value: Any) -> str:
+    text = _optional_text(value) or ""
+    if not _STATE_MACHINE_PREFIX.match(text):
+        raise ValueError(
+            "must be at most 70 letters, digits, _ and - (a state machine name prefix), "
+            f"got {_shown(text)}"
+        )
+    return text
+
+
+def _function_arns(value: Any, field: str) -> dict[str, str]:
+    need = (
+        'must be a JSON object of placeholder names to function ARNs ({"LlmFunctionArn": '
+        '"arn:aws:lambda:…"})'
+        if field == "function_arns"
+        else 'must be a JSON object of workflow names to state machine ARNs ({"triage": '
+        '"arn:aws:states:…"})'
+    )
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{need}, but it is not JSON ({exc.msg} at column {exc.colno})"
+            ) from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v.strip() for k, v in value.items()
+    ):
+        raise ValueError(f"{need}, got {_shown(json.dumps(value))}")
+    return {k: v.strip() for k, v in value.items()}
+
+
+def _sender(value: Any) -> str | None:
+    text = _optional_text(value)
+    if text is None:
+        return None
+    domain = text.rpartition("@")[2]
+    if not _EMAIL.match(text) or check_host(domain) is not None or "." not in domain:
+        raise ValueError(f"must be one email address (loopline@example.com), got {_shown(text)}")
+    return text
+
+
+def _slack_api_url(value: Any) -> str:
+    text = check_http_url(value)
+    return "https://slack.com/api" if text is None else text.rstrip("/")
+
+
+def _secret_arn(value: Any) -> str | None:
+    text = _optional_text(value)
+    if text is not None and not (_ARN.match(text) and text.split(":")[2] == "secretsmanager"):
+        raise ValueError(
+            "must be the ARN of a Secrets Manager secret "
+            f"(arn:aws:secretsmanager:region:account:secret:name), got {_shown(text)}"
+        )
+    return text
+
+
+def _slack_secret(value: Any) -> str | None:
+    text = _optional_text(value)
+    if text is not None and any(c.isspace() or ord(c) < 32 or ord(c) > 126 for c in text):
+        # A secret: never quoted back.
+        raise ValueError("must be the value alone: printable ASCII without spaces")
+    if text is not None:
+        from loopline.redact import remember_secret
+
+        remember_secret(text)
+    return text
+
+
+def _queue(value: Any) -> str | None:
+    return check_http_url(value)
+
+
+def _delays(value: Any, field: str) -> tuple[float, ...]:
+    webhooks = field == "webhook_retry_delays"
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return DEFAULT_WEBHOOK_RETRY_DELAYS if webhooks else DEFAULT_OUTBOX_RETRY_DELAYS
+    high = WEBHOOK_MAX_DELAY if webhooks else SQS_MAX_VISIBILITY
+    need = "must be seconds separated by commas (5,30,120), each greater than 0 and at most " + (
+        f"{WEBHOOK_MAX_DELAY} (30 days)"
+        if webhooks
+        else f"{SQS_MAX_VISIBILITY} (SQS keeps a message hidden 12 hours at most)"
+    )
+    items = value.split(",") if isinstance(value, str) else list(value)
+    delays = []
+    for item in items:
+        try:
+            delays.append(
+                _number(
+                    item,
+                    "seconds",
+                    low=0,
+                    high=high,
+                    low_open=True,
+                    integer=False,
+                )
+            )
+        except ValueError:
+            raise ValueError(f"{need}, got {_shown(str(item).strip())}") from None
+    return tuple(float(d) for d in delays)
+
+
+#: Each setting's parser, in the order the settings are declared (and problems reported).
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "llm_provider": _provider,
+    "llm_base_url": _url,
+    "llm_model": _name,
+    "llm_api_key": _key,
+    "llm_api_key_secret": _name,
+    "llm_api_key_parameter": _name,
+    "llm_timeout": _timeout,
+    "llm_max_retry_after": _retry_after,
+    "llm_script": _name,
+    "bedrock_region": _region,
+    "tool_modules": _modules,
+    "http_allow_hosts": _hosts,
+    "http_max_bytes": partial(_bytes, field="http_max_bytes"),
+    "s3_allow": _s3_allow,
+    "bucket": _bucket,
+    "large_value_bytes": partial(_bytes, field="large_value_bytes"),
+    "stage": _stage,
+    "table": _table,
+    "approval_topic_arn": _arn,
+    "webhook_queue_url": _url,
+    "webhook_dlq_url": _url,
+    "state_machine_role_arn": _arn,
+    "state_machine_prefix": _prefix,
+    "function_arns": partial(_function_arns, field="function_arns"),
+    "stack_workflows": partial(_function_arns, field="stack_workflows"),
+    "webhook_allow_hosts": _hosts,
+    "webhook_retry_delays": partial(_delays, field="webhook_retry_delays"),
+    "public_url": _url,
+    "cors_origin": _origin,
+    "sender_email": _sender,
+    "slack_api_url": _slack_api_url,
+    "slack_secret_arn": _secret_arn,
+    "slack_bot_token": _slack_secret,
+    "slack_signing_secret": _slack_secret,
+    "outbox_queue": _queue,
+    "outbox_retry_delays": partial(_delays, field="outbox_retry_delays"),
+}
+#: Every setting's name (``LOOPLINE_<NAME>``), in the order they are declared.
+FIELDS: tuple[str, ...] = tuple(_PARSERS)
+#: Settings whose values are secrets: never shown.
+_SECRETS = frozenset({"llm_api_key", "slack_bot_token", "slack_signing_secret"})
 
 
 @cache

@@ -6,49 +6,69 @@ step functions) and returns ``{"output": VALUE}`` (``llm`` adds
 failure is a ``StepError``; ``dispatch`` turns any other exception into a readable one
 (``loopline.runtime.errors``), so a Lambda error never carries a traceback, a class name or
 a credential.
+
+Each action imports what it needs when it runs (``ACTIONS`` maps names to thin functions
+that do): a Lambda function imports the modules of its own actions only, on its first
+call, and the names re-exported here load on first use (``__getattr__``).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loopline.dsl.expr import ExpressionError, parse_expression
-from loopline.runtime import largevalues
 from loopline.runtime.errors import StepError, clean, json_type, quote, unexpected
-from loopline.runtime.evaluate import (
-    context_from_payload,
-    evaluate_value,
-    render_text,
-    render_tree,
-)
-from loopline.runtime.http import http  # the http action
-from loopline.runtime.llm import (  # the llm actions; the rest re-exported
-    llm,
-    vote_voter,
-)
-from loopline.runtime.llm import parse_verdict as parse_verdict
-from loopline.runtime.llm import schema_problem as schema_problem
-from loopline.runtime.llm import voter_prompt as voter_prompt
-from loopline.runtime.model import Model
 from loopline.runtime.payload import Payload, Result
 from loopline.runtime.payload import config_of as _config
 from loopline.runtime.payload import step_of as _step
-from loopline.runtime.s3scope import CallContext, calling
-from loopline.runtime.tools import (  # noqa: F401 - the tool registry, re-exported
-    TOOLS,
-    Tool,
-    call_tool,
-    get_tool,
-    load_tool_modules,
-    register_tool,
-    tool_specs,
-)
 from loopline.settings import ConfigError, settings
+
+if TYPE_CHECKING:
+    from loopline.runtime.http import http as http
+    from loopline.runtime.llm import llm as llm
+    from loopline.runtime.llm import parse_verdict as parse_verdict
+    from loopline.runtime.llm import schema_problem as schema_problem
+    from loopline.runtime.llm import vote_voter as vote_voter
+    from loopline.runtime.llm import voter_prompt as voter_prompt
+    from loopline.runtime.model import Model
+    from loopline.runtime.tools import TOOLS as TOOLS
+    from loopline.runtime.tools import Tool as Tool
+    from loopline.runtime.tools import call_tool as call_tool
+    from loopline.runtime.tools import get_tool as get_tool
+    from loopline.runtime.tools import load_tool_modules as load_tool_modules
+    from loopline.runtime.tools import register_tool as register_tool
+    from loopline.runtime.tools import tool_specs as tool_specs
+
+#: Names this module re-exports, each from the module that defines it: imported when first
+#: used, so a function imports only the modules of the actions it runs.
+_REEXPORTS = {
+    "http": "loopline.runtime.http",
+    "llm": "loopline.runtime.llm",
+    "vote_voter": "loopline.runtime.llm",
+    "parse_verdict": "loopline.runtime.llm",
+    "schema_problem": "loopline.runtime.llm",
+    "voter_prompt": "loopline.runtime.llm",
+    "TOOLS": "loopline.runtime.tools",
+    "Tool": "loopline.runtime.tools",
+    "call_tool": "loopline.runtime.tools",
+    "get_tool": "loopline.runtime.tools",
+    "load_tool_modules": "loopline.runtime.tools",
+    "register_tool": "loopline.runtime.tools",
+    "tool_specs": "loopline.runtime.tools",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _REEXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 #: ``invoke(function, event) -> result``: runs a custom step type's function.
 Invoker = Callable[[str, dict[str, Any]], Any]
@@ -77,10 +97,10 @@ class Env:
 def invoke_lambda(function: str, event: dict[str, Any]) -> Any:
     """Invoke a custom step type's Lambda function (name or ARN) and return its result;
     its error becomes a ``StepError`` with the function's error type as the name."""
-    import boto3  # only task steps need it
+    from loopline import aws
 
     try:
-        resp = boto3.client("lambda").invoke(
+        resp = aws.client("lambda").invoke(
             FunctionName=function, Payload=json.dumps(event).encode()
         )
         body = resp["Payload"].read()
@@ -179,6 +199,9 @@ def vote_aggregate(payload: Payload, env: Env) -> Result:
 
 
 def tool(payload: Payload, env: Env) -> Result:
+    from loopline.runtime.evaluate import context_from_payload, render_tree
+    from loopline.runtime.tools import call_tool
+
     cfg = _config(payload)
     name = str(cfg.get("tool") or "")
     args = render_tree(cfg.get("args") or {}, context_from_payload(payload))
@@ -189,6 +212,8 @@ def tool(payload: Payload, env: Env) -> Result:
 
 
 def task(payload: Payload, env: Env) -> Result:
+    from loopline.runtime.evaluate import context_from_payload, render_tree
+
     cfg = _config(payload)
     function = str(cfg.get("function") or "")
     if not function:
@@ -234,6 +259,9 @@ def function_error(exc: StepError, function: str, step: str) -> StepError:
 
 
 def eval_(payload: Payload, env: Env) -> Result:
+    from loopline.dsl.expr import ExpressionError, parse_expression
+    from loopline.runtime.evaluate import context_from_payload, evaluate_value
+
     cfg = _config(payload)
     expr = cfg.get("expr")
     if not isinstance(expr, str):
@@ -248,6 +276,8 @@ def eval_(payload: Payload, env: Env) -> Result:
 
 
 def render(payload: Payload, env: Env) -> Result:
+    from loopline.runtime.evaluate import context_from_payload, render_tree
+
     return {"output": render_tree(_config(payload).get("template"), context_from_payload(payload))}
 
 
@@ -257,6 +287,8 @@ def render(payload: Payload, env: Env) -> Result:
 def human(payload: Payload, env: Env) -> Result:
     """Record the human task of a human step (``loopline.service.humans``): its people are
     told, and the decision comes back through Step Functions with the task token."""
+    from loopline.runtime.evaluate import context_from_payload, render_text, render_tree
+
     cfg = _config(payload)
     ctx = context_from_payload(payload)
     token = payload.get("token") or cfg.get("token")
@@ -293,11 +325,30 @@ def human(payload: Payload, env: Env) -> Result:
 
 # --------------------------------------------------------------------------- dispatch
 
+
+def _llm(payload: Payload, env: Env) -> Result:
+    from loopline.runtime.llm import llm
+
+    return llm(payload, env)
+
+
+def _vote_voter(payload: Payload, env: Env) -> Result:
+    from loopline.runtime.llm import vote_voter
+
+    return vote_voter(payload, env)
+
+
+def _http(payload: Payload, env: Env) -> Result:
+    from loopline.runtime.http import http
+
+    return http(payload, env)
+
+
 ACTIONS: dict[str, Callable[[Payload, Env], Result]] = {
-    "llm": llm,
-    "vote_voter": vote_voter,
+    "llm": _llm,
+    "vote_voter": _vote_voter,
     "tool": tool,
-    "http": http,
+    "http": _http,
     "task": task,
     "eval": eval_,
     "render": render,
@@ -324,6 +375,9 @@ def dispatch(payload: Payload, env: Env | None = None) -> Result:
             f"(expected one of {', '.join(ACTIONS)})",
         )
     try:
+        from loopline.runtime import largevalues
+        from loopline.runtime.s3scope import CallContext, calling
+
         env = env or default_env()
         bucket = env.bucket or settings().bucket
         # Large values (loopline.runtime.largevalues): references in the payload are

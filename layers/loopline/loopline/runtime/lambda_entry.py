@@ -7,6 +7,11 @@ as an exception whose class is named ``Loopline.Transient``, with the readable m
 its text: the state machine sees ``Error: Loopline.Transient`` and a plain cause. The
 cause is redacted (``StepError``); so is the ``step failed`` log line (the logger's
 formatter, ``loopline.observability``).
+
+Importing this module (every step function's cold start) loads Powertools' Logger and
+Metrics and nothing of the runtime: the action a call names, the settings and the AWS
+clients are imported on the first call that needs them (docs/internals.md, "Cold start
+and tracing").
 """
 
 from __future__ import annotations
@@ -18,11 +23,8 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from loopline.observability import logger, metrics, tracer
-from loopline.runtime.actions import dispatch
+from loopline.observability import logger, metrics
 from loopline.runtime.errors import StepError
-from loopline.runtime.llm import lambda_context
-from loopline.service import tracking
 
 Handler = Callable[[Any, Any], Any]
 
@@ -40,11 +42,14 @@ def _task_id(event: dict[str, Any]) -> str:
 
 def handle(event: Any, context: Any = None) -> Any:
     """Run one action; raise the Loopline error by name on failure."""
+    from loopline.runtime.actions import dispatch
+    from loopline.runtime.llm import lambda_context
+    from loopline.service import tracking
+
     payload = event if isinstance(event, dict) else {}
     action = str(payload.get("action") or "unknown")
     logger.append_keys(task_id=_task_id(payload), step_id=payload.get("step"), action=action)
     metrics.add_dimension(name="action", value=action)
-    tracer.put_annotation(key="action", value=action)
     started = time.perf_counter()
     # The task's step run and events (docs/internals.md, "Status tracking"): recording
     # never fails the step.
@@ -79,7 +84,6 @@ def lambda_handler() -> Handler:
     """The decorated handler every function module exposes as ``handler``."""
 
     @logger.inject_lambda_context(clear_state=True)
-    @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def decorated(event: Any, context: Any) -> Any:
         return handle(event, context)

@@ -31,9 +31,6 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
-import botocore.exceptions
-
 from loopline.runtime.errors import StepError, unexpected
 from loopline.runtime.s3scope import object_prefix, within
 from loopline.settings import settings
@@ -57,7 +54,9 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def s3_client() -> Any:
-    return boto3.client("s3")
+    from loopline import aws
+
+    return aws.client("s3")
 
 
 def _s3_error(what: str, exc: Exception) -> StepError:
@@ -68,19 +67,23 @@ def _s3_error(what: str, exc: Exception) -> StepError:
 
 def get_object(uri: str) -> tuple[bytes, str]:
     """The body and content type of the object at ``uri``."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     bucket, key = parse_s3_uri(uri)
     try:
         obj = s3_client().get_object(Bucket=bucket, Key=key)
         return obj["Body"].read(), str(obj.get("ContentType") or "")
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+    except (BotoCoreError, ClientError) as exc:
         raise _s3_error(f"could not read {uri}", exc) from None
 
 
 def put_object(uri: str, body: bytes, content_type: str) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     bucket, key = parse_s3_uri(uri)
     try:
         s3_client().put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+    except (BotoCoreError, ClientError) as exc:
         raise _s3_error(f"could not write {uri}", exc) from None
 
 

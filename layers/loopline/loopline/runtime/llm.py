@@ -26,9 +26,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
-from loopline.patterns import schema_validator
 from loopline.runtime.errors import StepError, quote, unexpected
 from loopline.runtime.evaluate import context_from_payload, render_text
 from loopline.runtime.model import (
@@ -104,6 +101,10 @@ def _where(path: Any) -> str:
 
 def schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
     """The most relevant violation of ``schema`` by ``value``, as one sentence, or None."""
+    import jsonschema
+
+    from loopline.patterns import schema_validator
+
     error = jsonschema.exceptions.best_match(schema_validator(schema).iter_errors(value))
     if error is None:
         return None

@@ -19,12 +19,9 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import jmespath
-import jmespath.exceptions
 import jsonschema
-from jsonpath_ng.ext import parse as jsonpath_parse
 
-from loopline.runtime import http, largevalues, s3scope
+from loopline.runtime import s3scope
 from loopline.runtime.errors import FAILED, StepError, readable, unexpected
 from loopline.settings import settings
 
@@ -154,6 +151,8 @@ def _now(args: dict[str, Any]) -> Any:
 def _json_query(args: dict[str, Any]) -> Any:
     query = args["query"]
     if args.get("language", "jmespath") == "jsonpath":
+        from jsonpath_ng.ext import parse as jsonpath_parse
+
         try:
             expr = jsonpath_parse(query)
         except Exception as exc:  # the parser raises several exception types
@@ -162,6 +161,9 @@ def _json_query(args: dict[str, Any]) -> Any:
                 "Loopline.Failed", f"tool json_query: invalid JSONPath {query!r}: {message}"
             ) from None
         return [match.value for match in expr.find(args["data"])]
+    import jmespath
+    import jmespath.exceptions
+
     try:
         return jmespath.search(query, args["data"])
     except jmespath.exceptions.JMESPathError as exc:
@@ -172,6 +174,8 @@ def _json_query(args: dict[str, Any]) -> Any:
 
 
 def _http_get(args: dict[str, Any]) -> Any:
+    from loopline.runtime import http
+
     return http.fetch(
         "GET",
         args["url"],
@@ -192,6 +196,8 @@ def _s3_uri(args: dict[str, Any], tool: str) -> str:
 
 
 def _s3_get(args: dict[str, Any]) -> Any:
+    from loopline.runtime import largevalues
+
     uri = _s3_uri(args, "s3_get")
     data, content_type = largevalues.get_object(uri)
     text = data.decode("utf-8", errors="replace")
@@ -204,6 +210,8 @@ def _s3_get(args: dict[str, Any]) -> Any:
 
 
 def _s3_put(args: dict[str, Any]) -> Any:
+    from loopline.runtime import largevalues
+
     uri = _s3_uri(args, "s3_put")
     body = args["body"]
     if isinstance(body, str):
