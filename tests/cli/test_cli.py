@@ -38,7 +38,7 @@ def test_compile_writes_the_checked_in_asl(tmp_path: Path) -> None:
 
 def test_compile_to_stdout_is_json() -> None:
     proc = loopline("compile", "-q", "workflows/batch_review.yaml")
-    assert json.loads(proc.stdout)["StartAt"] == "_start"
+    assert json.loads(proc.stdout)["StartAt"] == "_init"
 
 
 def test_invalid_file_lists_every_problem_and_exits_2(tmp_path: Path) -> None:

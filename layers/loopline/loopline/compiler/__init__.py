@@ -1,5 +1,5 @@
 """Workflow → Amazon States Language (JSONPath only)."""
 
-from loopline.compiler.compile import CompileResult, Report, compile_workflow, dumps
+from loopline.compiler.compile import CompileResult, Report, compact, compile_workflow, dumps
 
-__all__ = ["CompileResult", "Report", "compile_workflow", "dumps"]
+__all__ = ["CompileResult", "Report", "compact", "compile_workflow", "dumps"]

@@ -10,7 +10,9 @@ of its own scope and drops states nothing can reach (after ``fail``, say).
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +50,13 @@ LAMBDA_SERVICE_ERRORS = [
 DEFAULT_RETRY = m.RetrySpec.model_construct(
     max_attempts=3, interval=2, backoff=2.0, jitter="full", max_delay=None, on=None
 )
+#: A retrier's fields when it leaves them out (the Amazon States Language's defaults).
+RETRY_DEFAULTS: dict[str, Any] = {
+    "IntervalSeconds": 1,
+    "MaxAttempts": 3,
+    "BackoffRate": 2.0,
+    "JitterStrategy": "NONE",
+}
 STATE_NAME_LIMIT = 80
 #: Step Functions' largest state machine definition, in bytes.
 DEFINITION_LIMIT = 1_048_576
@@ -121,13 +130,21 @@ class Report:
 class CompileResult:
     definition: dict[str, Any]
     report: Report
-    #: The canonical text of ``definition`` (``dumps``), made once.
+    #: The file ``loopline compile`` writes: the definition indented for review
+    #: (``dumps``), unless that passes Step Functions' limit: then compact, as deployed.
     text: str
+    #: The text that is deployed (registered, run locally): compact (``compact``).
+    deployed: str
 
 
 def dumps(definition: dict[str, Any]) -> str:
-    """The canonical text of a definition: byte-identical for the same workflow."""
+    """The canonical readable text of a definition: byte-identical for the same workflow."""
     return orjson.dumps(definition, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def compact(definition: dict[str, Any]) -> str:
+    """The text that is deployed: no whitespace (the size limit counts every byte)."""
+    return orjson.dumps(definition).decode()
 
 
 # --------------------------------------------------------------------------- scopes
@@ -139,6 +156,8 @@ class Scope:
     def __init__(self, loop_vars: tuple[str, ...] = ()) -> None:
         self.states: dict[str, dict[str, Any]] = {}
         self.loop_vars = loop_vars
+        #: Pass states to fold into the states that lead to them (``fold``), in order.
+        self.foldable: list[str] = []
 
     def add(self, name: str, state: dict[str, Any]) -> str:
         if name in self.states:
@@ -156,6 +175,7 @@ class Scope:
         step's first state, by step id) tells which steps never run: those whose first
         state nothing leads to (a step's other states may be unreachable while it runs,
         like the record after a group whose last step is ``fail``)."""
+        self._fold_all(start)
         # Breadth first from the start, so states are listed in the order they run.
         if start not in self.states:
             raise CompileError(
@@ -183,6 +203,152 @@ class Scope:
             if steps:
                 warnings.append(f"never runs (nothing leads to it): {', '.join(steps)}")
         return {"StartAt": start, "States": {n: self.states[n] for n in order}}
+
+    def fold(self, name: str) -> str:
+        """Mark the Pass (or Succeed) state ``name`` to be folded, when the scope is
+        finished, into each state that goes to it by ``Next`` (``_fold``); it is dropped
+        when nothing leads to it any more. Returns ``name``."""
+        self.foldable.append(name)
+        return name
+
+    def _fold_all(self, start: str) -> None:
+        if not self.foldable:
+            return
+        preds: dict[str, list[str]] = {}
+        for n, st in self.states.items():
+            nxt = st.get("Next")
+            if isinstance(nxt, str):
+                preds.setdefault(nxt, []).append(n)
+        for name in self.foldable:
+            folded = self.states[name]
+            for pred in preds.get(name, []):
+                state = self.states[pred]
+                if state.get("Next") != name:
+                    continue
+                merged = _fold(state, folded)
+                if merged is not None:
+                    self.states[pred] = merged
+                    if isinstance(merged.get("Next"), str):
+                        preds.setdefault(merged["Next"], []).append(pred)
+            if name != start and not any(
+                name in _targets(st) for n, st in self.states.items() if n != name
+            ):
+                del self.states[name]
+
+
+#: A JSONPath that names one node: ``$`` followed by ``.name`` and ``[n]`` parts.
+_SIMPLE_PATH = re.compile(r"\$(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\])*")
+#: What a state that folds into the one before it may hold.
+_PURE_PASS = {"Type", "OutputPath", "Next", "End"}
+_TEMPLATE_PASS = {"Type", "Parameters", "ResultPath", "OutputPath", "Next", "End"}
+
+
+def _compose(outer: str | None, inner: str | None) -> str | None:
+    """One OutputPath doing what ``outer`` then ``inner`` do (None: none needed), or
+    ``"?"`` when the two cannot be written as one path."""
+    if inner is None or inner == "$":
+        return outer
+    if outer is None or outer == "$":
+        return inner
+    if _SIMPLE_PATH.fullmatch(outer) and _SIMPLE_PATH.fullmatch(inner):
+        return outer + inner[1:]
+    return "?"
+
+
+def _fold(state: dict[str, Any], folded: dict[str, Any]) -> dict[str, Any] | None:
+    """``state`` doing, when it succeeds, what it does and then what ``folded`` (the state
+    its ``Next`` names) does, or None when one state cannot say it.
+
+    - ``folded`` picks a path (``OutputPath``) or passes its input on (a bare Pass, a
+      Succeed): ``state`` picks that path of its own output (paths compose).
+    - ``folded`` builds its output with ``Parameters`` from the record ``state`` writes
+      (``ResultPath: $.steps.<id>``) and, when ``state`` is a Pass, from the rest of the
+      document: ``state`` builds that output itself, from what it would have written
+      (its ``ResultSelector``, ``Parameters`` or ``Result``); the record is not written,
+      since nothing but ``folded`` would read it before its output replaces the document
+      (``folded`` has no ``ResultPath``, or ``$``).
+    """
+    kind = folded.get("Type")
+    if (kind == "Pass" and set(folded) <= _PURE_PASS) or (
+        kind == "Succeed" and set(folded) == {"Type"}
+    ):
+        path = _compose(state.get("OutputPath"), folded.get("OutputPath"))
+        if path == "?":
+            return None
+        out = {k: v for k, v in state.items() if k not in ("OutputPath", "Next", "End")}
+        if path is not None:
+            out["OutputPath"] = path
+        return _then(out, folded.get("Next"))
+    if kind != "Pass" or not set(folded) <= _TEMPLATE_PASS or "Parameters" not in folded:
+        return None
+    if folded.get("ResultPath", "$") != "$" or "OutputPath" in state:
+        return None
+    written = state.get("ResultPath")
+    if not isinstance(written, str) or written == "$" or not _SIMPLE_PATH.fullmatch(written):
+        return None
+    stype = state.get("Type")
+    if stype in ("Task", "Map", "Parallel") and isinstance(state.get("ResultSelector"), dict):
+        template, field, reads_document = state["ResultSelector"], "ResultSelector", False
+    elif stype == "Pass" and isinstance(state.get("Parameters"), dict):
+        template, field, reads_document = state["Parameters"], "Parameters", True
+    elif stype == "Pass" and "Result" in state and not has_path_key(state["Result"]):
+        template, field, reads_document = state["Result"], "Parameters", True
+    else:
+        return None
+    built = _substitute(folded["Parameters"], written, template, reads_document)
+    if built is _NO_FOLD:
+        return None
+    replaced = ("ResultPath", "Next", "End", field, "Result" if field == "Parameters" else field)
+    out = {k: v for k, v in state.items() if k not in replaced}
+    out[field] = built
+    if "OutputPath" in folded:
+        out["OutputPath"] = folded["OutputPath"]
+    return _then(out, folded.get("Next"))
+
+
+def _substitute(params: Any, written: str, template: Any, reads_document: bool) -> Any:
+    """``params`` (a ``Parameters`` template read on a document where ``written`` holds
+    what ``template`` makes) as a template that makes the same without that write, or
+    ``_NO_FOLD``."""
+    if isinstance(params, list):
+        items = [_substitute(v, written, template, reads_document) for v in params]
+        return _NO_FOLD if any(v is _NO_FOLD for v in items) else items
+    if not isinstance(params, dict):
+        return params
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if not key.endswith(".$"):
+            sub = _substitute(value, written, template, reads_document)
+            if sub is _NO_FOLD:
+                return _NO_FOLD
+            out[key] = sub
+            continue
+        if not isinstance(value, str) or not _SIMPLE_PATH.fullmatch(value):
+            return _NO_FOLD  # an intrinsic function or a context path: not followed
+        if value == written:
+            out[key[:-2]] = template
+        elif value.startswith(written + "."):
+            rest = value[len(written) + 1 :]
+            if not isinstance(template, dict) or "." in rest or "[" in rest:
+                return _NO_FOLD
+            if isinstance(template.get(f"{rest}.$"), str):
+                out[key] = template[f"{rest}.$"]
+            elif rest in template:
+                out[key[:-2]] = template[rest]
+            else:
+                return _NO_FOLD
+        elif (
+            reads_document
+            and not written.startswith(value + ".")
+            and not written.startswith(value + "[")
+        ):
+            out[key] = value  # the rest of the document, which the write leaves alone
+        else:
+            return _NO_FOLD
+    return out
+
+
+_NO_FOLD = object()
 
 
 def _targets(state: dict[str, Any]) -> Iterator[str]:
@@ -286,7 +452,8 @@ class Compiler:
             "execution.$": "$$.Execution.Id",
             "attempt.$": "$$.State.RetryCount",
             # The workflow's own data: no key of it may be read as a path (payload.py).
-            "config": escape_keys(config),
+            # Unset fields (None) are left out: the actions read config with .get().
+            "config": escape_keys({k: v for k, v in config.items() if v is not None}),
             "values": self.values(refs, None if at_end else step_id),
         }
         if token:
@@ -315,9 +482,19 @@ class Compiler:
     # ------------------------------------------------------------------ conditions
 
     def condition(
-        self, name: str, expr: Expr, then: str, otherwise: str, scope: Scope, key: str
+        self,
+        name: str,
+        expr: Expr,
+        then: str,
+        otherwise: str,
+        scope: Scope,
+        key: str,
+        *,
+        cap: tuple[Rule, str] | None = None,
     ) -> str:
         """Emit states that go to ``then`` when ``expr`` holds, else to ``otherwise``.
+        With ``cap`` (a rule and a target), the same Choice goes to the target when the
+        expression holds and the rule too (a ``while`` loop's cap).
         Returns the first state's name (``name``)."""
         lengths: list[tuple[Path, str]] = []
 
@@ -339,12 +516,12 @@ class Compiler:
             scope.add(name, self.store_output(task, "value", f"$.ctl.{key}", test))
             scope.add(
                 test,
-                self._choice(ChoiceCompiler.truthy(f"$.ctl.{key}.value"), then, otherwise),
+                self._decide(ChoiceCompiler.truthy(f"$.ctl.{key}.value"), then, otherwise, cap),
             )
             return name
         self.native_conditions += 1
         if not lengths:
-            scope.add(name, self._choice(rule, then, otherwise))
+            scope.add(name, self._decide(rule, then, otherwise, cap))
             return name
         # len(): a Pass computes each length (guarded: a missing list leaves no value).
         choice_name = f"{name}.test"
@@ -379,12 +556,28 @@ class Compiler:
         text = json.dumps(rule)
         for i in range(len(lengths)):
             text = text.replace(f'"$.ctl.{key}.len{i}"', f'"$.ctl.{key}_{i}.len{i}"')
-        scope.add(choice_name, self._choice(json.loads(text), then, otherwise))
+        scope.add(choice_name, self._decide(json.loads(text), then, otherwise, cap))
         return name
 
     @staticmethod
     def _choice(rule: Rule, then: str, otherwise: str) -> dict[str, Any]:
         return {"Type": "Choice", "Choices": [{**rule, "Next": then}], "Default": otherwise}
+
+    @classmethod
+    def _decide(
+        cls, rule: Rule, then: str, otherwise: str, cap: tuple[Rule, str] | None
+    ) -> dict[str, Any]:
+        """The Choice of ``condition``: ``rule`` decides; with ``cap``, its rule is tested
+        once ``rule`` holds (the negation goes first, so ``rule`` is written once)."""
+        if cap is None:
+            return cls._choice(rule, then, otherwise)
+        limit, target = cap
+        negated = rule["Not"] if set(rule) == {"Not"} else {"Not": rule}
+        return {
+            "Type": "Choice",
+            "Choices": [{**negated, "Next": otherwise}, {**limit, "Next": target}],
+            "Default": then,
+        }
 
     def _known_list(self, p: Path) -> bool:
         """Is the value at ``p`` a list whenever it exists (so ArrayLength is safe)?"""
@@ -429,15 +622,18 @@ class Compiler:
         on = list(spec.on) if spec.on else list(m.TRANSIENT_ERRORS)
         if action and not spec.on:
             on += LAMBDA_SERVICE_ERRORS
-        retrier: dict[str, Any] = {
-            "ErrorEquals": self._error_names(on),
+        retrier: dict[str, Any] = {"ErrorEquals": self._error_names(on)}
+        fields = {
             "IntervalSeconds": spec.interval,
             "MaxAttempts": spec.max_attempts - 1,
             "BackoffRate": spec.backoff,
+            "MaxDelaySeconds": spec.max_delay,
+            "JitterStrategy": "FULL" if spec.jitter == "full" else "NONE",
         }
-        if spec.max_delay is not None:
-            retrier["MaxDelaySeconds"] = spec.max_delay
-        retrier["JitterStrategy"] = "FULL" if spec.jitter == "full" else "NONE"
+        # What equals ASL's default is left out (a definition is limited in size).
+        retrier.update(
+            (k, v) for k, v in fields.items() if v is not None and RETRY_DEFAULTS.get(k) != v
+        )
         return [retrier]
 
     def step_retry(self, s: Any) -> list[dict[str, Any]]:
@@ -591,19 +787,14 @@ class Compiler:
             state["ResultPath"] = f"$.steps.{s.id}"
             state["Next"] = after
         else:
-            export = f"{s.id}.export"
+            # The branch ends with the state document, its records written: the
+            # Parallel's output is that document (its last state ends the branch).
+            export = inner.fold(inner.add(f"{s.id}.export", {"Type": "Pass", "End": True}))
             start = self.core(s, export, inner)
-            inner.add(
-                export,
-                {
-                    "Type": "Pass",
-                    "Parameters": {f"{i}.$": f"$.steps.{i}" for i in ids},
-                    "End": True,
-                },
-            )
             state["Branches"] = [inner.finish(start, self.warnings, self.entries)]
-            state["ResultPath"] = f"$.tmp_{s.id}"
-            state["Next"] = self.merge_state(f"{s.id}.merge", f"$.tmp_{s.id}", 1, after, scope)
+            state["ResultPath"] = "$"
+            state["OutputPath"] = "$[0]"
+            state["Next"] = after
         retry = self.step_retry(s)
         rollback = self.rollback_catchers(s)
         if rollback and any("States.ALL" in r["ErrorEquals"] for r in retry):
@@ -640,25 +831,6 @@ class Compiler:
             for seq in m.children(s):
                 out.extend(self.exported_ids(seq))
         return out
-
-    def merge_state(self, name: str, results: str, n: int, after: str, scope: Scope) -> str:
-        """Rebuild the state document with each branch's step records merged in."""
-        merged = "$.steps"
-        for i in range(n):
-            merged = f"States.JsonMerge({merged}, {results}[{i}], false)"
-        return scope.add(
-            name,
-            {
-                "Type": "Pass",
-                "Parameters": {
-                    "inputs.$": "$.inputs",
-                    "steps.$": merged,
-                    "vars.$": "$.vars",
-                    "ctl.$": "$.ctl",
-                },
-                "Next": after,
-            },
-        )
 
     def record(
         self, name: str, step_id: str, output_path: str | None, after: str | None, scope: Scope
@@ -885,10 +1057,12 @@ class Compiler:
         items, first = self._items(s, loop.for_each, scope)
         inner_vars = tuple(dict.fromkeys([*scope.loop_vars, loop.as_, "index"]))
         inner = Scope(inner_vars)
-        result = f"{s.id}.result"
-        inner.add(
-            result,
-            {"Type": "Pass", "OutputPath": f"$.steps.{loop.steps[-1].id}.output", "End": True},
+        # The iteration's output: picked by the body's last state (``Scope.fold``).
+        result = inner.fold(
+            inner.add(
+                f"{s.id}.result",
+                {"Type": "Pass", "OutputPath": f"$.steps.{loop.steps[-1].id}.output", "End": True},
+            )
         )
         start = self.sequence(loop.steps, result, inner)
         vars_sel: dict[str, Any] = {
@@ -921,12 +1095,14 @@ class Compiler:
         return first
 
     def _while(self, s: m.LoopStep, after: str, scope: Scope) -> str:
+        """``<id>`` starts the counter; ``<id>.check`` tests the condition and, when it
+        holds, the cap (``max_iterations`` reached: ``<id>.max`` fails) in one Choice;
+        the body runs; ``<id>.next`` counts the iteration and keeps the body's last
+        output; ``<id>.done`` records it once the condition no longer holds."""
         loop = s.loop
         assert loop.while_ is not None and loop.max_iterations is not None
         ctl = f"$.ctl.{s.id}"
-        check, cap, nxt, done, limit = (
-            f"{s.id}.{r}" for r in ("check", "cap", "next", "done", "max")
-        )
+        check, nxt, done, limit = (f"{s.id}.{r}" for r in ("check", "next", "done", "max"))
         scope.add(
             done,
             {
@@ -957,35 +1133,28 @@ class Compiler:
                 "Cause": f"loop {s.id} reached max_iterations ({loop.max_iterations}) while its condition still held",
             },
         )
-        scope.add(
-            cap,
-            self._choice(
-                {"Variable": f"{ctl}.n", "NumericGreaterThanEquals": loop.max_iterations},
-                limit,
-                body,
-            ),
-        )
-        self.condition(check, loop.while_, cap, done, scope, f"{s.id}_check")
+        reached: Rule = {"Variable": f"{ctl}.n", "NumericGreaterThanEquals": loop.max_iterations}
+        self.condition(check, loop.while_, body, done, scope, f"{s.id}_check", cap=(reached, limit))
         return scope.add(
             s.id,
             {"Type": "Pass", "Result": {"n": 0, "last": None}, "ResultPath": ctl, "Next": check},
         )
 
     def _parallel(self, s: m.ParallelStep, after: str, scope: Scope) -> str:
+        """The Parallel merges the entries' records back itself (``ResultSelector``): the
+        first branch ends with its whole state document, every other one with its
+        records (``{<id>: record}``, built by the entry's last state where it can be:
+        ``Scope.fold``). ``<id>.done`` records the step's output: a Parallel cannot,
+        since ``States.JsonMerge`` merges shallowly and no intrinsic builds an object."""
         branches = []
-        for entry in s.parallel:
+        for i, entry in enumerate(s.parallel):
             inner = Scope(scope.loop_vars)
-            export = f"{entry.id}.export"
-            start = self.step(entry, export, inner)
-            ids = self.exported_ids([entry])
-            inner.add(
-                export,
-                {
-                    "Type": "Pass",
-                    "Parameters": {f"{i}.$": f"$.steps.{i}" for i in ids},
-                    "End": True,
-                },
-            )
+            export: dict[str, Any] = {"Type": "Pass", "End": True}
+            if i:
+                ids = self.exported_ids([entry])
+                export["Parameters"] = {f"{x}.$": f"$.steps.{x}" for x in ids}
+            name = inner.fold(inner.add(f"{entry.id}.export", export))
+            start = self.step(entry, name, inner)
             branches.append(inner.finish(start, self.warnings, self.entries))
         done = scope.add(
             f"{s.id}.done",
@@ -998,17 +1167,25 @@ class Compiler:
                 "Next": after,
             },
         )
-        merge = self.merge_state(f"{s.id}.merge", f"$.tmp_{s.id}", len(branches), done, scope)
+        merged = "$[0].steps"
+        for i in range(1, len(branches)):
+            merged = f"States.JsonMerge({merged}, $[{i}], false)"
         state: dict[str, Any] = {
             "Type": "Parallel",
             "Branches": branches,
-            "ResultPath": f"$.tmp_{s.id}",
+            "ResultSelector": {
+                "inputs.$": "$[0].inputs",
+                "steps.$": merged,
+                "vars.$": "$[0].vars",
+                "ctl.$": "$[0].ctl",
+            },
+            "ResultPath": "$",
         }
         retry = self.step_retry(s)
         if retry:
             state["Retry"] = retry
         self.add_catch(state, s, after, scope, timeout=None)
-        state["Next"] = merge
+        state["Next"] = done
         return scope.add(s.id, state)
 
     def _vote(self, s: m.VoteStep, after: str, scope: Scope) -> str:
@@ -1140,7 +1317,7 @@ class Compiler:
         return scope.add(render, task)
 
     def _succeed(self, s: m.SucceedStep, after: str, scope: Scope) -> str:
-        end = scope.add(f"{s.id}.end", {"Type": "Succeed"})
+        end = scope.fold(scope.add(f"{s.id}.end", {"Type": "Succeed"}))
         return self.output_state(s.id, s.succeed, end, scope)
 
     def _human(self, s: Any, kind: str, spec: Any, after: str | None, scope: Scope) -> str:
@@ -1298,7 +1475,7 @@ class Compiler:
             at_end=name.startswith("_"),
         )
         if name.startswith("_"):
-            task["Parameters"]["Payload"]["step"] = None
+            del task["Parameters"]["Payload"]["step"]
         task.update(
             {
                 "OutputPath": "$.Payload.output",
@@ -1352,6 +1529,7 @@ class Compiler:
     def compile(self) -> dict[str, Any]:
         wf = self.wf
         scope = Scope()
+        # The output: picked or built by the last state where it can (``Scope.fold``).
         if wf.output is not None:
             out = self.output_state("_output", wf.output, None, scope)
         else:
@@ -1359,13 +1537,20 @@ class Compiler:
                 "_output",
                 {"Type": "Pass", "OutputPath": f"$.steps.{wf.steps[-1].id}.output", "End": True},
             )
+        if scope.states[out]["Type"] == "Pass":
+            scope.fold(out)
         first = self.sequence(wf.steps, out, scope)
+        # ``_init`` builds the state document from the execution input, merged over the
+        # declared defaults (by ``_start`` first, when they are too large to inline).
+        inputs: str | None = "$"
+        defaults: dict[str, Any] = {}
+        if wf.inputs is not None:
+            defaults = {k: v.default for k, v in wf.inputs.items()}
+            inputs = _merged_inputs(defaults)
         init: dict[str, Any] = {
             "Type": "Pass",
             "Parameters": {
-                "inputs.$": "$"
-                if wf.inputs is None
-                else "States.JsonMerge($.defaults, $.given, false)",
+                "inputs.$": inputs or "States.JsonMerge($.defaults, $.given, false)",
                 "steps": {s.id: {} for s in wf.all_steps()},
                 "vars": {},
                 "ctl": {},
@@ -1374,8 +1559,7 @@ class Compiler:
         }
         scope.add("_init", init)
         start = "_init"
-        if wf.inputs is not None:
-            defaults = {k: v.default for k, v in wf.inputs.items()}
+        if inputs is None:
             start = "_start"
             if not has_path_key(defaults):
                 scope.add(
@@ -1410,6 +1594,24 @@ class Compiler:
 
 
 _NOT_NATIVE = object()
+#: The longest argument ``States.Base64Decode`` takes.
+BASE64_LIMIT = 10_000
+
+
+def _merged_inputs(defaults: dict[str, Any]) -> str | None:
+    """The intrinsic that merges the execution input over ``defaults`` in one state, or
+    None when the defaults are too large for it (``_start`` then puts them beside the
+    input first). An intrinsic takes no object, and a brace in its string literals must
+    be escaped for Step Functions (which moto does not read): the defaults travel as the
+    base64 of their JSON text (ASCII, so any decoder reads it)."""
+    try:
+        text = json.dumps(defaults, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return None
+    encoded = base64.b64encode(text.encode()).decode()
+    if len(encoded) > BASE64_LIMIT:
+        return None
+    return f"States.JsonMerge(States.StringToJson(States.Base64Decode('{encoded}')), $, false)"
 
 
 def _cause_text(text: str) -> str:
@@ -1470,8 +1672,8 @@ def compile_workflow(wf: m.Workflow) -> CompileResult:
     except CompileError as exc:
         raise CompileError(exc.message, exc.step, exc.path, wf) from None
     human = sum(1 for s in wf.all_steps() if s.kind in m.HUMAN_KINDS)
-    text = dumps(definition)
-    size = len(text.encode())
+    deployed = compact(definition)
+    size = len(deployed.encode())
     if size > DEFINITION_LIMIT:
         raise CompileError(
             f"the definition is {size / 1024:,.0f} KB; Step Functions accepts at most "
@@ -1492,7 +1694,18 @@ def compile_workflow(wf: m.Workflow) -> CompileResult:
         seconds=time.perf_counter() - t0,
         warnings=c.warnings,
     )
-    return CompileResult(definition, report, text)
+    text = dumps(definition)
+    if len(text.encode()) > DEFINITION_LIMIT:
+        text = deployed + "\n"
+    return CompileResult(definition, report, text, deployed)
 
 
-__all__ = ["CompileError", "CompileResult", "Report", "compile_workflow", "count_states", "dumps"]
+__all__ = [
+    "CompileError",
+    "CompileResult",
+    "Report",
+    "compact",
+    "compile_workflow",
+    "count_states",
+    "dumps",
+]

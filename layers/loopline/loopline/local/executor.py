@@ -626,7 +626,11 @@ class LocalExecutor:
 
         Raise ``LocalStackError`` naming any placeholder nobody registered.
         """
-        text = definition if isinstance(definition, str) else json.dumps(definition)
+        text = (
+            definition
+            if isinstance(definition, str)
+            else json.dumps(definition, separators=(",", ":"))
+        )
         subs = {**self.substitutions, **(extra or {})}
         unknown = sorted({m.group(1) for m in _PLACEHOLDER.finditer(text)} - set(subs))
         if unknown:

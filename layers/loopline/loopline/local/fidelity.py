@@ -63,6 +63,11 @@ Each item, and why the local stack needs it:
 - **The region of the functions.** Lambda sets ``AWS_REGION`` and ``AWS_DEFAULT_REGION``
   for its functions, which make their clients with no region named: the local stack sets
   them (to its region) when the shell did not.
+- **A field after an index.** moto reads a path whose last field follows an index
+  (``$[0].steps``, ``$.list[2].name``) as a one-element list; Step Functions reads the
+  value, as it does for every path that names one node. The compiled Parallel states read
+  their branches' results so (``$[0].steps``): a path made only of names and indexes is
+  read as AWS reads it (``_patch_json_paths``); any other path is moto's.
 - **Cached AWS clients.** ``loopline.aws`` keeps one boto3 client per service and process;
   clients made before or after a mock must not be reused across it: ``reset()`` on start
   and stop.
@@ -80,6 +85,7 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -115,6 +121,10 @@ _DYNAMODB_OPERATIONS = (
     "execute_statement",
     "batch_execute_statement",
 )
+
+#: A JSONPath naming one node: names and indexes only (``$.a[0].b``), and its parts.
+_DEFINITE_PATH = re.compile(r"\$(?:\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\])*")
+_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[([0-9]+)\]")
 
 #: Invoke a function by name with an event; raises when the function fails.
 Invoke = Callable[[str, Any], Any]
@@ -395,6 +405,7 @@ class Fidelity:
         self._patch(StepFunctionBackend, "stop_execution", stop_execution)
         self._patch_task_tokens()
         self._patch_history_pages()
+        self._patch_json_paths()
 
     def _patch_history_pages(self) -> None:
         """``GetExecutionHistory`` in pages, as AWS gives it (see ``history_page``)."""
@@ -428,6 +439,38 @@ class Fidelity:
             return wrapper
 
         self._patch(StepFunctionResponse, "get_execution_history", paged)
+
+    def _patch_json_paths(self) -> None:
+        """A path of names and indexes (``$[0].steps``) reads the node it names, as in AWS
+        (moto gives a one-element list when its last field follows an index)."""
+        import sys
+
+        from moto.stepfunctions.parser.asl.utils import json_path
+
+        original = json_path.extract_json
+
+        @functools.wraps(original)
+        def extract_json(path: str, data: Any) -> Any:
+            if not _DEFINITE_PATH.fullmatch(path):
+                return original(path, data)
+            value = data
+            for name, index in _PATH_PART.findall(path):
+                if name and isinstance(value, dict) and name in value:
+                    value = value[name]
+                elif index and isinstance(value, list) and int(index) < len(value):
+                    value = value[int(index)]
+                else:
+                    return original(path, data)  # no such node: moto's error
+            return value
+
+        # Modules that import it later get the patched one; those that did already
+        # hold the original under their own name.
+        for module in [json_path, *list(sys.modules.values())]:
+            if (
+                getattr(module, "__name__", "").startswith("moto.stepfunctions.parser")
+                and module.__dict__.get("extract_json") is original
+            ):
+                self._patch(module, "extract_json", lambda _: extract_json)
 
     def _patch_task_tokens(self) -> None:
         """A task token answers once, and ``SendTaskFailure`` keeps its cause."""

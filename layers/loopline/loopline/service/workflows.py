@@ -240,7 +240,7 @@ def register_workflow(
     arn = _deploy(
         caller.tenant,
         name,
-        _definition(compiled.text),
+        _definition(compiled.deployed),
         str(existing["state_machine_arn"]) if existing else None,
     )
     now = ids.now()
