@@ -160,6 +160,8 @@ def capture(name: str, health_url: str) -> list[dict[str, Any]]:
         LocalExecutor.invoke = original  # type: ignore[method-assign]
     if result.status != "SUCCEEDED":
         raise SystemExit(f"{name}: {result.status} {result.error}: {result.cause}")
+    if not events:
+        raise SystemExit(f"{name}: no payload seen (LocalExecutor.invoke no longer runs them?)")
     return events
 
 
