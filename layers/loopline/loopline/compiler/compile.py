@@ -4,8 +4,11 @@ The shape of what is emitted (the state document, state names, Lambda payloads) 
 contract written in ``docs/internals.md``. The compiler works sequence by sequence, last
 step first, so every step knows the state that follows it; each step returns the name of
 its first state. Every ASL scope (the top level, each Parallel branch, each Map
-processor) is a ``Scope``; a final graph pass checks that every transition names a state
-of its own scope and drops states nothing can reach (after ``fail``, say).
+processor) is a ``Scope``; when it is finished, the Pass states marked foldable (an
+output picked or built, a branch's or an iteration's end) are folded into the states that
+lead to them (``Scope.fold``: one transition fewer each time), then a graph pass checks
+that every transition names a state of its own scope and drops states nothing can reach
+(after ``fail``, say).
 """
 
 from __future__ import annotations
