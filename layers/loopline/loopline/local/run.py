@@ -24,7 +24,14 @@ from typing import Any
 
 from loopline import jsontext, store
 from loopline.dsl import models
-from loopline.history import EXECUTION_ENDS, Progress, Tracker, decode_cause, details
+from loopline.history import (
+    EXECUTION_ENDS,
+    Progress,
+    SplitHistory,
+    Tracker,
+    decode_cause,
+    details,
+)
 from loopline.local.executor import LocalExecutor
 from loopline.local.template import LocalStack
 from loopline.runtime import largevalues
@@ -398,6 +405,7 @@ def run_workflow(
     max_asks: int = 3,
     expire_within: float = 5.0,
     template: str | FsPath | None = None,
+    children: Sequence[Any] = (),
 ) -> RunResult:
     """Run ``definition`` on the local stack with ``inputs`` and report the outcome.
 
@@ -413,6 +421,9 @@ def run_workflow(
     name, with their environment), state machines and EventBridge rules (the execution's
     status events reach the rules' functions before this returns); without it, the six
     Loopline functions of ``functions/``.
+    ``children`` are the child state machines of a split workflow
+    (``CompileResult.children``; ``definition`` is then the parent): each is created as
+    ``<name>--part-N`` before the parent, and the run reports their steps as its own.
     Raise ``DecisionError`` when a decision cannot answer its step, before anything runs.
     """
     model = load_model(llm_script)
@@ -422,7 +433,12 @@ def run_workflow(
     for d in decisions:
         queues.setdefault(d.step, []).append(d)
     defn = json.loads(definition) if isinstance(definition, str) else definition
-    tracker = Tracker(defn, workflow, on_progress)
+    if children:
+        from loopline.compiler.split import joined
+
+        tracker = Tracker(joined(defn, list(children)), workflow, on_progress)
+    else:
+        tracker = Tracker(defn, workflow, on_progress)
     env = Env(model=model)
     name = workflow.name if workflow is not None else "loopline-local"
 
@@ -434,6 +450,9 @@ def run_workflow(
         # Named as the stack names its state machines, so the template's rules (the
         # status events one) take this execution's events as they would in AWS.
         sm_name = f"{stack.stack_name}-{name}" if stack is not None else name
+        # A split workflow's children first, named after the parent, which finds them so.
+        for part in children:
+            ex.create_state_machine(sm_name + part.suffix, part.definition)
         sm = ex.create_state_machine(sm_name, defn)
         run_name = uuid.uuid4().hex
         # Large input values go to the bucket and travel by reference, like large outputs.
@@ -441,13 +460,17 @@ def run_workflow(
             inputs, workflow=name, execution=run_name, bucket=env.bucket
         )
         arn = ex.start_execution(sm, sent, name=run_name)
+        # The history of the execution, with its child executions' in place when split.
+        history: Callable[[], list[dict[str, Any]]] = (
+            SplitHistory(ex.history, arn) if children else (lambda: ex.history(arn))
+        )
         #: Tokens of waits left to time out (not asked about again).
         left: set[str] = set()
         while True:
-            tracker.feed(ex.history(arn))
+            tracker.feed(history())
             desc = ex.describe(arn)
             if desc["status"] != "RUNNING":
-                tracker.feed(ex.history(arn))
+                tracker.feed(history())
                 ex.drain()  # the status events reached the rules' functions
                 return _result(desc, tracker, arn, env.bucket, queues)
             # Only while the history shows a wait on a task token (no table reads else).
@@ -455,7 +478,7 @@ def run_workflow(
             pending = [w for w in open_waits(run_name) if w.token not in left] if live else []
             if pending:
                 # Report what happened before the wait (its history may lag the record).
-                tracker.feed(ex.history(arn))
+                tracker.feed(history())
             for wait in pending:
                 if not tracker.is_live(wait.token):
                     left.add(wait.token)  # timed out: its on_timeout applies
@@ -467,7 +490,7 @@ def run_workflow(
                 answer = _decide(wait, queues, ask, max_asks)
                 if answer is None:
                     ex.drain()
-                    return _waiting(ex, arn, tracker, open_waits(run_name), queues)
+                    return _waiting(ex, arn, tracker, open_waits(run_name), queues, history)
                 what = answer_wait(wait, *answer)
                 if on_progress is not None:
                     on_progress(Progress(wait.step, "answered", what))
@@ -530,9 +553,10 @@ def _waiting(
     tracker: Tracker,
     waits: list[HumanWait],
     queues: dict[str, list[Decision]],
+    history: Callable[[], list[dict[str, Any]]],
 ) -> RunResult:
     """The result of a run that stops at ``waits`` (the execution stays blocked on them)."""
-    tracker.feed(ex.history(arn))
+    tracker.feed(history())
     for wait in waits:
         tracker.mark_waiting(wait.step)
     result = _result(ex.describe(arn), tracker, arn, ex.env.bucket, queues)
