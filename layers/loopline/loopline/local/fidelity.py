@@ -810,9 +810,7 @@ def nested_executions() -> Callable[[], None]:
         boto_service_name: str | None = None,
         service_action_name: str | None = None,
     ) -> None:
-        saved["_normalise_parameters"](
-            task, parameters, boto_service_name, service_action_name
-        )
+        saved["_normalise_parameters"](task, parameters, boto_service_name, service_action_name)
         op = operation(task, service_action_name)
         if op is not None and op.input_shape is not None:
             task._to_boto_request(parameters, op.input_shape)
