@@ -649,6 +649,17 @@ def _child_started(ev: dict[str, Any]) -> str | None:
     return arn if isinstance(arn, str) else None
 
 
+def joined(definitions: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A split workflow's parent and children as one definition, for ``Tracker`` (every
+    state of each, the parent's first): not a machine to run."""
+    parts = list(definitions)
+    states: dict[str, Any] = {}
+    for definition in parts:
+        for name, state in (definition.get("States") or {}).items():
+            states.setdefault(name, state)
+    return {**parts[0], "States": states}
+
+
 @dataclass(eq=False)
 class _Reading:
     arn: str
@@ -740,4 +751,5 @@ __all__ = [
     "decode_cause",
     "details",
     "iter_states",
+    "joined",
 ]

@@ -35,8 +35,9 @@ machine, one after the other, with ``arn:aws:states:::states:startExecution.sync
   then succeeds with ``OUTPUT`` (``_part.succeeded``) instead of running the next part.
 
 State names of the top level are kept in every part; the states the split adds start
-with ``_part`` (no step's). ``joined`` puts the parts back together for whoever reads
-their executions' histories.
+with ``_part`` (no step's). ``loopline.history.SplitHistory`` reads a parent's execution
+with its children's as one history, and ``loopline.history.joined`` the parts as one
+definition.
 """
 
 from __future__ import annotations
@@ -629,23 +630,12 @@ def split(
     raise SplitError(f"no split keeps every part under {limit:,} bytes")
 
 
-def joined(parent: dict[str, Any], children: list[Part]) -> dict[str, Any]:
-    """Every state of the parent and its children in one definition, for reading what
-    their executions did (``loopline.history``): not a machine to run."""
-    states = dict(parent.get("States", {}))
-    for child in children:
-        for name, state in child.definition.get("States", {}).items():
-            states.setdefault(name, state)
-    return {**parent, "States": states}
-
-
 __all__ = [
     "PARENT_EXECUTION",
     "START_CHILD",
     "Part",
     "SplitError",
     "deployed_size",
-    "joined",
     "part_file",
     "part_name",
     "size_of",

@@ -31,6 +31,7 @@ from loopline.history import (
     Tracker,
     decode_cause,
     details,
+    joined,
 )
 from loopline.local.executor import LocalExecutor
 from loopline.local.template import LocalStack
@@ -433,12 +434,9 @@ def run_workflow(
     for d in decisions:
         queues.setdefault(d.step, []).append(d)
     defn = json.loads(definition) if isinstance(definition, str) else definition
-    if children:
-        from loopline.compiler.split import joined
-
-        tracker = Tracker(joined(defn, list(children)), workflow, on_progress)
-    else:
-        tracker = Tracker(defn, workflow, on_progress)
+    tracker = Tracker(
+        joined([defn, *(part.definition for part in children)]), workflow, on_progress
+    )
     env = Env(model=model)
     name = workflow.name if workflow is not None else "loopline-local"
 
