@@ -15,7 +15,7 @@ from loopline.local.executor import LocalExecutor
 pytestmark = pytest.mark.moto
 
 
-def parent(**params: Any) -> dict[str, Any]:
+def parent() -> dict[str, Any]:
     return {
         "StartAt": "call",
         "States": {
@@ -25,7 +25,6 @@ def parent(**params: Any) -> dict[str, Any]:
                 "Parameters": {
                     "StateMachineArn.$": "States.Format('{}--part-2', $$.StateMachine.Id)",
                     "Input.$": "$",
-                    **params,
                 },
                 "End": True,
             }
@@ -43,18 +42,19 @@ def ex() -> Iterator[LocalExecutor]:
         yield executor
 
 
-def run(ex: LocalExecutor, child_definition: dict[str, Any], inp: Any, **params: Any) -> Any:
+def run(ex: LocalExecutor, child_definition: dict[str, Any], inp: Any) -> dict[str, Any]:
+    """The description of an execution of a parent that runs ``child_definition``."""
     name = f"p{time.monotonic_ns()}"
     ex.create_state_machine(f"{name}--part-2", child_definition)
-    arn = ex.start_execution(ex.create_state_machine(name, parent(**params)), inp)
-    return ex, ex.wait(arn, timeout=30)
+    arn = ex.start_execution(ex.create_state_machine(name, parent()), inp)
+    return ex.wait(arn, timeout=30)
 
 
 def test_a_parent_waits_for_its_child_and_gets_its_description_with_json_output(
     ex: LocalExecutor,
 ) -> None:
     echo = child(("a", {"Type": "Pass", "Parameters": {"got.$": "$.x"}, "End": True}))
-    _, desc = run(ex, echo, {"x": 1})
+    desc = run(ex, echo, {"x": 1})
 
     assert desc["status"] == "SUCCEEDED", desc
     out = json.loads(desc["output"])
@@ -69,7 +69,7 @@ def test_a_parent_waits_for_its_child_and_gets_its_description_with_json_output(
 
 def test_a_child_whose_output_is_text_gives_that_text(ex: LocalExecutor) -> None:
     text = child(("a", {"Type": "Pass", "Result": "just text", "End": True}))
-    _, desc = run(ex, text, {})
+    desc = run(ex, text, {})
 
     assert desc["status"] == "SUCCEEDED", desc
     assert json.loads(desc["output"])["Output"] == "just text"
@@ -79,7 +79,7 @@ def test_a_failed_child_fails_the_task_with_its_description_as_the_cause(
     ex: LocalExecutor,
 ) -> None:
     failing = child(("f", {"Type": "Fail", "Error": "My.Error", "Cause": "it broke"}))
-    _, desc = run(ex, failing, {"x": 2})
+    desc = run(ex, failing, {"x": 2})
 
     assert desc["status"] == "FAILED"
     assert desc["error"] == "States.TaskFailed"

@@ -6,14 +6,15 @@ an ARN. ``split`` carves the top-level states of a larger definition into consec
 *parts*. The parent keeps the first part and then runs each other part as a child state
 machine, one after the other, with ``arn:aws:states:::states:startExecution.sync:2``:
 
-- **Where it cuts.** Only before a state ``e`` that every path to the rest goes through
-  and that nothing after it leaves: every state reachable from ``e`` is dominated by
-  ``e`` (a ``goto`` or rollback back over the cut, or a jump over it, forbids it). Each
-  part then has one way in (its first state) and one way out (the next part's first
-  state). Parts are filled in order up to the limit; a stretch that no cut divides and
-  that is over the limit alone cannot be split (``SplitError``).
+- **Where it cuts.** Only before a state ``e`` on the way to the definition's end that
+  every path to the rest goes through and that nothing after it leaves: every state
+  reachable from ``e`` is dominated by ``e`` (a ``goto`` or rollback back over the cut,
+  or a jump over it, forbids it). Each part then has one way in (its first state) and one
+  way out (the next part's first state). Parts are filled in order up to the limit; a
+  stretch that no cut divides and that is over the limit alone cannot be split
+  (``SplitError``).
 - **Names.** A workflow's state machine ``N`` has children ``N--part-2``, ``N--part-3``…
-  (``part_name``). The parent names each child from its own ARN
+  (``suffix``). The parent names each child from its own ARN
   (``States.Format('{}--part-2', $$.StateMachine.Id)``), so it holds no ARN to fill in
   and deploys wherever its children are deployed beside it under those names.
 - **State.** A child gets the whole state document so far (``{"state": $, …}``; its first
@@ -61,8 +62,6 @@ PARENT_EXECUTION = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
 ARN_BYTES = 120
 #: How a child marks an early end: its output is ``{SUCCEEDED: OUTPUT}``.
 SUCCEEDED = "_succeeded"
-#: Step Functions' longest state machine name.
-NAME_LIMIT = 80
 _PLACEHOLDER = re.compile(r"\$\{[A-Za-z0-9_.:-]+\}")
 _EXECUTION = re.compile(r"\$\$\.Execution\.(\w+)")
 #: State types that may end a machine with ``End`` (the others need a state to go to).
@@ -79,7 +78,7 @@ class SplitError(Exception):
 
 @dataclass
 class Part:
-    """One child state machine: deployed as ``part_name(<parent's name>, suffix)``."""
+    """One child state machine: deployed as ``<parent's name><suffix>``."""
 
     suffix: str
     definition: dict[str, Any]
@@ -90,11 +89,6 @@ class Part:
 def suffix(n: int) -> str:
     """The name suffix of part ``n`` (2, 3…): ``--part-n``."""
     return f"--part-{n}"
-
-
-def part_name(name: str, part_suffix: str) -> str:
-    """The state machine name of a child of ``name``."""
-    return name + part_suffix
 
 
 def part_file(path: str, part_suffix: str) -> str:
@@ -637,7 +631,6 @@ __all__ = [
     "SplitError",
     "deployed_size",
     "part_file",
-    "part_name",
     "size_of",
     "split",
     "suffix",

@@ -57,6 +57,15 @@ Each item, and why the local stack needs it:
 - **The region of the functions.** Lambda sets ``AWS_REGION`` and ``AWS_DEFAULT_REGION``
   for its functions, which make their clients with no region named: the local stack sets
   them (to its region) when the shell did not.
+- **Nested executions.** Step Functions runs another state machine from a task
+  (``arn:aws:states:::states:startExecution.sync:2``, how a split workflow's parent runs
+  its children); moto's interpreter has the integration but passes the task's parameters
+  to the API unnamed (every such task failed with ``States.Runtime``), answers in
+  boto3's casing, names a child started without a name ``None`` and cannot read a child
+  whose output is a string. ``nested_executions`` names the parameters, names the child,
+  reads its input and output from moto's record and answers in Step Functions' shape
+  (``Output`` as JSON; a failed child: ``States.TaskFailed`` with its description, its
+  ``Error`` and ``Cause``, as the cause); a parent stopped while it waits stops its child.
 - **Cached AWS clients.** ``loopline.aws`` keeps one boto3 client per service and process;
   clients made before or after a mock must not be reused across it: ``reset()`` on start
   and stop.
