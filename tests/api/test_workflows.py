@@ -150,3 +150,50 @@ def test_another_tenants_workflow_is_404(caller: Caller, other: Caller) -> None:
 
     assert reply.status == 404 and reply.body["status"] == 404
     assert other("POST", "/v1/tasks", {"workflow": "greet", "inputs": {"who": "bo"}}).status == 404
+
+
+#: Twelve steps, each reading the one before it and the first.
+SPLIT = (
+    "name: relay\nversion: 1.0.0\ninputs:\n  who: {type: string, default: ana}\nsteps:\n"
+    + "".join(
+        f"  - id: s{i}\n    tool: render\n"
+        f'    args: {{template: "{i} after {{{{ {"inputs.who" if i == 0 else f"steps.s{i - 1}.output"} }}}}'
+        f'{"" if i == 0 else " from {{ steps.s0.output }}"}"}}\n'
+        for i in range(12)
+    )
+    + 'output:\n  text: "{{ steps.s11.output }}"\n'
+)
+
+
+def test_a_workflow_over_the_limit_registers_a_parent_and_its_children_that_run(
+    caller: Caller, executor: LocalExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a Step Functions limit the workflow passes
+    from loopline.compiler import compile as compile_module
+
+    monkeypatch.setattr(compile_module, "DEFINITION_LIMIT", 10_000)
+
+    # When the tenant registers it
+    reply = caller.register(SPLIT)
+
+    # Then the parent is the tenant's state machine and its children are named after it
+    assert reply.status == 201, reply.text
+    parent = f"loopline-local-t-{caller.tenant}-relay"
+    machines = {
+        m["name"]: m["stateMachineArn"] for m in executor.sfn.list_state_machines()["stateMachines"]
+    }
+    children = sorted(n for n in machines if n.startswith(f"{parent}--part-"))
+    assert children == [f"{parent}--part-{n}" for n in range(2, len(children) + 2)]
+    assert len(children) >= 2
+    # And the parent runs them all, to the workflow's output
+    arn = executor.start_execution(machines[parent], {"who": "bo"})
+    desc = executor.wait(arn, timeout=60)
+    assert desc["status"] == "SUCCEEDED", desc
+    text = "0 after bo"
+    for i in range(1, 12):
+        text = f"{i} after {text} from 0 after bo"
+    assert json.loads(desc["output"]) == {"text": text}
+    # Registered again (unchanged), the same machines are updated
+    assert caller.register(SPLIT).status == 200
+    names = {m["name"] for m in executor.sfn.list_state_machines()["stateMachines"]}
+    assert {parent, *children} <= names

@@ -95,8 +95,11 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load(path: str, warn: Callable[[str], None] | None = None) -> tuple[Workflow, CompileResult]:
-    """Load, check (knowing the tools and the template's functions) and compile.
+def _load(
+    path: str, warn: Callable[[str], None] | None = None, limit: int | None = None
+) -> tuple[Workflow, CompileResult]:
+    """Load, check (knowing the tools and the template's functions) and compile (into
+    state machines of at most ``limit`` bytes, by default Step Functions' limit).
 
     What the checks cannot judge (a tool module that does not import) goes to ``warn``,
     by default a ``warning:`` line on stderr."""
@@ -106,12 +109,33 @@ def _load(path: str, warn: Callable[[str], None] | None = None) -> tuple[Workflo
 
     with _collector_paused():
         wf = load_workflow(path, check_context(path, warn or (lambda w: _err(f"warning: {w}"))))
-        return wf, compile_workflow(wf)
+        return wf, compile_workflow(wf, limit=limit)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of bytes, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of bytes, not {value}")
+    return value
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    _, result = _load(args.file)
+    _, result = _load(args.file, limit=args.max_bytes)
+    if result.children and not args.output:
+        raise UsageError(
+            f"{args.file} compiles to {1 + len(result.children)} state machines (it is over "
+            "Step Functions' 1 MB): write them to files with -o FILE"
+        )
     _write_output(result.text, args.output)
+    if result.children:
+        from loopline.compiler.split import part_file
+
+        # Each child beside the parent: out.asl.json, out--part-2.asl.json, ...
+        for part in result.children:
+            _write_output(part.text, part_file(args.output, part.suffix))
     if not args.quiet:
         for line in result.report.lines():
             _err(line)
@@ -320,6 +344,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             ask=ask,
             on_progress=progress,
             template=template,
+            children=result.children,
         )
     except (local_run.DecisionError, LocalStackError) as exc:
         raise UsageError(str(exc)) from None
@@ -359,8 +384,21 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compile", help="write the Amazon States Language of a workflow")
     c.add_argument("file")
-    c.add_argument("-o", "--output", help="write here instead of standard output")
+    c.add_argument(
+        "-o",
+        "--output",
+        help="write here instead of standard output (a split workflow's children beside it, "
+        "as NAME--part-N.asl.json)",
+    )
     c.add_argument("-q", "--quiet", action="store_true", help="do not print the compile report")
+    c.add_argument(
+        "--max-bytes",
+        type=_positive_int,
+        default=None,
+        metavar="BYTES",
+        help="split into state machines of at most BYTES each once deployed (default: Step "
+        "Functions' limit, 1 MiB)",
+    )
     c.set_defaults(func=cmd_compile)
 
     v = sub.add_parser("validate", help="run every check on each file and write nothing")

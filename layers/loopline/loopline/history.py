@@ -626,12 +626,130 @@ class Tracker:
         return token not in self.dead_tokens
 
 
+# --------------------------------------------------------------------------- split machines
+
+#: The states a split adds (``loopline.compiler.split``): its calls of the children, their
+#: failure and early-end handling, a child's way in and out. No step's.
+SPLIT_STATES = "_part"
+
+
+def _child_started(ev: dict[str, Any]) -> str | None:
+    """The child execution a ``startExecution.sync`` task started (its TaskSubmitted)."""
+    if ev.get("type") != "TaskSubmitted":
+        return None
+    det = details(ev)
+    if det.get("resourceType") != "states" or not str(det.get("resource", "")).startswith(
+        "startExecution.sync"
+    ):
+        return None
+    try:
+        arn = json.loads(det.get("output") or "{}").get("ExecutionArn")
+    except (ValueError, AttributeError):
+        return None
+    return arn if isinstance(arn, str) else None
+
+
+def joined(definitions: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """A split workflow's parent and children as one definition, for ``Tracker`` (every
+    state of each, the parent's first): not a machine to run."""
+    parts = list(definitions)
+    states: dict[str, Any] = {}
+    for definition in parts:
+        for name, state in (definition.get("States") or {}).items():
+            states.setdefault(name, state)
+    return {**parts[0], "States": states}
+
+
+@dataclass(eq=False)
+class _Reading:
+    arn: str
+    seen: int = 0
+    #: This execution's event id → the id it has in the joined history.
+    ids: dict[int, int] = field(default_factory=dict)
+    ended: bool = False
+    #: In the parent, past its first split state: only its end is kept.
+    calling: bool = False
+
+
+class SplitHistory:
+    """One history for an execution of a split workflow, as if one machine had run it.
+
+    ``read(arn)`` returns an execution's history so far (oldest first). Each call returns
+    the events not returned before: the execution's own until its first split state, then
+    the events of each child execution in turn (read from the ``TaskSubmitted`` that
+    started it), then the execution's end. The split's own states (``_part…``) and the
+    children's starts and ends are left out, so ``Tracker`` sees the workflow's states and
+    a failure in a child is the failure of its step. Events are numbered anew, in order;
+    ``previousEventId`` points to the event it followed in the joined history. A
+    definition that was not split reads as it is."""
+
+    def __init__(self, read: Callable[[str], Iterable[dict[str, Any]]], arn: str) -> None:
+        self._read = read
+        self._stack = [_Reading(arn)]
+        self._next = 0
+        #: Every child execution read so far, in order.
+        self.children: list[str] = []
+
+    def __call__(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            r = self._stack[-1]
+            child = self._take(r, out)
+            if child is not None:
+                self.children.append(child)
+                # The child's events follow what came last in the parent.
+                start = self._next
+                self._stack.append(_Reading(child, ids={0: start, 1: start}))
+                continue
+            if len(self._stack) == 1:
+                return out
+            if not r.ended:
+                parent = self._stack[-2]
+                if not any(int(e["id"]) > parent.seen for e in self._read(parent.arn)):
+                    return out  # the child still runs
+                self._take(r, out)  # the parent moved on (stopped): the child's last events
+            self._stack.pop()
+
+    def _take(self, r: _Reading, out: list[dict[str, Any]]) -> str | None:
+        """Append ``r``'s new events; the child execution to read next, if one started."""
+        nested = r is not self._stack[0]
+        for ev in sorted(self._read(r.arn), key=lambda e: int(e["id"])):
+            eid = int(ev["id"])
+            if eid <= r.seen:
+                continue
+            r.seen = eid
+            prev = r.ids.get(int(ev.get("previousEventId") or 0), self._next)
+            etype = str(ev.get("type"))
+            name = str(details(ev).get("name", ""))
+            if etype.endswith("StateEntered") and name.startswith(SPLIT_STATES) and not nested:
+                r.calling = True
+            started = _child_started(ev) if r.calling else None
+            skip = (
+                (nested and etype in EXECUTION_ENDS | {"ExecutionStarted"})
+                or (r.calling and etype not in EXECUTION_ENDS)
+                or name.startswith(SPLIT_STATES)
+            )
+            if nested and etype in EXECUTION_ENDS:
+                r.ended = True
+            if skip:
+                r.ids[eid] = prev
+            else:
+                self._next += 1
+                r.ids[eid] = self._next
+                out.append({**ev, "id": self._next, "previousEventId": prev})
+            if started is not None:
+                return started
+        return None
+
+
 __all__ = [
     "EXECUTION_ENDS",
     "Progress",
     "Shape",
+    "SplitHistory",
     "Tracker",
     "decode_cause",
     "details",
     "iter_states",
+    "joined",
 ]

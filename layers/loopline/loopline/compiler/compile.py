@@ -110,6 +110,8 @@ class Report:
     express_ok: bool
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    #: State machines it is deployed as: 1, or a parent and its children.
+    parts: int = 1
 
     def lines(self) -> list[str]:
         out = [
@@ -125,12 +127,19 @@ class Report:
             )
         elif self.human_steps:
             out.append("STANDARD is required: human steps wait on task tokens")
+        if self.parts > 1:
+            out.append(
+                f"split into {self.parts} state machines (over Step Functions' 1 MB): the "
+                f"parent runs {self.parts - 1} children, <name>--part-2 to "
+                f"<name>--part-{self.parts}"
+            )
         out.extend(f"warning: {w}" for w in self.warnings)
         return out
 
 
 @dataclass
 class CompileResult:
+    #: The state machine named after the workflow (the parent when it is split).
     definition: dict[str, Any]
     report: Report
     #: The file ``loopline compile`` writes: the definition indented for review
@@ -138,6 +147,9 @@ class CompileResult:
     text: str
     #: The text that is deployed (registered, run locally): compact (``compact``).
     deployed: str
+    #: The child state machines of a split workflow (``loopline.compiler.split.Part``),
+    #: in the order the parent runs them; none when one state machine holds it all.
+    children: list[Any] = field(default_factory=list)
 
 
 def dumps(definition: dict[str, Any]) -> str:
@@ -1665,9 +1677,12 @@ def count_states(definition: dict[str, Any]) -> int:
     return n
 
 
-def compile_workflow(wf: m.Workflow) -> CompileResult:
+def compile_workflow(wf: m.Workflow, *, limit: int | None = None) -> CompileResult:
     """Compile a checked workflow. Raise ``CompileError``, located, for what ASL cannot
-    say, a definition larger than Step Functions accepts included."""
+    say. A definition larger than Step Functions accepts (``limit`` bytes, by default
+    ``DEFINITION_LIMIT``) is split into a parent and child state machines
+    (``loopline.compiler.split``); one that cannot be is a ``CompileError`` too."""
+    limit = DEFINITION_LIMIT if limit is None else limit
     t0 = time.perf_counter()
     c = Compiler(wf)
     try:
@@ -1676,19 +1691,28 @@ def compile_workflow(wf: m.Workflow) -> CompileResult:
         raise CompileError(exc.message, exc.step, exc.path, wf) from None
     human = sum(1 for s in wf.all_steps() if s.kind in m.HUMAN_KINDS)
     deployed = compact(definition)
-    size = len(deployed.encode())
-    if size > DEFINITION_LIMIT:
-        raise CompileError(
-            f"the definition is {size / 1024:,.0f} KB; Step Functions accepts at most "
-            f"{DEFINITION_LIMIT // 1024:,} KB (1 MB): split the workflow (a custom step type "
-            "can start another state machine)",
-            path=("steps",),
-            wf=wf,
-        )
+    children: list[Any] = []
+    states = count_states(definition)
+    if len(deployed.encode()) > limit // 2:  # placeholders grow once deployed: measure them
+        from loopline.compiler import split
+
+        if split.deployed_size(deployed) > limit:
+            try:
+                definition, children = split.split(definition, limit=limit)
+            except split.SplitError as exc:
+                raise CompileError(
+                    f"the definition is {split.deployed_size(deployed) / 1024:,.0f} KB once "
+                    f"deployed; Step Functions accepts at most {limit / 1024:,.0f} KB and "
+                    f"it cannot be split into state machines that small: {exc.message}",
+                    _step_of(exc.state) if exc.state else None,
+                    ("steps",),
+                    wf,
+                ) from None
+            deployed = compact(definition)
     report = Report(
         name=wf.name,
         type="STANDARD",
-        states=count_states(definition),
+        states=states,
         lambda_tasks=c.lambda_tasks,
         native_conditions=c.native_conditions,
         lambda_conditions=c.lambda_conditions,
@@ -1696,11 +1720,12 @@ def compile_workflow(wf: m.Workflow) -> CompileResult:
         express_ok=human == 0,
         seconds=time.perf_counter() - t0,
         warnings=c.warnings,
+        parts=1 + len(children),
     )
     text = dumps(definition)
     if len(text.encode()) > DEFINITION_LIMIT:
         text = deployed + "\n"
-    return CompileResult(definition, report, text, deployed)
+    return CompileResult(definition, report, text, deployed, children)
 
 
 __all__ = [

@@ -68,6 +68,15 @@ Each item, and why the local stack needs it:
   value, as it does for every path that names one node. The compiled Parallel states read
   their branches' results so (``$[0].steps``): a path made only of names and indexes is
   read as AWS reads it (``_patch_json_paths``); any other path is moto's.
+- **Nested executions.** Step Functions runs another state machine from a task
+  (``arn:aws:states:::states:startExecution.sync:2``, how a split workflow's parent runs
+  its children); moto's interpreter has the integration but passes the task's parameters
+  to the API unnamed (every such task failed with ``States.Runtime``), answers in
+  boto3's casing, names a child started without a name ``None`` and cannot read a child
+  whose output is a string. ``nested_executions`` names the parameters, names the child,
+  reads its input and output from moto's record and answers in Step Functions' shape
+  (``Output`` as JSON; a failed child: ``States.TaskFailed`` with its description, its
+  ``Error`` and ``Cause``, as the cause); a parent stopped while it waits stops its child.
 - **Cached AWS clients.** ``loopline.aws`` keeps one boto3 client per service and process;
   clients made before or after a mock must not be reused across it: ``reset()`` on start
   and stop.
@@ -275,6 +284,7 @@ class Fidelity:
                 self._saved_env[name] = os.environ.get(name)
                 os.environ[name] = self.region
         self._patch_stepfunctions()
+        self._undo.append(nested_executions())
         self._patch_events()
         self._patch_dynamodb()
         self.sqs.start()
@@ -852,3 +862,172 @@ def _transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) ->
     if any(code is not None for code, _, _ in errors):
         put_back()
         raise TransactionCanceledException(errors)
+
+
+# ---------------------------------------------------------------- nested executions
+
+#: Seconds between two looks at the child execution a ``startExecution.sync`` task waits
+#: for (moto looks every 0.5 s).
+NESTED_POLL = 0.05
+
+
+def nested_executions() -> Callable[[], None]:
+    """``arn:aws:states:::states:startExecution.sync`` (and ``.sync:2``) as Step Functions
+    runs them: a parent starts a child execution and waits for its end. moto's interpreter
+    has the integration but skips the step that turns the task's parameters into API
+    arguments (``StateMachineArn`` → ``stateMachineArn``), so every such task failed with
+    ``States.Runtime`` (cause ``'StateMachineArn'``); its answers kept boto3's casing and
+    dates; a child started without ``Name`` was named ``None`` (AWS names it with a UUID);
+    and moto's ``DescribeExecution`` gives an output that is a string as bare text, which
+    the integration then fails to read as JSON. Here the parameters are named as the API
+    names them, a child without a name gets a UUID, the child's input and output are read
+    as JSON from moto's own record of it, and the answers get Step Functions' casing
+    (``ExecutionArn``, ``Output``, ``Status``…) with dates in epoch milliseconds: a
+    ``.sync:2`` task's result is ``{"ExecutionArn", "Input", "Output", "Status", …}`` with
+    ``Input``/``Output`` as JSON, and a child that does not succeed fails the task with
+    ``States.TaskFailed`` whose cause is that description as JSON text (the child's
+    ``Error`` and ``Cause`` in it). A parent stopped while it waits stops its child, as AWS
+    does. The child is looked at every ``NESTED_POLL`` seconds. Returns the function that
+    undoes it."""
+    import uuid
+
+    import boto3
+    from botocore import xform_name
+    from botocore.session import get_session
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_callback as callback_module,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_sfn as sfn_module,
+    )
+
+    task_class: Any = sfn_module.StateTaskServiceSfn
+    model = get_session().get_service_model("stepfunctions")
+    operations = {xform_name(name): name for name in model.operation_names}
+    saved = {
+        name: task_class.__dict__.get(name)
+        for name in (
+            "_normalise_parameters",
+            "_normalise_response",
+            "_build_sync_resolver",
+            "_build_sync2_resolver",
+            "_eval_sync",
+        )
+    }
+    saved_delay = callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK
+    saved_client_for = sfn_module.boto_client_for
+    waiting = threading.local()
+
+    class Client:
+        """The Step Functions client the integration calls, as AWS answers."""
+
+        def __init__(self, client: Any) -> None:
+            self._client = client
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._client, name)
+
+        def start_execution(self, **kwargs: Any) -> Any:
+            if not kwargs.get("name"):
+                kwargs["name"] = str(uuid.uuid4())
+            return self._client.start_execution(**kwargs)
+
+        def describe_execution(self, executionArn: str) -> Any:
+            from moto.stepfunctions.responses import get_backend
+
+            answer = self._client.describe_execution(executionArn=executionArn)
+            _, _, _, region, account, *_ = executionArn.split(":")
+            execution = get_backend(account, region).describe_execution(executionArn)
+            data = execution.execution_input
+            if not isinstance(data, str):
+                answer["input"] = json.dumps(data)
+            if "output" in answer:
+                answer["output"] = json.dumps(execution.output)
+            return answer
+
+    def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        client = saved_client_for(
+            region=region, service=service, state_credentials=state_credentials
+        )
+        return Client(client) if service == "stepfunctions" else client
+
+    def operation(task: Any, action: str | None) -> Any:
+        name = operations.get(task._get_boto_service_action(action))
+        return model.operation_model(name) if name else None
+
+    def normalise_parameters(
+        task: Any,
+        parameters: dict[str, Any],
+        boto_service_name: str | None = None,
+        service_action_name: str | None = None,
+    ) -> None:
+        saved["_normalise_parameters"](task, parameters, boto_service_name, service_action_name)
+        op = operation(task, service_action_name)
+        if op is not None and op.input_shape is not None:
+            task._to_boto_request(parameters, op.input_shape)
+
+    def normalise_response(
+        task: Any,
+        response: Any,
+        boto_service_name: str | None = None,
+        service_action_name: str | None = None,
+    ) -> None:
+        op = operation(task, service_action_name)
+        if not isinstance(response, dict) or op is None or op.output_shape is None:
+            return
+        response.pop("ResponseMetadata", None)
+        task._from_boto_response(response, op.output_shape)
+        for key, value in response.items():
+            if isinstance(value, datetime):
+                response[key] = _epoch_ms(value)
+
+    def remembering(name: str) -> Callable[..., Any]:
+        original = saved[name]
+
+        def wrapper(task: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+            submitted = env.stack[-1] if env.stack else None
+            waiting.arn = submitted.get("ExecutionArn") if isinstance(submitted, dict) else None
+            return original(task, env, *args, **kwargs)
+
+        return wrapper
+
+    base_eval_sync = task_class._eval_sync
+
+    def eval_sync(task: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        result = base_eval_sync(task, env, *args, **kwargs)
+        arn = getattr(waiting, "arn", None)
+        waiting.arn = None
+        if arn and not env.is_running():
+            # The parent was stopped while it waited: its child is stopped too.
+            try:
+                region = arn.split(":")[3]
+                sfn = boto3.client(
+                    "stepfunctions",
+                    region_name=region,
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                )
+                if sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+                    sfn.stop_execution(executionArn=arn)
+            except Exception:  # pragma: no cover - the mock is going away
+                log.debug("could not stop child execution %s", arn, exc_info=True)
+        return result
+
+    task_class._normalise_parameters = normalise_parameters
+    task_class._normalise_response = normalise_response
+    task_class._build_sync_resolver = remembering("_build_sync_resolver")
+    task_class._build_sync2_resolver = remembering("_build_sync2_resolver")
+    task_class._eval_sync = eval_sync
+    callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = NESTED_POLL  # type: ignore[misc]
+    sfn_module.boto_client_for = client_for
+
+    def undo() -> None:
+        for name, original in saved.items():
+            if original is None:
+                delattr(task_class, name)
+            else:
+                setattr(task_class, name, original)
+        callback_module._DELAY_SECONDS_SYNC_CONDITION_CHECK = saved_delay  # type: ignore[misc]
+        sfn_module.boto_client_for = saved_client_for
+
+    return undo

@@ -24,7 +24,15 @@ from typing import Any
 
 from loopline import jsontext, store
 from loopline.dsl import models
-from loopline.history import EXECUTION_ENDS, Progress, Tracker, decode_cause, details
+from loopline.history import (
+    EXECUTION_ENDS,
+    Progress,
+    SplitHistory,
+    Tracker,
+    decode_cause,
+    details,
+    joined,
+)
 from loopline.local.executor import LocalExecutor
 from loopline.local.template import LocalStack
 from loopline.runtime import largevalues
@@ -398,6 +406,7 @@ def run_workflow(
     max_asks: int = 3,
     expire_within: float = 5.0,
     template: str | FsPath | None = None,
+    children: Sequence[Any] = (),
 ) -> RunResult:
     """Run ``definition`` on the local stack with ``inputs`` and report the outcome.
 
@@ -413,6 +422,9 @@ def run_workflow(
     name, with their environment), state machines and EventBridge rules (the execution's
     status events reach the rules' functions before this returns); without it, the six
     Loopline functions of ``functions/``.
+    ``children`` are the child state machines of a split workflow
+    (``CompileResult.children``; ``definition`` is then the parent): each is created as
+    ``<name>--part-N`` before the parent, and the run reports their steps as its own.
     Raise ``DecisionError`` when a decision cannot answer its step, before anything runs.
     """
     model = load_model(llm_script)
@@ -422,7 +434,9 @@ def run_workflow(
     for d in decisions:
         queues.setdefault(d.step, []).append(d)
     defn = json.loads(definition) if isinstance(definition, str) else definition
-    tracker = Tracker(defn, workflow, on_progress)
+    tracker = Tracker(
+        joined([defn, *(part.definition for part in children)]), workflow, on_progress
+    )
     env = Env(model=model)
     name = workflow.name if workflow is not None else "loopline-local"
 
@@ -434,6 +448,9 @@ def run_workflow(
         # Named as the stack names its state machines, so the template's rules (the
         # status events one) take this execution's events as they would in AWS.
         sm_name = f"{stack.stack_name}-{name}" if stack is not None else name
+        # A split workflow's children first, named after the parent, which finds them so.
+        for part in children:
+            ex.create_state_machine(sm_name + part.suffix, part.definition)
         sm = ex.create_state_machine(sm_name, defn)
         run_name = uuid.uuid4().hex
         # Large input values go to the bucket and travel by reference, like large outputs.
@@ -441,13 +458,20 @@ def run_workflow(
             inputs, workflow=name, execution=run_name, bucket=env.bucket
         )
         arn = ex.start_execution(sm, sent, name=run_name)
+        # The events of the execution not read yet, with its child executions' in place
+        # when split.
+        history: Callable[[], list[dict[str, Any]]] = (
+            SplitHistory(ex.history, arn)
+            if children
+            else (lambda: ex.history_after(arn, tracker.last_id))
+        )
         #: Tokens of waits left to time out (not asked about again).
         left: set[str] = set()
-        follow = _Follow(ex, arn, tracker)
+        follow = _Follow(ex, arn, tracker, history)
         while True:
             desc = follow()
             if desc is not None:
-                tracker.feed(ex.history_after(arn, tracker.last_id))  # added meanwhile
+                tracker.feed(history())  # added meanwhile
                 ex.drain()  # the status events reached the rules' functions
                 return _result(desc, tracker, arn, env.bucket, queues)
             # Only while the history shows a wait on a task token (no table reads else).
@@ -455,7 +479,7 @@ def run_workflow(
             pending = [w for w in open_waits(run_name) if w.token not in left] if live else []
             if pending:
                 # Report what happened before the wait (its history may lag the record).
-                tracker.feed(ex.history_after(arn, tracker.last_id))
+                tracker.feed(history())
             for wait in pending:
                 if not tracker.is_live(wait.token):
                     left.add(wait.token)  # timed out: its on_timeout applies
@@ -467,7 +491,7 @@ def run_workflow(
                 answer = _decide(wait, queues, ask, max_asks)
                 if answer is None:
                     ex.drain()
-                    return _waiting(ex, arn, tracker, open_waits(run_name), queues)
+                    return _waiting(ex, arn, tracker, open_waits(run_name), queues, history)
                 what = answer_wait(wait, *answer)
                 if on_progress is not None:
                     on_progress(Progress(wait.step, "answered", what))
@@ -480,18 +504,25 @@ STATUS_EVERY = 1.0
 
 class _Follow:
     """One poll of the run's execution: feed the tracker the events since the last it saw
-    (``LocalExecutor.history_after``), and answer the execution's description once it has
+    (``new_events``: ``LocalExecutor.history_after``, or a split workflow's joined
+    history), and answer the execution's description once it has
     ended, else None. The status is asked once the history shows the end, and otherwise
     every ``STATUS_EVERY`` seconds only (an end the history would not show), not on
     every poll."""
 
-    def __init__(self, ex: LocalExecutor, arn: str, tracker: Tracker) -> None:
-        self.ex, self.arn, self.tracker = ex, arn, tracker
+    def __init__(
+        self,
+        ex: LocalExecutor,
+        arn: str,
+        tracker: Tracker,
+        new_events: Callable[[], list[dict[str, Any]]],
+    ) -> None:
+        self.ex, self.arn, self.tracker, self.new_events = ex, arn, tracker, new_events
         self.ended = False
         self.checked = time.monotonic()
 
     def __call__(self) -> dict[str, Any] | None:
-        new = self.ex.history_after(self.arn, self.tracker.last_id)
+        new = self.new_events()
         self.tracker.feed(new)
         self.ended = self.ended or any(ev["type"] in EXECUTION_ENDS for ev in new)
         now = time.monotonic()
@@ -558,9 +589,10 @@ def _waiting(
     tracker: Tracker,
     waits: list[HumanWait],
     queues: dict[str, list[Decision]],
+    history: Callable[[], list[dict[str, Any]]],
 ) -> RunResult:
     """The result of a run that stops at ``waits`` (the execution stays blocked on them)."""
-    tracker.feed(ex.history_after(arn, tracker.last_id))
+    tracker.feed(history())
     for wait in waits:
         tracker.mark_waiting(wait.step)
     result = _result(ex.describe(arn), tracker, arn, ex.env.bucket, queues)

@@ -435,10 +435,12 @@ class Ending:
 
     @classmethod
     def read(cls, store: Any, task: dict[str, Any], arn: str) -> Ending:
-        from loopline.history import Tracker
+        from loopline.history import SplitHistory, Tracker, joined
 
-        history = _history(arn)
-        definition = _definition(arn)
+        # A split workflow's children ran in executions of their own: read as one.
+        read = SplitHistory(_history, arn)
+        history = read()
+        definition = joined([_definition(a) for a in (arn, *read.children)])
         progress: list[Progress] = []
         tracker = Tracker(definition, _workflow(store, task), progress.append)
         tracker.feed(history)

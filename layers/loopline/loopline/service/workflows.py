@@ -8,7 +8,10 @@ runtime's tools), then creates or updates the tenant's state machine
 (``${LlmFunctionArn}``…) replaced by those ARNs, run by
 ``LOOPLINE_STATE_MACHINE_ROLE_ARN``. The prefix is the stack's, so the stack's
 status-events rule sees these executions too. A name the stack deploys cannot be
-registered (409): a tenant never shadows a stack workflow.
+registered (409): a tenant never shadows a stack workflow. A workflow over Step
+Functions' 1 MB is split (``loopline.compiler.split``): its children are created or
+updated first, as ``<parent's name>--part-N`` (the parent starts them by that name), and a
+parent's name leaves room for that suffix.
 """
 
 from __future__ import annotations
@@ -148,15 +151,16 @@ class DeployedContext(CheckContext):
         return set(tools.TOOLS)
 
 
-def state_machine_name(tenant: str, name: str) -> str:
-    """``<prefix>t-<tenant>-<name>``; past 80 characters, or with characters a state
-    machine name cannot hold, shortened and made unique by a hash of tenant and name."""
+def state_machine_name(tenant: str, name: str, reserve: int = 0) -> str:
+    """``<prefix>t-<tenant>-<name>``; past 80 characters (less ``reserve``, the longest
+    suffix of a split workflow's children), or with characters a state machine name
+    cannot hold, shortened and made unique by a hash of tenant and name."""
     prefix = settings().state_machine_prefix
     plain = f"{prefix}t-{tenant}-{name}"
-    if len(plain) <= NAME_LIMIT and not _NAME_CHARS.search(plain):
+    if len(plain) + reserve <= NAME_LIMIT and not _NAME_CHARS.search(plain):
         return plain
     digest = hashlib.sha256(f"{tenant}\n{name}".encode()).hexdigest()[:12]
-    head = _NAME_CHARS.sub("-", plain)[: NAME_LIMIT - len(digest) - 1]
+    head = _NAME_CHARS.sub("-", plain)[: NAME_LIMIT - reserve - len(digest) - 1]
     return f"{head}-{digest}"
 
 
@@ -237,12 +241,22 @@ def register_workflow(
             ],
         )
     existing = store.get_workflow(caller.tenant, name)
-    arn = _deploy(
-        caller.tenant,
-        name,
-        _definition(compiled.deployed),
-        str(existing["state_machine_arn"]) if existing else None,
-    )
+    existing_arn = str(existing["state_machine_arn"]) if existing else None
+    # A split workflow: the children first (the parent starts them by name).
+    reserve = max((len(part.suffix) for part in compiled.children), default=0)
+    sm_name = state_machine_name(caller.tenant, name, reserve)
+    if existing_arn is not None:
+        if len(existing_arn.rsplit(":", 1)[-1]) + reserve <= NAME_LIMIT:
+            sm_name = existing_arn.rsplit(":", 1)[-1]
+        else:  # its children's names would be too long: a new parent replaces it
+            existing_arn = None
+    definitions = [
+        (sm_name + part.suffix, _definition(part.deployed)) for part in compiled.children
+    ]
+    definition = _definition(compiled.deployed)
+    for child_name, child in definitions:
+        _deploy(child_name, child, None)
+    arn = _deploy(sm_name, definition, existing_arn)
     now = ids.now()
     record = {
         **catalog.describe(wf, body),
@@ -254,9 +268,9 @@ def register_workflow(
     return view(Workflow(record, arn, "tenant")), created
 
 
-def _deploy(tenant: str, name: str, definition: str, existing_arn: str | None) -> str:
-    """Create the state machine, or update it when the tenant has it already; returns
-    its ARN."""
+def _deploy(sm_name: str, definition: str, existing_arn: str | None) -> str:
+    """Create state machine ``sm_name``, or update it when it exists already (the tenant's
+    ``existing_arn``); returns its ARN."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from loopline import aws
@@ -265,7 +279,6 @@ def _deploy(tenant: str, name: str, definition: str, existing_arn: str | None) -
     if not role:
         raise Unavailable("the stack sets no LOOPLINE_STATE_MACHINE_ROLE_ARN")
     sfn = aws.client("stepfunctions")
-    sm_name = state_machine_name(tenant, name)
     try:
         arn = existing_arn
         if arn is None:

@@ -1,0 +1,645 @@
+"""A definition too large for one state machine → a parent and child state machines.
+
+Step Functions accepts a definition of at most 1 MiB (``DEFINITION_LIMIT``), measured on
+what is deployed: the compact text (``compact``) with every ``${Placeholder}`` replaced by
+an ARN. ``split`` carves the top-level states of a larger definition into consecutive
+*parts*. The parent keeps the first part and then runs each other part as a child state
+machine, one after the other, with ``arn:aws:states:::states:startExecution.sync:2``:
+
+- **Where it cuts.** Only before a state ``e`` on the way to the definition's end that
+  every path to the rest goes through and that nothing after it leaves: every state
+  reachable from ``e`` is dominated by ``e`` (a ``goto`` or rollback back over the cut,
+  or a jump over it, forbids it). Each part then has one way in (its first state) and one
+  way out (the next part's first state). Parts are filled in order up to the limit; a
+  stretch that no cut divides and that is over the limit alone cannot be split
+  (``SplitError``).
+- **Names.** A workflow's state machine ``N`` has children ``N--part-2``, ``N--part-3``…
+  (``suffix``). The parent names each child from its own ARN
+  (``States.Format('{}--part-2', $$.StateMachine.Id)``), so it holds no ARN to fill in
+  and deploys wherever its children are deployed beside it under those names.
+- **State.** A child gets the whole state document so far (``{"state": $, …}``; its first
+  state ``_part.enter`` takes it out) and returns the state document it ends with; the
+  parent carries on with that (``OutputPath: $.Output``), so references to earlier steps
+  work across the cut. The last child's output is the workflow's output.
+- **The execution.** Lambda payloads name the execution (``$$.Execution.Id``): the task
+  a step belongs to, its human tasks, its large values. In a child that is the parent's
+  id, passed as ``AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`` (which also links the two
+  executions in the console) and read from ``$$.Execution.Input``.
+- **Failures.** A child that fails fails its task with ``States.TaskFailed``, its cause
+  the child's description as JSON; the parent reads it (``_part.caught``) and fails with
+  the child's own error and cause (``_part.failed``), as the unsplit machine would. Any
+  other error of the task fails the parent as it is. A Fail state cannot raise a name of
+  Step Functions' own: a ``States.…`` error (a runtime error, a data limit) fails the
+  parent with ``Loopline.Failed``, the cause ``States.…: <cause>``.
+- **Early ends.** A ``succeed`` step (a ``Succeed`` state, or a state with ``End``) in a
+  child that is not the last ends that child with ``{"_succeeded": OUTPUT}``; the parent
+  then succeeds with ``OUTPUT`` (``_part.succeeded``) instead of running the next part.
+
+State names of the top level are kept in every part; the states the split adds start
+with ``_part`` (no step's). ``loopline.history.SplitHistory`` reads a parent's execution
+with its children's as one history, and ``loopline.history.joined`` the parts as one
+definition.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from loopline.compiler.compile import DEFINITION_LIMIT, compact, dumps
+
+#: The integration a parent runs its children with.
+START_CHILD = "arn:aws:states:::states:startExecution.sync:2"
+#: The input field that carries the parent's execution id (Step Functions links the
+#: executions in the console by it).
+PARENT_EXECUTION = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
+#: A Lambda function ARN with a name of the most characters (64) takes this many bytes;
+#: every ``${Placeholder}`` counts as one in ``deployed_size``.
+ARN_BYTES = 120
+#: How a child marks an early end: its output is ``{SUCCEEDED: OUTPUT}``.
+SUCCEEDED = "_succeeded"
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z0-9_.:-]+\}")
+_EXECUTION = re.compile(r"\$\$\.Execution\.(\w+)")
+#: State types that may end a machine with ``End`` (the others need a state to go to).
+_MAY_END = {"Task", "Pass", "Map", "Parallel", "Wait"}
+
+
+class SplitError(Exception):
+    """The definition cannot be split into machines under the limit; says why."""
+
+    def __init__(self, message: str, state: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.state = message, state
+
+
+@dataclass
+class Part:
+    """One child state machine: deployed as ``<parent's name><suffix>``."""
+
+    suffix: str
+    definition: dict[str, Any]
+    #: Its canonical text for review (``dumps``).
+    text: str
+
+    @property
+    def deployed(self) -> str:
+        """The text that is deployed (``compact``)."""
+        return compact(self.definition)
+
+
+def suffix(n: int) -> str:
+    """The name suffix of part ``n`` (2, 3…): ``--part-n``."""
+    return f"--part-{n}"
+
+
+def part_file(path: str, part_suffix: str) -> str:
+    """Where a child is written beside its parent's file: ``out.asl.json`` →
+    ``out--part-2.asl.json`` (``out.json`` → ``out--part-2.json``)."""
+    for ending in (".asl.json", ".json"):
+        if path.endswith(ending):
+            return path[: -len(ending)] + part_suffix + ending
+    return path + part_suffix
+
+
+def deployed_size(text: str) -> int:
+    """The bytes of ``text`` once deployed: UTF-8, each ``${Placeholder}`` an ARN."""
+    size = len(text.encode())
+    for m in _PLACEHOLDER.finditer(text):
+        size += ARN_BYTES - len(m.group(0))
+    return size
+
+
+def size_of(definition: dict[str, Any]) -> int:
+    """``deployed_size`` of a definition as deployed (``compact``)."""
+    return deployed_size(compact(definition))
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+def _targets(state: dict[str, Any]) -> Iterator[str]:
+    if "Next" in state:
+        yield state["Next"]
+    for rule in state.get("Choices", ()):
+        yield rule["Next"]
+    if "Default" in state:
+        yield state["Default"]
+    for catch in state.get("Catch", ()):
+        yield catch["Next"]
+
+
+class _Graph:
+    """The top-level states as a graph: dominators and where it may be cut."""
+
+    def __init__(self, definition: dict[str, Any]) -> None:
+        self.states: dict[str, dict[str, Any]] = definition["States"]
+        self.start: str = definition["StartAt"]
+        self.succ = {n: list(dict.fromkeys(_targets(s))) for n, s in self.states.items()}
+        self.order = self._reverse_postorder()
+        self.idom = self._dominators()
+        self.children: dict[str, list[str]] = {n: [] for n in self.order}
+        for n in self.order:
+            if n != self.start:
+                self.children[self.idom[n]].append(n)
+        self.tin: dict[str, int] = {}
+        self.tout: dict[str, int] = {}
+        self._number()
+        self.cuttable = self._cuttable()
+
+    def _reverse_postorder(self) -> list[str]:
+        post: list[str] = []
+        seen = {self.start}
+        stack: list[tuple[str, Iterator[str]]] = [(self.start, iter(self.succ[self.start]))]
+        while stack:
+            node, it = stack[-1]
+            for nxt in it:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, iter(self.succ[nxt])))
+                    break
+            else:
+                stack.pop()
+                post.append(node)
+        return post[::-1]
+
+    def _dominators(self) -> dict[str, str]:
+        """Immediate dominators (Cooper, Harvey and Kennedy's iteration over the
+        reverse postorder)."""
+        rank = {n: i for i, n in enumerate(self.order)}
+        preds: dict[str, list[str]] = {n: [] for n in self.order}
+        for n in self.order:
+            for t in self.succ[n]:
+                preds[t].append(n)
+        idom: dict[str, str] = {self.start: self.start}
+
+        def intersect(a: str, b: str) -> str:
+            while a != b:
+                while rank[a] > rank[b]:
+                    a = idom[a]
+                while rank[b] > rank[a]:
+                    b = idom[b]
+            return a
+
+        changed = True
+        while changed:
+            changed = False
+            for n in self.order[1:]:
+                done = [p for p in preds[n] if p in idom]
+                new = done[0]
+                for p in done[1:]:
+                    new = intersect(p, new)
+                if idom.get(n) != new:
+                    idom[n] = new
+                    changed = True
+        return idom
+
+    def _number(self) -> None:
+        clock = 0
+        stack: list[tuple[str, Iterator[str]]] = [(self.start, iter(self.children[self.start]))]
+        self.tin[self.start] = clock
+        while stack:
+            node, it = stack[-1]
+            child = next(it, None)
+            if child is None:
+                stack.pop()
+                clock += 1
+                self.tout[node] = clock
+            else:
+                clock += 1
+                self.tin[child] = clock
+                stack.append((child, iter(self.children[child])))
+
+    def dominates(self, a: str, b: str) -> bool:
+        return self.tin[a] <= self.tin[b] and self.tout[b] <= self.tout[a]
+
+    def _cuttable(self) -> set[str]:
+        """States a part may start at: nothing they lead to is entered any other way.
+
+        An edge ``u → v`` rules out every dominator of ``u`` (``u`` included) that does
+        not dominate ``v``: cut there, and the edge would leave the part for a state
+        before it, or jump past the next cut."""
+        bad: set[str] = set()
+        for u in self.order:
+            for v in self.succ[u]:
+                w = u
+                while not self.dominates(w, v):
+                    bad.add(w)
+                    w = self.idom[w]
+        cuttable = {n for n in self.order if n not in bad and n != self.start}
+        # Only on the way to the end (``End``): a cut on a side way (before a Fail, say)
+        # would make a part of what runs only when things go wrong.
+        ends = [n for n in self.order if self.states[n].get("End")]
+        if ends:
+            last = ends[0]
+            for n in ends[1:]:
+                while not self.dominates(last, n):
+                    last = self.idom[last]
+            cuttable = {n for n in cuttable if self.dominates(n, last)}
+        return cuttable
+
+    def subtree(self, root: str) -> list[str]:
+        """``root`` and the states it dominates, in reverse postorder."""
+        lo, hi = self.tin[root], self.tout[root]
+        return [n for n in self.order if lo <= self.tin[n] and self.tout[n] <= hi]
+
+
+# --------------------------------------------------------------------------- cutting
+
+
+def _state_sizes(states: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """What each top-level state adds to a definition's deployed size."""
+    empty = size_of({"States": {}})
+    return {n: size_of({"States": {n: s}}) - empty for n, s in states.items()}
+
+
+def _cuts(graph: _Graph, sizes: dict[str, int], first: int, rest: int) -> list[str]:
+    """The first states of parts 2, 3…: each part as large as it may be (``first``
+    bytes of states for the parent's, ``rest`` for a child's)."""
+    below: dict[str, int] = {}
+    for n in reversed(graph.order):  # children before their dominator
+        below[n] = sizes[n] + sum(below[c] for c in graph.children[n])
+    rank = {n: i for i, n in enumerate(graph.order)}
+    candidates = sorted(graph.cuttable, key=lambda n: (below[n], rank[n]))
+    cuts: list[str] = []
+    top, budget = graph.start, first
+    while below[top] > budget:
+        need = below[top] - budget
+        inside = [
+            c for c in candidates if c != top and graph.dominates(top, c) and below[c] >= need
+        ]
+        if not inside:
+            where = "the start" if top == graph.start else repr(top)
+            raise SplitError(
+                f"from {where} on there is no place to end a part of at most "
+                f"{budget / 1024:,.0f} KB: a goto, a rollback or a loop crosses every place, "
+                "or a single step is larger than that",
+                top,
+            )
+        nxt = inside[0]
+        cuts.append(nxt)
+        top, budget = nxt, rest
+    return cuts
+
+
+def _redirect(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """``state`` with every transition to ``old`` going to ``new``."""
+    out = dict(state)
+    if out.get("Next") == old:
+        out["Next"] = new
+    if out.get("Default") == old:
+        out["Default"] = new
+    if "Choices" in out:
+        out["Choices"] = [{**r, "Next": new} if r.get("Next") == old else r for r in out["Choices"]]
+    if "Catch" in out:
+        out["Catch"] = [{**c, "Next": new} if c.get("Next") == old else c for c in out["Catch"]]
+    return out
+
+
+def _string_start(text: str, at: int) -> int:
+    """Where the JSON string around ``text[at]`` starts (its opening quote)."""
+    q = text.rfind('"', 0, at)
+    while q > 0:
+        slashes = 0
+        while text[q - 1 - slashes] == "\\":
+            slashes += 1
+        if slashes % 2 == 0:
+            return q
+        q = text.rfind('"', 0, q)
+    return q
+
+
+def _parent_execution(name: str, state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` reading the parent's execution id (from the child's input) where it read
+    its own: in the values of ``.$`` keys (paths and intrinsic functions). The same object
+    when it reads none."""
+    text = orjson.dumps(state).decode()
+    at = text.find("$$.Execution.")
+    if at < 0:
+        return state
+    parts: list[str] = []
+    done = 0
+    while at >= 0:
+        start = _string_start(text, at)
+        # Compact JSON: a path is the value of a key ending in ".$": `"key.$":"…`.
+        if text[start - 4 : start] == '.$":':
+            m = _EXECUTION.match(text, at)
+            field = m.group(1) if m else ""
+            if field != "Id":
+                raise SplitError(
+                    f"internal: state {name!r} reads $$.Execution.{field}, which a child "
+                    "execution does not share with its parent",
+                    name,
+                )
+            parts += [text[done:at], f"$$.Execution.Input.{PARENT_EXECUTION}"]
+            done = at + len("$$.Execution.Id")
+        at = text.find("$$.Execution.", at + 1)
+    if not parts:
+        return state
+    out: dict[str, Any] = orjson.loads("".join(parts) + text[done:])
+    return out
+
+
+def _child(
+    states_of: dict[str, dict[str, Any]],
+    names: list[str],
+    entry: str,
+    exit_: str | None,
+    comment: str,
+    extra: dict[str, Any],
+) -> tuple[dict[str, Any], bool]:
+    """The definition of one child: ``names`` (its states, ``entry`` first), leaving to
+    ``exit_`` (the next part's first state; None for the last part). Returns it and
+    whether it may end early (a ``succeed`` before the last part)."""
+    states: dict[str, dict[str, Any]] = {
+        "_part.enter": {"Type": "Pass", "InputPath": "$.state", "Next": entry}
+    }
+    early = False
+    needs_exit = False
+    for name in names:
+        state = states_of[name]
+        if exit_ is not None:
+            if state.get("Type") == "Succeed":
+                early = True
+                state = {
+                    "Type": "Pass",
+                    **{k: state[k] for k in ("InputPath", "OutputPath") if k in state},
+                    "Next": "_part.ended",
+                }
+            elif state.get("End"):
+                early = True
+                state = {k: v for k, v in state.items() if k != "End"}
+                state["Next"] = "_part.ended"
+            if exit_ in set(_targets(state)):
+                if state.get("Next") == exit_ and state["Type"] in _MAY_END:
+                    state = {k: v for k, v in state.items() if k != "Next"}
+                    state["End"] = True
+                if exit_ in set(_targets(state)):
+                    needs_exit = True
+                    state = _redirect(state, exit_, "_part.exit")
+        states[name] = state
+    if needs_exit:
+        states["_part.exit"] = {"Type": "Pass", "End": True}
+    if early:
+        states["_part.ended"] = {
+            "Type": "Pass",
+            "Parameters": {f"{SUCCEEDED}.$": "$"},
+            "End": True,
+        }
+    return {"Comment": comment, **extra, "StartAt": "_part.enter", "States": states}, early
+
+
+def _present(path: str) -> dict[str, Any]:
+    return {"Variable": path, "IsPresent": True}
+
+
+def _reserved(path: str) -> dict[str, Any]:
+    return {"Variable": path, "StringMatches": "States.*"}
+
+
+def _caught_states() -> dict[str, dict[str, Any]]:
+    """The parent's states that fail it as its child failed: with the child's own error
+    and cause. A Fail state cannot raise a name of Step Functions' own (``States.…``):
+    such an error (a child's or the call's) fails it with ``Loopline.Failed`` and the
+    cause ``<error>: <cause>``."""
+    both = "States.Format('{}: {}', $.Error, $.Cause)"
+    child_both = "States.Format('{}: {}', $.child.execution.Error, $.child.execution.Cause)"
+    return {
+        "_part.caught": {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "And": [
+                        {"Variable": "$.Error", "StringEquals": "States.TaskFailed"},
+                        _present("$.Cause"),
+                        {"Variable": "$.Cause", "StringMatches": "{*}"},
+                    ],
+                    "Next": "_part.child",
+                },
+                {"And": [_reserved("$.Error"), _present("$.Cause")], "Next": "_part.reserved"},
+                {**_reserved("$.Error"), "Next": "_part.reserved.nocause"},
+                {**_present("$.Cause"), "Next": "_part.rethrow"},
+            ],
+            "Default": "_part.rethrow.nocause",
+        },
+        "_part.child": {
+            "Type": "Pass",
+            "Parameters": {"execution.$": "States.StringToJson($.Cause)"},
+            "ResultPath": "$.child",
+            "Next": "_part.failed",
+        },
+        "_part.failed": {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "And": [
+                        _present("$.child.execution.Error"),
+                        _reserved("$.child.execution.Error"),
+                        _present("$.child.execution.Cause"),
+                    ],
+                    "Next": "_part.failed.reserved",
+                },
+                {
+                    "And": [
+                        _present("$.child.execution.Error"),
+                        _reserved("$.child.execution.Error"),
+                    ],
+                    "Next": "_part.failed.reserved.nocause",
+                },
+                {
+                    "And": [
+                        _present("$.child.execution.Error"),
+                        _present("$.child.execution.Cause"),
+                    ],
+                    "Next": "_part.failed.cause",
+                },
+                {**_present("$.child.execution.Error"), "Next": "_part.failed.nocause"},
+            ],
+            "Default": "_part.failed.ended",
+        },
+        "_part.failed.cause": {
+            "Type": "Fail",
+            "ErrorPath": "$.child.execution.Error",
+            "CausePath": "$.child.execution.Cause",
+        },
+        "_part.failed.nocause": {"Type": "Fail", "ErrorPath": "$.child.execution.Error"},
+        "_part.failed.reserved": {
+            "Type": "Fail",
+            "Error": "Loopline.Failed",
+            "CausePath": child_both,
+        },
+        "_part.failed.reserved.nocause": {
+            "Type": "Fail",
+            "Error": "Loopline.Failed",
+            "CausePath": "$.child.execution.Error",
+        },
+        "_part.failed.ended": {
+            "Type": "Fail",
+            "Error": "Loopline.Failed",
+            "CausePath": "States.Format('part of the workflow ended {}', $.child.execution.Status)",
+        },
+        "_part.reserved": {"Type": "Fail", "Error": "Loopline.Failed", "CausePath": both},
+        "_part.reserved.nocause": {
+            "Type": "Fail",
+            "Error": "Loopline.Failed",
+            "CausePath": "$.Error",
+        },
+        "_part.rethrow": {"Type": "Fail", "ErrorPath": "$.Error", "CausePath": "$.Cause"},
+        "_part.rethrow.nocause": {"Type": "Fail", "ErrorPath": "$.Error"},
+    }
+
+
+def _call(n: int, nxt: str | None) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Resource": START_CHILD,
+        "Parameters": {
+            "StateMachineArn.$": f"States.Format('{{}}{suffix(n)}', $$.StateMachine.Id)",
+            "Input": {"state.$": "$", f"{PARENT_EXECUTION}.$": "$$.Execution.Id"},
+        },
+        "OutputPath": "$.Output",
+        "Retry": [
+            {
+                "ErrorEquals": ["StepFunctions.ExecutionLimitExceeded"],
+                "IntervalSeconds": 1,
+                "MaxAttempts": 5,
+                "BackoffRate": 2,
+            }
+        ],
+        "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "_part.caught"}],
+    }
+    if nxt is None:
+        state["End"] = True
+    else:
+        state["Next"] = nxt
+    return state
+
+
+def _build(
+    definition: dict[str, Any],
+    graph: _Graph,
+    in_child: dict[str, dict[str, Any]],
+    cuts: list[str],
+) -> tuple[dict[str, Any], list[Part]]:
+    comment = str(definition.get("Comment", ""))
+    extra = {
+        k: v
+        for k, v in definition.items()
+        if k not in ("Comment", "StartAt", "States", "TimeoutSeconds")
+    }
+    segments: list[list[str]] = []
+    taken: set[str] = set()
+    for top in [graph.start, *cuts][::-1]:
+        inside = set(graph.subtree(top)) - taken
+        taken |= inside
+        # In the order of the definition (the order states run in).
+        segments.append([n for n in graph.states if n in inside])
+    segments.reverse()
+    total = len(segments)
+    children: list[Part] = []
+    early_ends: list[bool] = []
+    for i, names in enumerate(segments[1:], start=1):
+        exit_ = cuts[i] if i < len(cuts) else None
+        child, early = _child(
+            in_child,
+            names,
+            cuts[i - 1],
+            exit_,
+            f"{comment} (part {i + 1} of {total})".strip(),
+            extra,
+        )
+        text = dumps(child)
+        if len(text.encode()) > DEFINITION_LIMIT:  # as the parent's file: compact then
+            text = compact(child) + "\n"
+        children.append(Part(suffix(i + 1), child, text))
+        early_ends.append(early)
+    # The parent: the first part, then each child in turn.
+    states: dict[str, dict[str, Any]] = {}
+    first_call = "_part-2"
+    for name in segments[0]:
+        states[name] = _redirect(graph.states[name], cuts[0], first_call)
+    for i, early in enumerate(early_ends):
+        n = i + 2
+        nxt = f"_part-{n + 1}" if n < total else None
+        if early:
+            states[f"_part-{n}"] = _call(n, f"_part-{n}.ended")
+            # Only a child before the last may end early: ``nxt`` is a call.
+            states[f"_part-{n}.ended"] = {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": f"$.{SUCCEEDED}", "IsPresent": True, "Next": "_part.succeeded"}
+                ],
+                "Default": str(nxt),
+            }
+        else:
+            states[f"_part-{n}"] = _call(n, nxt)
+    if any(early_ends):
+        states["_part.succeeded"] = {"Type": "Succeed", "OutputPath": f"$.{SUCCEEDED}"}
+    states.update(_caught_states())
+    parent = {k: v for k, v in definition.items() if k not in ("StartAt", "States")}
+    parent["StartAt"] = definition["StartAt"]
+    parent["States"] = states
+    return parent, children
+
+
+def split(
+    definition: dict[str, Any],
+    *,
+    limit: int = DEFINITION_LIMIT,
+    size: Callable[[dict[str, Any]], int] = size_of,
+) -> tuple[dict[str, Any], list[Part]]:
+    """``definition`` as a parent and its children, each at most ``limit`` bytes
+    (``size``). A definition within the limit is returned as it is, with no children.
+    Raise ``SplitError`` when no cut makes the parts small enough."""
+    whole = size(definition)
+    if whole <= limit:
+        return definition, []
+    graph = _Graph(definition)
+    # The states as a child runs them (the larger: sizes are measured on them).
+    in_child = {n: _parent_execution(n, s) for n, s in graph.states.items()}
+    sizes = _state_sizes(in_child)
+    # Room for the states of a part: the limit less what the split adds to it (a child's
+    # way in and out; the parent's calls of every child and its failure states).
+    comment = str(definition.get("Comment", ""))
+    skeleton, _ = _child({}, [], "x", "y", f"{comment} (part 99 of 99)", {})
+    skeleton["States"]["_part.exit"] = {"Type": "Pass", "End": True}
+    skeleton["States"]["_part.ended"] = {"Type": "Pass", "End": True}
+    child_room = limit - size(skeleton)
+    calls = whole // max(child_room, 1) + 2
+    head = {**definition, "States": _caught_states()}
+    for n in range(2, calls + 2):
+        head["States"][f"_part-{n}"] = _call(n, f"_part-{n + 1}")
+    parent_room = limit - size(head)
+    for _ in range(8):
+        if min(child_room, parent_room) <= 0:
+            break
+        cuts = _cuts(graph, sizes, parent_room, child_room)
+        if not cuts:  # the estimate let the whole fit: it does not
+            parent_room = min(parent_room, whole // 2)
+            continue
+        parent, children = _build(definition, graph, in_child, cuts)
+        over_parent = size(parent) - limit
+        over_child = max((size(c.definition) for c in children), default=0) - limit
+        if over_parent <= 0 and over_child <= 0:
+            return parent, children
+        if over_parent > 0:
+            parent_room -= over_parent + limit // 100
+        if over_child > 0:
+            child_room -= over_child + limit // 100
+    raise SplitError(f"no split keeps every part under {limit:,} bytes")
+
+
+__all__ = [
+    "PARENT_EXECUTION",
+    "START_CHILD",
+    "Part",
+    "SplitError",
+    "deployed_size",
+    "part_file",
+    "size_of",
+    "split",
+    "suffix",
+]
