@@ -99,9 +99,9 @@ def _where_the_time_goes(src: Path, env: dict[str, str]) -> None:
         print(f"{name:<46} {seconds:>6.3f}")
     print(f"{'whole process':<46} {data['total']:>6.3f}")
     print()
-    print("moto imported (-X importtime, first import of each package with all it pulled in)")
+    print("imports (-X importtime: the modules of each package, their own time; moto by service)")
     print(f"{'package':<46} {'ms':>6}")
-    for name, ms in _moto_imports(proc.stderr):
+    for name, ms in _imports(proc.stderr):
         print(f"{name:<46} {ms:>6.0f}")
     print()
     counts = data["counts"]
@@ -116,17 +116,22 @@ def _where_the_time_goes(src: Path, env: dict[str, str]) -> None:
     )
 
 
-def _moto_imports(stderr: str) -> list[tuple[str, float]]:
-    """moto's packages (``moto.<service>``) by the cumulative time of their first import."""
+def _imports(stderr: str) -> list[tuple[str, float]]:
+    """The heaviest packages by the import time of their own modules (``moto.<service>``
+    for moto, ``loopline.<package>``, else the top-level package), and moto in all."""
     out: dict[str, float] = {}
     for line in stderr.splitlines():
         parts = line.split("|")
         if len(parts) != 3 or not parts[1].strip().isdigit():
             continue
         name = parts[2].strip()
-        if name == "moto" or (name.startswith("moto.") and name.count(".") == 1):
-            out[name] = max(out.get(name, 0.0), int(parts[1]) / 1000)
-    return sorted(out.items(), key=lambda kv: -kv[1])[:12]
+        own = int(parts[0].rsplit(":", 1)[-1]) / 1000
+        top = name.split(".")
+        key = ".".join(top[:2]) if top[0] in ("moto", "loopline") else top[0]
+        out[key] = out.get(key, 0.0) + own
+        if top[0] == "moto":
+            out["moto (all)"] = out.get("moto (all)", 0.0) + own
+    return sorted(out.items(), key=lambda kv: -kv[1])[:16]
 
 
 # --------------------------------------------------------------------------- --phases
@@ -190,7 +195,11 @@ def _phases(src: str) -> None:
     timed(template.LocalStack, "provision", "provision the template's resources")
     timed(executor.LocalExecutor, "create_state_machine", "create the run's state machine")
     timed(executor.LocalExecutor, "start_execution", "start the execution")
-    timed(run._Follow, "__call__", "follow the execution (history, status)")
+    if hasattr(run, "_Follow"):
+        timed(run._Follow, "__call__", "follow the execution (history, status)")
+    else:  # the code before history was read from the last event seen
+        timed(executor.LocalExecutor, "history", "follow the execution (history)")
+        timed(executor.LocalExecutor, "describe", "follow the execution (status)")
     timed(template, "load_handler", "  of which: import handlers (first invocation)")
     timed(executor.LocalExecutor, "drain", "drain the status events")
     timed(executor.LocalExecutor, "_teardown", "stop moto")
@@ -202,7 +211,8 @@ def _phases(src: str) -> None:
             read = dict(counts)
             counts["events"] = len(ex.history(ex._executions[-1]))
             counts.update(read)
-            counts["declared"] = len(ex.declared.pending)
+            declared = getattr(ex, "declared", None)
+            counts["declared"] = len(declared.pending) if declared is not None else 0
         original_teardown(ex)
 
     executor.LocalExecutor._teardown = teardown  # type: ignore[method-assign]
