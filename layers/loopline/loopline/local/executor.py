@@ -31,7 +31,9 @@ Only one executor can be active in a process at a time (moto's mock is process-w
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import importlib.util
 import json
 import logging
@@ -285,6 +287,22 @@ Handler = Callable[[Any, "LocalContext"], Any]
 
 _active_lock = threading.Lock()
 _active: LocalExecutor | None = None
+_frozen_at_exit = False
+
+
+def _freeze_at_exit() -> None:
+    """Have the garbage collector skip, when the process ends, the objects alive then.
+
+    The local stack leaves a process with some 240,000 objects (moto's backends and
+    models, botocore's service models, the handlers' modules) that live until it ends;
+    the collections of the interpreter's shutdown walk them all, 0.5 s of CPU after a
+    one-step ``loopline run``. ``gc.freeze()`` at exit moves them out of the collector's
+    sight: they are freed with the process all the same, ``atexit`` handlers (logging's
+    flush among them) still run, and the standard streams are still flushed."""
+    global _frozen_at_exit
+    if not _frozen_at_exit:
+        _frozen_at_exit = True
+        atexit.register(gc.freeze)
 
 
 class LocalStackError(Exception):
@@ -379,6 +397,7 @@ class LocalExecutor:
             if _active is not None:
                 raise LocalStackError("another LocalExecutor is already running in this process")
             _active = self
+        _freeze_at_exit()
         try:
             # Silenced for good: executions left blocked on a person (daemon threads) may
             # still log after the executor is gone.
