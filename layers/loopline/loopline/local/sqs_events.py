@@ -24,8 +24,8 @@ One poller per mapping, one batch at a time (Lambda runs several at once). A pol
 as soon as a message is sent to its queue (moto's ``Queue.add_message`` is patched to
 tell it) and otherwise looks again every ``POLL_INTERVAL`` seconds, for messages whose
 visibility timeout ended (in moto's queue: it calls ``ReceiveMessage`` only when the queue
-holds a visible message, so an idle poller costs next to nothing). ``drain`` waits until no batch is being handled and no queue of
-a mapping holds a visible message.
+holds a visible message, so an idle poller costs next to nothing). ``drain`` waits until
+no batch is being handled and no queue of a mapping holds a visible message.
 """
 
 from __future__ import annotations
