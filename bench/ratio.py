@@ -98,7 +98,7 @@ def table(title: str, rows: Sequence[Ratio]) -> None:
     print()
     print(title)
     head = (
-        f"{'what':<34} {'subject':>8} {'reference':>9} {'ratio':>6} {'spread':>11} "
+        f"{'what':<46} {'subject':>8} {'reference':>9} {'ratio':>6} {'spread':>11} "
         f"{'goal':>6}  reference"
     )
     print(head)
@@ -107,7 +107,7 @@ def table(title: str, rows: Sequence[Ratio]) -> None:
         ratios = row.ratios
         spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
         print(
-            f"{row.what:<34} {statistics.median(row.subject_times):>8.3f} "
+            f"{row.what:<46} {statistics.median(row.subject_times):>8.3f} "
             f"{statistics.median(row.reference_times):>9.3f} {row.median:>6.2f} {spread:>11} "
             f"{'<=' + format(row.goal, 'g'):>6} {'met' if row.met else 'NOT MET':<7} "
             f"{row.reference}"

@@ -77,6 +77,9 @@ def _run(src: Path) -> tuple[Any, float, list[dict[str, Any]]]:
             resolve_inputs(wf, {}),
             llm_script=SCRIPT,
             children=compiled.children,
+            # Read the history once a second: reading it (whole, on every look) competes
+            # with the run for the interpreter.
+            poll=1.0,
         )
         seconds = time.perf_counter() - t0
     finally:

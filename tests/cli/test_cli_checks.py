@@ -148,13 +148,14 @@ def test_given_a_tool_module_that_cannot_be_imported_then_it_is_a_warning_and_to
 
 
 @pytest.mark.parametrize("command", ["validate", "compile", "run"])
-def test_given_a_definition_over_one_megabyte_then_every_command_refuses_it_located(
+def test_given_a_definition_over_one_megabyte_that_cannot_be_split_then_every_command_refuses_it_located(
     tmp_path: Path, command: str
 ) -> None:
+    # Over 1 MiB, and its last step may go back to its first: no place to split it
     prompt = "x" * 4000
     steps = "".join(f"  - id: s{i}\n    llm: *p\n" for i in range(1, 300))
     (tmp_path / "big.yaml").write_text(
-        f"name: big\nsteps:\n  - id: s0\n    llm: &p {prompt}\n{steps}"
+        f"name: big\nsteps:\n  - id: s0\n    llm: &p {prompt}\n{steps}    on_error: {{goto: s0}}\n"
     )
 
     proc = loopline(tmp_path, command, "big.yaml")
@@ -162,5 +163,6 @@ def test_given_a_definition_over_one_megabyte_then_every_command_refuses_it_loca
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()
     assert lines[0].startswith("big.yaml:3:3: steps: the definition is 1,")
-    assert "Step Functions accepts at most 1,024 KB (1 MB)" in lines[0]
+    assert "over Step Functions' limit of 1,024 KB (1 MiB)" in lines[0]
+    assert "cannot be split into state machines that small" in lines[0]
     assert lines[1:] == ["1 problem found"]

@@ -78,16 +78,34 @@ def big_workflow(steps: int, prompt_chars: int) -> str:
     return f"name: big\nsteps:\n  - id: s0\n    llm: &prompt {prompt}\n{body}"
 
 
-def test_given_a_definition_over_one_megabyte_then_compiling_is_a_located_error() -> None:
+def test_given_a_definition_over_one_megabyte_then_it_compiles_into_state_machines_under_it() -> (
+    None
+):
     wf = load_workflow_text(big_workflow(300, 4000), "big.yaml")
+
+    result = compile_workflow(wf)
+
+    assert result.children
+    assert all(
+        len(t.encode()) < 1_048_576 for t in [result.text, *(c.text for c in result.children)]
+    )
+
+
+def test_given_a_definition_over_one_megabyte_that_cannot_be_split_then_compiling_is_a_located_error() -> (
+    None
+):
+    # The last step may go back to the first: no place between them to split it
+    wf = load_workflow_text(big_workflow(300, 4000) + "    on_error: {goto: s0}\n", "big.yaml")
 
     with pytest.raises(CompileError) as caught:
         compile_workflow(wf)
 
     assert re.fullmatch(
-        r"big\.yaml:3:3: steps: the definition is 1,[0-9]{3} KB; Step Functions accepts at "
-        r"most 1,024 KB \(1 MB\): split the workflow \(a custom step type can start another "
-        r"state machine\)",
+        r"big\.yaml:3:3: steps: the definition is 1,[0-9]{3} KB once deployed, over Step "
+        r"Functions' limit of 1,024 KB \(1 MiB\), and it cannot be split into state machines "
+        r"that small: from the start on there is no place to end a part of at most [0-9,]+ KB: "
+        r"a goto, a rollback or a loop crosses every place, or a single step is larger than "
+        r"that",
         caught.value.render(),
     )
 

@@ -25,8 +25,8 @@ HANDOFF = ROOT / "tests" / "golden" / "split" / "handoff.yaml"
 def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Client]:
     from loopline.compiler import compile as compile_module
 
-    # Step Functions' limit as small as the golden split case's: four state machines.
-    monkeypatch.setattr(compile_module, "DEFINITION_LIMIT", 8000)
+    # Step Functions' limit as small as the golden split case's: three state machines.
+    monkeypatch.setattr(compile_module, "DEFINITION_LIMIT", 9000)
     model = ScriptedModel.from_data(
         {
             "responses": [

@@ -126,8 +126,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     _, result = _load(args.file, limit=args.max_bytes)
     if result.children and not args.output:
         raise UsageError(
-            f"{args.file} compiles to {1 + len(result.children)} state machines (it is over "
-            "Step Functions' 1 MB): write them to files with -o FILE"
+            f"{args.file} compiles to {1 + len(result.children)} state machines (a parent "
+            "and its children): write them to files with -o FILE"
         )
     _write_output(result.text, args.output)
     if result.children:

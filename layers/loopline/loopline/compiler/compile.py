@@ -1700,10 +1700,15 @@ def compile_workflow(wf: m.Workflow, *, limit: int | None = None) -> CompileResu
             try:
                 definition, children = split.split(definition, limit=limit)
             except split.SplitError as exc:
+                over = (
+                    f"Step Functions' limit of {limit // 1024:,} KB (1 MiB)"
+                    if limit == DEFINITION_LIMIT
+                    else f"the limit of {limit / 1024:,.1f} KB"
+                )
                 raise CompileError(
                     f"the definition is {split.deployed_size(deployed) / 1024:,.0f} KB once "
-                    f"deployed; Step Functions accepts at most {limit / 1024:,.0f} KB and "
-                    f"it cannot be split into state machines that small: {exc.message}",
+                    f"deployed, over {over}, and it cannot be split into state machines "
+                    f"that small: {exc.message}",
                     _step_of(exc.state) if exc.state else None,
                     ("steps",),
                     wf,

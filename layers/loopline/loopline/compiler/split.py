@@ -17,10 +17,13 @@ machine, one after the other, with ``arn:aws:states:::states:startExecution.sync
   (``suffix``). The parent names each child from its own ARN
   (``States.Format('{}--part-2', $$.StateMachine.Id)``), so it holds no ARN to fill in
   and deploys wherever its children are deployed beside it under those names.
-- **State.** A child gets the whole state document so far (``{"state": $, …}``; its first
-  state ``_part.enter`` takes it out) and returns the state document it ends with; the
-  parent carries on with that (``OutputPath: $.Output``), so references to earlier steps
-  work across the cut. The last child's output is the workflow's output.
+- **State.** A child gets the state document so far (``{"state": …}``; its first state
+  ``_part.enter`` takes it out) with the records of the steps it and the parts after it
+  read (found in their paths, ``$.steps.<id>``) and ``{}`` for its own steps; it returns
+  the state document it ends with and the parent carries on with that (``OutputPath:
+  $.Output``), so references to earlier steps work across the cut while the state stays
+  small (a call's result holds the child's input and output: both must fit in 256 KB).
+  The last child's output is the workflow's output.
 - **The execution.** Lambda payloads name the execution (``$$.Execution.Id``): the task
   a step belongs to, its human tasks, its large values. In a child that is the parent's
   id, passed as ``AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`` (which also links the two
@@ -119,6 +122,11 @@ def size_of(definition: dict[str, Any]) -> int:
 
 
 # --------------------------------------------------------------------------- the graph
+
+
+def _step(name: str) -> str:
+    """The step id in a state's name (docs/internals.md, "State names")."""
+    return name.split(".")[0]
 
 
 def _targets(state: dict[str, Any]) -> Iterator[str]:
@@ -229,7 +237,21 @@ class _Graph:
                 while not self.dominates(w, v):
                     bad.add(w)
                     w = self.idom[w]
-        cuttable = {n for n in self.order if n not in bad and n != self.start}
+        preds: dict[str, list[str]] = {n: [] for n in self.order}
+        for n in self.order:
+            for t in self.succ[n]:
+                preds[t].append(n)
+        # Between steps only: before the first state of a step (or a state of no step,
+        # the output), all of whose ways in come from states of other steps. There the
+        # state document is whole (no step's scratch is pending).
+        cuttable = {
+            n
+            for n in self.order
+            if n not in bad
+            and n != self.start
+            and preds[n]
+            and all(not p.startswith("_") and _step(p) != _step(n) for p in preds[n])
+        }
         # Only on the way to the end (``End``): a cut on a side way (before a Fail, say)
         # would make a part of what runs only when things go wrong.
         ends = [n for n in self.order if self.states[n].get("End")]
@@ -492,13 +514,18 @@ def _caught_states() -> dict[str, dict[str, Any]]:
     }
 
 
-def _call(n: int, nxt: str | None) -> dict[str, Any]:
+def _call(n: int, nxt: str | None, state_input: dict[str, Any] | None) -> dict[str, Any]:
+    """The parent's task that runs child ``n`` with ``state_input`` (None: the whole
+    state) and goes on to ``nxt``."""
     state: dict[str, Any] = {
         "Type": "Task",
         "Resource": START_CHILD,
         "Parameters": {
             "StateMachineArn.$": f"States.Format('{{}}{suffix(n)}', $$.StateMachine.Id)",
-            "Input": {"state.$": "$", f"{PARENT_EXECUTION}.$": "$$.Execution.Id"},
+            "Input": {
+                **({"state.$": "$"} if state_input is None else {"state": state_input}),
+                f"{PARENT_EXECUTION}.$": "$$.Execution.Id",
+            },
         },
         "OutputPath": "$.Output",
         "Retry": [
@@ -516,6 +543,74 @@ def _call(n: int, nxt: str | None) -> dict[str, Any]:
     else:
         state["Next"] = nxt
     return state
+
+
+#: A step's record read or written by a path: ``$.steps.<id>``.
+_STEP_PATH = re.compile(r"\$\.steps\.([A-Za-z0-9_-]+)")
+
+
+def _document(graph: _Graph) -> tuple[list[str], list[str]] | None:
+    """The state document's keys and every step id, from the state that makes it (whose
+    ``Parameters`` hold a record for every step: ``_init``); None when there is none."""
+    for state in graph.states.values():
+        params = state.get("Parameters")
+        if state.get("Type") == "Pass" and isinstance(params, dict):
+            steps = params.get("steps")
+            if isinstance(steps, dict):
+                keys = [k.removesuffix(".$") for k in params]
+                return keys, list(steps)
+    return None
+
+
+def _nested_names(state: dict[str, Any]) -> Iterator[str]:
+    for key in ("ItemProcessor", "Iterator"):
+        if isinstance(state.get(key), dict):
+            for name, inner in state[key].get("States", {}).items():
+                yield name
+                yield from _nested_names(inner)
+    for branch in state.get("Branches", ()):
+        for name, inner in branch.get("States", {}).items():
+            yield name
+            yield from _nested_names(inner)
+
+
+def _inputs(graph: _Graph, segments: list[list[str]]) -> list[dict[str, Any] | None]:
+    """What the parent gives each child (``segments[1:]``): the state document with only
+    the records that child and the ones after it use. A record another part wrote is
+    passed on while a later part reads it; a record of a step that has not run yet is
+    ``{}``, as at the start. So the state (and the result of a call, which holds the
+    child's input and output) stays small however many steps came before."""
+    document = _document(graph)
+    if document is None:
+        return [None] * (len(segments) - 1)
+    keys, ids = document
+    known = set(ids)
+    owned: list[set[str]] = []
+    reads: list[set[str]] = []
+    taken: set[str] = set()
+    for names in segments:
+        mine = {
+            _step(n)
+            for name in names
+            for n in (name, *_nested_names(graph.states[name]))
+            if not n.startswith("_")
+        } & known
+        owned.append(mine - taken)
+        taken |= mine
+        text = orjson.dumps([graph.states[n] for n in names]).decode()
+        reads.append(set(_STEP_PATH.findall(text)) & known)
+    out: list[dict[str, Any] | None] = []
+    for m in range(1, len(segments)):
+        before = set().union(*owned[:m])
+        later = set().union(*reads[m:])
+        steps: dict[str, Any] = {}
+        for sid in ids:
+            if sid in before and sid in later:
+                steps[f"{sid}.$"] = f"$.steps.{sid}"
+            elif sid in owned[m] or (sid in reads[m] and sid not in before):
+                steps[sid] = {}
+        out.append({**{f"{k}.$": f"$.{k}" for k in keys if k != "steps"}, "steps": steps})
+    return out
 
 
 def _build(
@@ -557,6 +652,7 @@ def _build(
         children.append(Part(suffix(i + 1), child, text))
         early_ends.append(early)
     # The parent: the first part, then each child in turn.
+    inputs = _inputs(graph, segments)
     states: dict[str, dict[str, Any]] = {}
     first_call = "_part-2"
     for name in segments[0]:
@@ -565,7 +661,7 @@ def _build(
         n = i + 2
         nxt = f"_part-{n + 1}" if n < total else None
         if early:
-            states[f"_part-{n}"] = _call(n, f"_part-{n}.ended")
+            states[f"_part-{n}"] = _call(n, f"_part-{n}.ended", inputs[i])
             # Only a child before the last may end early: ``nxt`` is a call.
             states[f"_part-{n}.ended"] = {
                 "Type": "Choice",
@@ -575,7 +671,7 @@ def _build(
                 "Default": str(nxt),
             }
         else:
-            states[f"_part-{n}"] = _call(n, nxt)
+            states[f"_part-{n}"] = _call(n, nxt, inputs[i])
     if any(early_ends):
         states["_part.succeeded"] = {"Type": "Succeed", "OutputPath": f"$.{SUCCEEDED}"}
     states.update(_caught_states())
@@ -611,7 +707,7 @@ def split(
     calls = whole // max(child_room, 1) + 2
     head = {**definition, "States": _caught_states()}
     for n in range(2, calls + 2):
-        head["States"][f"_part-{n}"] = _call(n, f"_part-{n + 1}")
+        head["States"][f"_part-{n}"] = _call(n, f"_part-{n + 1}", None)
     parent_room = limit - size(head)
     for _ in range(8):
         if min(child_room, parent_room) <= 0:
