@@ -59,9 +59,9 @@ def _execute(notes: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], lis
         desc = ex.wait(arn, timeout=60)
         payloads = {}
         for event in ex.history(arn):
-            details = event.get("taskScheduledEventDetails")
+            details = event.get("lambdaFunctionScheduledEventDetails")
             if details:
-                payload = json.loads(details["parameters"])["Payload"]
+                payload = json.loads(details["input"])
                 payloads[payload["step"]] = payload
         listed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=ex.env.bucket)
         stored = [o["Key"] for o in listed.get("Contents", [])]
