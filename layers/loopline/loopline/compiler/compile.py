@@ -476,16 +476,23 @@ class Compiler:
         function: str | None = None,
         token: bool = False,
         at_end: bool = False,
+        named: bool = False,
     ) -> dict[str, Any]:
         """A Task invoking a Loopline function for step ``step_id`` (``at_end``: for the
-        workflow's output) with the payload of docs/internals.md."""
+        workflow's output) with the payload of docs/internals.md. ``named``: the state is
+        named ``step_id``, so the function reads the step and the attempt from the state
+        (``$$.State``: its ``Name`` and ``RetryCount``), written once."""
         self.lambda_tasks += 1
+        who: dict[str, Any] = (
+            {"state.$": "$$.State"}
+            if named
+            else {"step": step_id, "attempt.$": "$$.State.RetryCount"}
+        )
         payload: dict[str, Any] = {
             "action": action,
             "workflow": self.wf.name,
-            "step": step_id,
+            **who,
             "execution.$": "$$.Execution.Id",
-            "attempt.$": "$$.State.RetryCount",
             # The workflow's own data: no key of it may be read as a path (payload.py).
             # Unset fields (None) are left out: the actions read config with .get().
             "config": escape_keys({k: v for k, v in config.items() if v is not None}),
@@ -904,7 +911,7 @@ class Compiler:
         *,
         function: str | None = None,
     ) -> str:
-        state = self.lambda_task(action, s.id, config, refs, function=function)
+        state = self.lambda_task(action, s.id, config, refs, function=function, named=True)
         # The function returns the record itself (``{"output"}``, ``llm`` adds ``usage``).
         state["ResultPath"] = f"$.steps.{s.id}"
         timeout = s.timeout if s.timeout is not None else self.wf.defaults.timeout
