@@ -76,7 +76,7 @@ golden: $(STAMP)
 	# Split into a parent and children (tests/compiler/test_split.py: GOLDEN_LIMIT).
 	for f in tests/golden/split/*.yaml; do \
 	  rm -f $${f%.yaml}.asl.json $${f%.yaml}--part-*.asl.json; \
-	  $(BIN)/loopline compile -q --max-bytes 9000 $$f -o $${f%.yaml}.asl.json || exit 1; \
+	  $(BIN)/loopline compile -q --max-bytes 5500 $$f -o $${f%.yaml}.asl.json || exit 1; \
 	done
 	for f in tests/golden/graph/*.yaml; do \
 	  $(BIN)/loopline graph $$f --format mermaid -o $${f%.yaml}.mmd || exit 1; \

@@ -43,7 +43,7 @@ from loopline.dsl.expr import Path as ExprPath  # noqa: E402
 from loopline.dsl.expr import parse_expression, paths  # noqa: E402
 from loopline.dsl.template import template_tree_paths  # noqa: E402
 from loopline.runtime.evaluate import MISSING, context_from_payload, lookup  # noqa: E402
-from loopline.runtime.payload import config_of  # noqa: E402
+from loopline.runtime.payload import config_of, expanded  # noqa: E402
 from ratio import Ratio  # noqa: E402
 
 
@@ -150,7 +150,7 @@ def capture(name: str, health_url: str) -> list[dict[str, Any]]:
 
     def invoke(self: Any, name_or_arn: str, event: Any) -> Any:
         if isinstance(event, dict) and "action" in event:
-            events.append(json.loads(json.dumps(event)))
+            events.append(expanded(json.loads(json.dumps(event))))
         return original(self, name_or_arn, event)
 
     LocalExecutor.invoke = invoke  # type: ignore[method-assign]

@@ -14,9 +14,11 @@ import pytest
 import yaml
 from loopline.compiler import compile_workflow
 from loopline.compiler.compile import DEFINITION_LIMIT, RETRY_DEFAULTS
+from loopline.compiler.split import deployed_size
 from loopline.dsl import load_workflow, load_workflow_text
 from loopline.history import iter_states
 from loopline.local.executor import LocalExecutor
+from loopline.runtime.payload import expanded
 
 from tests.compiler.test_compiled_examples import golden_cases
 from tests.conftest import ROOT
@@ -69,7 +71,8 @@ def _fields(state: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     for key in ("Retry", "Catch"):
         for rule in state.get(key) or []:
             yield from ((f"{key}.{k}", v) for k, v in rule.items())
-    payload = (state.get("Parameters") or {}).get("Payload")
+    params = state.get("Parameters") or {}
+    payload = params.get("Payload", params) if isinstance(params, dict) else None
     if isinstance(payload, dict):
         yield from ((f"Payload.{k}", v) for k, v in payload.items())
         yield from ((f"config.{k}", v) for k, v in (payload.get("config") or {}).items())
@@ -107,15 +110,47 @@ def test_the_deployed_text_is_compact_and_the_written_file_readable() -> None:
 
 
 def test_a_file_that_would_pass_the_limit_indented_is_written_compact() -> None:
-    # 1,000 linear llm steps: over 1 MiB indented, well under it compact.
-    result = compile_workflow(load_workflow_text(linear(1000), "linear.yaml"))
+    # 1,500 linear llm steps: over 1 MiB indented, under it compact.
+    result = compile_workflow(load_workflow_text(linear(1500), "linear.yaml"))
     assert len(result.text.encode()) <= DEFINITION_LIMIT
     assert result.text == result.deployed + "\n"
 
 
-def test_a_linear_llm_workflow_of_1300_steps_deploys_under_1_mib() -> None:
-    result = compile_workflow(load_workflow_text(linear(1300), "linear.yaml"))
-    assert len(result.deployed.encode()) < DEFINITION_LIMIT
+def test_a_linear_llm_workflow_of_1500_steps_deploys_under_1_mib_with_its_arns() -> None:
+    # Each ${Placeholder} counted as the longest ARN that replaces it, and in one machine
+    result = compile_workflow(load_workflow_text(linear(1500), "linear.yaml"))
+    assert result.children == []
+    assert deployed_size(result.deployed) < DEFINITION_LIMIT
+
+
+def test_a_step_function_is_invoked_by_its_arn_and_its_result_is_the_record() -> None:
+    definition = compile_workflow(load_workflow_text(linear(3), "linear.yaml")).definition
+    state = definition["States"]["s1"]
+    # The function's ARN is the Resource: no FunctionName/Payload wrapper to take apart
+    assert state["Resource"] == "${LlmFunctionArn}"
+    assert "ResultSelector" not in state and "FunctionName" not in state["Parameters"]
+    assert state["ResultPath"] == "$.steps.s1"
+    # The state is named after its step: the function reads the step and the attempt
+    # from $$.State; the function's own default max_turns is left out
+    assert state["Parameters"]["state.$"] == "$$.State"
+    assert {"step", "attempt.$"}.isdisjoint(state["Parameters"])
+    assert state["Parameters"]["config"] == {"prompt": "Step 1: improve {{ steps.s0.output }}"}
+
+
+def test_the_compilers_max_turns_default_is_the_functions() -> None:
+    from loopline.compiler.compile import LLM_MAX_TURNS
+    from loopline.dsl.models import LlmStep
+    from loopline.runtime.llm import DEFAULT_MAX_TURNS
+
+    assert LLM_MAX_TURNS == DEFAULT_MAX_TURNS == LlmStep.model_fields["max_turns"].default
+
+
+def test_a_payload_with_the_state_gives_the_step_and_the_attempt() -> None:
+    state = {"Name": "draft", "EnteredTime": "2026-01-01T00:00:00Z", "RetryCount": 2}
+    payload = {"action": "llm", "state": state, "config": {}}
+    assert expanded(payload) == {"action": "llm", "config": {}, "step": "draft", "attempt": 2}
+    named = {"action": "llm", "step": "x", "attempt": 0}
+    assert expanded(named) is named
 
 
 def test_loopline_run_sends_the_compact_text() -> None:

@@ -27,7 +27,7 @@ def values_of(text: str, state: str) -> dict[str, Any]:
     wf = load_workflow_text(textwrap.dedent(text), "wf.yaml")
     definition = compile_workflow(wf).definition
     found = dict(_states(definition))[state]
-    values: dict[str, Any] = found["Parameters"]["Payload"]["values"]
+    values: dict[str, Any] = found["Parameters"].get("Payload", found["Parameters"])["values"]
     return values
 
 

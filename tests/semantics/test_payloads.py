@@ -16,6 +16,7 @@ from loopline.dsl import load_workflow_text
 from loopline.local.executor import LocalExecutor
 from loopline.runtime.actions import Env
 from loopline.runtime.largevalues import is_ref
+from loopline.runtime.payload import expanded
 from loopline.runtime.scripted import ScriptedModel
 
 from tests.semantics.conftest import Runner
@@ -59,9 +60,9 @@ def _execute(notes: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], lis
         desc = ex.wait(arn, timeout=60)
         payloads = {}
         for event in ex.history(arn):
-            details = event.get("taskScheduledEventDetails")
+            details = event.get("lambdaFunctionScheduledEventDetails")
             if details:
-                payload = json.loads(details["parameters"])["Payload"]
+                payload = expanded(json.loads(details["input"]))
                 payloads[payload["step"]] = payload
         listed = boto3.client("s3", region_name="us-east-1").list_objects_v2(Bucket=ex.env.bucket)
         stored = [o["Key"] for o in listed.get("Contents", [])]

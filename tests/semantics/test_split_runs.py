@@ -20,7 +20,7 @@ pytestmark = pytest.mark.moto
 
 HANDOFF = ROOT / "tests" / "golden" / "split" / "handoff.yaml"
 #: Small enough that the handoff workflow is three machines.
-LIMIT = 9000
+LIMIT = 5500
 SCRIPT = [
     {"step": "draft", "answer": "tides rise twice a day"},
     {"step": "polish", "answer": "Tides rise twice daily."},
@@ -167,7 +167,7 @@ CRITIC = [{"step": "critic", "answers": [{"done": False}, {"done": True}]}]
 def test_loops_run_inside_children_as_they_do_whole(tmp_path: Path) -> None:
     whole, _ = run(tmp_path, LOOPS, limit=None, script=CRITIC)
     assert whole.status == "SUCCEEDED", (whole.error, whole.cause)
-    split, parts = run(tmp_path, LOOPS, limit=9000, script=CRITIC)
+    split, parts = run(tmp_path, LOOPS, limit=4500, script=CRITIC)
     assert parts > 2
     same(split, whole)
     assert split.steps["critic"]["starts"] == 2

@@ -219,7 +219,10 @@ def model_usage(history: list[dict[str, Any]]) -> tuple[int, int]:
             continue
         det = ev.get("taskSucceededEventDetails") or ev.get("lambdaFunctionSucceededEventDetails")
         try:
-            usage = json.loads(det["output"])["Payload"].get("usage") or {}
+            result = json.loads(det["output"])
+            # ``lambda:invoke`` wraps the function's result; a function's ARN as the
+            # Resource gives it as it is.
+            usage = result.get("Payload", result).get("usage") or {}
         except (KeyError, TypeError, ValueError, AttributeError):
             continue
         total[0] += int(usage.get("input_tokens") or 0)

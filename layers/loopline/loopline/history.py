@@ -318,7 +318,7 @@ class Tracker:
             self._end_thread(thread, "failed")
         elif etype == "MapIterationAborted":
             self._end_thread(thread, "aborted")
-        elif etype == "TaskScheduled":
+        elif etype in ("TaskScheduled", "LambdaFunctionScheduled"):
             self._scheduled(thread, det)
         elif etype == "TaskSubmitted":
             step = self.shape.step_of(thread.state)

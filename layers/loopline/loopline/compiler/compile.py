@@ -60,6 +60,9 @@ RETRY_DEFAULTS: dict[str, Any] = {
     "BackoffRate": 2.0,
     "JitterStrategy": "NONE",
 }
+#: An ``llm`` step's ``max_turns`` when it sets none: the function's own default, so the
+#: compiler leaves it out of the payload.
+LLM_MAX_TURNS = 10
 STATE_NAME_LIMIT = 80
 #: Step Functions' largest state machine definition, in bytes.
 DEFINITION_LIMIT = 1_048_576
@@ -304,6 +307,12 @@ def _fold(state: dict[str, Any], folded: dict[str, Any]) -> dict[str, Any] | Non
     stype = state.get("Type")
     if stype in ("Task", "Map", "Parallel") and isinstance(state.get("ResultSelector"), dict):
         template, field, reads_document = state["ResultSelector"], "ResultSelector", False
+    elif stype == "Task" and "ResultSelector" not in state and _direct_lambda(state):
+        # The function's result is the record (``{"output"}``, ``llm`` adds ``usage``).
+        template = {"output.$": "$.output"}
+        if state["Parameters"].get("action") == "llm":
+            template["usage.$"] = "$.usage"
+        field, reads_document = "ResultSelector", False
     elif stype == "Pass" and isinstance(state.get("Parameters"), dict):
         template, field, reads_document = state["Parameters"], "Parameters", True
     elif stype == "Pass" and "Result" in state and not has_path_key(state["Result"]):
@@ -319,6 +328,17 @@ def _fold(state: dict[str, Any], folded: dict[str, Any]) -> dict[str, Any] | Non
     if "OutputPath" in folded:
         out["OutputPath"] = folded["OutputPath"]
     return _then(out, folded.get("Next"))
+
+
+def _direct_lambda(state: dict[str, Any]) -> bool:
+    """A Task invoking a Loopline function by its ARN (``Compiler.lambda_task``)."""
+    resource = state.get("Resource")
+    return (
+        isinstance(resource, str)
+        and not resource.startswith("arn:aws:states:")
+        and isinstance(state.get("Parameters"), dict)
+        and "action" in state["Parameters"]
+    )
 
 
 def _substitute(params: Any, written: str, template: Any, reads_document: bool) -> Any:
@@ -456,16 +476,23 @@ class Compiler:
         function: str | None = None,
         token: bool = False,
         at_end: bool = False,
+        named: bool = False,
     ) -> dict[str, Any]:
         """A Task invoking a Loopline function for step ``step_id`` (``at_end``: for the
-        workflow's output) with the payload of docs/internals.md."""
+        workflow's output) with the payload of docs/internals.md. ``named``: the state is
+        named ``step_id``, so the function reads the step and the attempt from the state
+        (``$$.State``: its ``Name`` and ``RetryCount``), written once."""
         self.lambda_tasks += 1
+        who: dict[str, Any] = (
+            {"state.$": "$$.State"}
+            if named
+            else {"step": step_id, "attempt.$": "$$.State.RetryCount"}
+        )
         payload: dict[str, Any] = {
             "action": action,
             "workflow": self.wf.name,
-            "step": step_id,
+            **who,
             "execution.$": "$$.Execution.Id",
-            "attempt.$": "$$.State.RetryCount",
             # The workflow's own data: no key of it may be read as a path (payload.py).
             # Unset fields (None) are left out: the actions read config with .get().
             "config": escape_keys({k: v for k, v in config.items() if v is not None}),
@@ -474,19 +501,24 @@ class Compiler:
         if token:
             payload["token.$"] = "$$.Task.Token"
         payload.update(extra or {})
-        resource = "arn:aws:states:::lambda:invoke" + (".waitForTaskToken" if token else "")
-        return {
-            "Type": "Task",
-            "Resource": resource,
-            "Parameters": {"FunctionName": function or FUNCTIONS[action], "Payload": payload},
-        }
+        fn = function or FUNCTIONS[action]
+        if token:
+            return {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+                "Parameters": {"FunctionName": fn, "Payload": payload},
+            }
+        # The function's ARN as the Resource: the payload is the state's Parameters and
+        # the result is what the function returns, with no wrapper to take apart (the
+        # definition is limited in size).
+        return {"Type": "Task", "Resource": fn, "Parameters": payload}
 
     def store_output(self, task: dict[str, Any], field: str, at: str, nxt: str) -> dict[str, Any]:
         """A Loopline task that keeps its action's output as ``{field: output}`` at ``at``,
         retried on transient errors like every action, then goes to ``nxt``."""
         task.update(
             {
-                "ResultSelector": {f"{field}.$": "$.Payload.output"},
+                "ResultSelector": {f"{field}.$": "$.output"},
                 "ResultPath": at,
                 "Retry": self.retry_block(DEFAULT_RETRY, action=True),
                 "Next": nxt,
@@ -877,14 +909,10 @@ class Compiler:
         after: str,
         scope: Scope,
         *,
-        usage: bool = False,
         function: str | None = None,
     ) -> str:
-        state = self.lambda_task(action, s.id, config, refs, function=function)
-        selector = {"output.$": "$.Payload.output"}
-        if usage:
-            selector["usage.$"] = "$.Payload.usage"
-        state["ResultSelector"] = selector
+        state = self.lambda_task(action, s.id, config, refs, function=function, named=True)
+        # The function returns the record itself (``{"output"}``, ``llm`` adds ``usage``).
         state["ResultPath"] = f"$.steps.{s.id}"
         timeout = s.timeout if s.timeout is not None else self.wf.defaults.timeout
         if timeout is not None:
@@ -905,10 +933,11 @@ class Compiler:
             "max_tokens": s.max_tokens,
             "output_schema": s.output_schema,
             "tools": s.tools,
-            "max_turns": s.max_turns,
+            # The function's default (``runtime.llm.DEFAULT_MAX_TURNS``) is left out.
+            "max_turns": None if s.max_turns == LLM_MAX_TURNS else s.max_turns,
         }
         refs = [*s.llm.paths(), *(s.system.paths() if s.system else [])]
-        return self._action(s, "llm", config, refs, after, scope, usage=True)
+        return self._action(s, "llm", config, refs, after, scope)
 
     def _tool(self, s: m.ToolStep, after: str, scope: Scope) -> str:
         return self._action(
@@ -1217,11 +1246,11 @@ class Compiler:
             },
             [Path("item")],
         )
-        judge["Parameters"]["Payload"]["config"]["voter.$"] = "$.voter"
+        judge["Parameters"]["config"]["voter.$"] = "$.voter"
         judge.update(
             {
                 "Retry": self.retry_block(DEFAULT_RETRY, action=True),
-                "OutputPath": "$.Payload.output",
+                "OutputPath": "$.output",
                 "End": True,
             }
         )
@@ -1490,10 +1519,10 @@ class Compiler:
             at_end=name.startswith("_"),
         )
         if name.startswith("_"):
-            del task["Parameters"]["Payload"]["step"]
+            del task["Parameters"]["step"]
         task.update(
             {
-                "OutputPath": "$.Payload.output",
+                "OutputPath": "$.output",
                 "Retry": self.retry_block(DEFAULT_RETRY, action=True),
             }
         )

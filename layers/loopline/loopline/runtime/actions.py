@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loopline.runtime.errors import StepError, clean, json_type, quote, unexpected
-from loopline.runtime.payload import Payload, Result
+from loopline.runtime.payload import Payload, Result, expanded
 from loopline.runtime.payload import config_of as _config
 from loopline.runtime.payload import step_of as _step
 from loopline.settings import ConfigError, settings
@@ -366,6 +366,7 @@ def dispatch(payload: Payload, env: Env | None = None) -> Result:
     """
     if not isinstance(payload, dict):
         raise StepError("Loopline.Failed", f"a step payload is an object, got {json_type(payload)}")
+    payload = expanded(payload)
     action = payload.get("action")
     fn = ACTIONS.get(str(action))
     if fn is None:

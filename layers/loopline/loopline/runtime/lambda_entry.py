@@ -44,8 +44,10 @@ def handle(event: Any, context: Any = None) -> Any:
     """Run one action; raise the Loopline error by name on failure."""
     from loopline.runtime.actions import dispatch
     from loopline.runtime.llm import lambda_context
+    from loopline.runtime.payload import expanded
     from loopline.service import tracking
 
+    event = expanded(event)
     payload = event if isinstance(event, dict) else {}
     action = str(payload.get("action") or "unknown")
     logger.append_keys(task_id=_task_id(payload), step_id=payload.get("step"), action=action)

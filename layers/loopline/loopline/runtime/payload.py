@@ -57,6 +57,19 @@ def has_path_key(value: Any) -> bool:
     return False
 
 
+def expanded(payload: Any) -> Any:
+    """``payload`` with its ``step`` and ``attempt``: a Task named after its step passes
+    its state instead (``"state.$": "$$.State"``, docs/internals.md), whose ``Name`` is
+    the step and ``RetryCount`` the attempt. Any other payload is returned as it is."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("state"), dict):
+        return payload
+    state = payload["state"]
+    out = {k: v for k, v in payload.items() if k != "state"}
+    out.setdefault("step", state.get("Name"))
+    out.setdefault("attempt", state.get("RetryCount", 0))
+    return out
+
+
 def config_of(payload: Payload) -> dict[str, Any]:
     """The step's static configuration (``{}`` when absent), keys as the workflow wrote them."""
     cfg = payload.get("config")

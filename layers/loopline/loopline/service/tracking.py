@@ -406,7 +406,9 @@ def function_steps(definition: dict[str, Any]) -> set[str]:
 
     out = set()
     for name, state in iter_states(definition):
-        payload = (state.get("Parameters") or {}).get("Payload")
+        params = state.get("Parameters") or {}
+        # ``lambda:invoke`` wraps the payload; a function's ARN as the Resource does not.
+        payload = params.get("Payload", params) if isinstance(params, dict) else None
         if (
             state.get("Type") == "Task"
             and isinstance(payload, dict)
