@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from loopline.compiler import compile_workflow
-from loopline.compiler.compile import DEFINITION_LIMIT, CompileError, CompileResult, dumps
+from loopline.compiler.compile import DEFINITION_LIMIT, CompileError, CompileResult
 from loopline.compiler.split import (
     PARENT_EXECUTION,
     START_CHILD,
@@ -69,7 +69,7 @@ def test_every_state_of_the_workflow_is_in_exactly_one_machine() -> None:
     assert set(names) == set(whole["States"])
 
 
-def test_the_parent_runs_each_child_in_turn_with_the_whole_state() -> None:
+def test_the_parent_runs_each_child_in_turn_with_the_records_it_needs() -> None:
     result = compiled(5000)
     calls = [
         (name, s)
@@ -82,7 +82,18 @@ def test_the_parent_runs_each_child_in_turn_with_the_whole_state() -> None:
         assert params["StateMachineArn.$"] == (
             f"States.Format('{{}}--{name[1:]}', $$.StateMachine.Id)"
         )
-        assert params["Input"] == {"state.$": "$", f"{PARENT_EXECUTION}.$": "$$.Execution.Id"}
+        assert params["Input"][f"{PARENT_EXECUTION}.$"] == "$$.Execution.Id"
+        state = params["Input"]["state"]
+        assert {k: v for k, v in state.items() if k != "steps"} == {
+            "inputs.$": "$.inputs",
+            "vars.$": "$.vars",
+            "ctl.$": "$.ctl",
+        }
+        # Each step reads the one before it: a child gets that record from before it,
+        # and its own steps' records as they are before they run
+        passed = [k for k in state["steps"] if k.endswith(".$")]
+        assert 1 <= len(passed) <= 3, passed
+        assert all(v == {} for k, v in state["steps"].items() if not k.endswith(".$"))
         assert call["OutputPath"] == "$.Output"
     for child in result.children:
         assert child.definition["StartAt"] == "_part.enter"
@@ -136,21 +147,20 @@ def test_the_golden_case_splits_after_every_kind_of_part() -> None:
     result = compile_workflow(load_workflow(GOLDEN_SPLIT / "handoff.yaml"), limit=GOLDEN_LIMIT)
     states = [c.definition["States"] for c in result.children]
     assert any("gate" in s for s in states)
-    # The succeed step is in the last child: it ends that child, whose output is the
-    # workflow's (in a child before the last it would end the child with a mark the parent
-    # reads; the handoff case no longer has such a child at GOLDEN_LIMIT)
-    early = next(s for s in states if "early" in s)
-    assert early is states[-1]
-    assert early["early"]["Type"] == "Pass" and early["early"]["End"] is True
+    # The succeed step ends its child with a mark the parent reads (not a Succeed state)
+    early = next(s for s in states[:-1] if "early" in s)
+    assert early["early"]["Type"] == "Pass" and early["early"]["Next"] == "_part.ended"
+    assert early["_part.ended"]["Parameters"] == {"_succeeded.$": "$"}
     assert any("boom.failed" in s for s in states)
+    assert result.definition["States"]["_part.succeeded"]["OutputPath"] == "$._succeeded"
 
 
 def test_a_workflow_no_cut_can_divide_is_a_located_compile_error() -> None:
     # Given a large workflow whose last step may go back to its first
-    doc = generate(1600)
+    doc = generate(1500)
     doc["steps"][-1]["on_error"] = {"goto": doc["steps"][0]["id"]}
     wf = load_workflow_text(yaml.safe_dump(doc, sort_keys=False), "loop.yaml")
-    assert deployed_size(dumps(compile_workflow(wf, limit=10**9).definition)) > DEFINITION_LIMIT
+    assert deployed_size(compile_workflow(wf, limit=10**9).deployed) > DEFINITION_LIMIT
     # When it is compiled for Step Functions
     with pytest.raises(CompileError) as err:
         compile_workflow(wf)

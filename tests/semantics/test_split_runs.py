@@ -167,7 +167,7 @@ CRITIC = [{"step": "critic", "answers": [{"done": False}, {"done": True}]}]
 def test_loops_run_inside_children_as_they_do_whole(tmp_path: Path) -> None:
     whole, _ = run(tmp_path, LOOPS, limit=None, script=CRITIC)
     assert whole.status == "SUCCEEDED", (whole.error, whole.cause)
-    split, parts = run(tmp_path, LOOPS, limit=4500, script=CRITIC)
+    split, parts = run(tmp_path, LOOPS, limit=5000, script=CRITIC)
     assert parts > 2
     same(split, whole)
     assert split.steps["critic"]["starts"] == 2

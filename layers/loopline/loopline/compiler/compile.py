@@ -1727,7 +1727,8 @@ def compile_workflow(wf: m.Workflow, *, limit: int | None = None) -> CompileResu
 
         if split.deployed_size(deployed) > limit:
             try:
-                definition, children = split.split(definition, limit=limit)
+                early = [s.id for s in wf.all_steps() if s.kind == "succeed"]
+                definition, children = split.split(definition, limit=limit, early_ends=early)
             except split.SplitError as exc:
                 over = (
                     f"Step Functions' limit of {limit // 1024:,} KB (1 MiB)"

@@ -47,7 +47,7 @@ definition.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,8 +143,10 @@ def _targets(state: dict[str, Any]) -> Iterator[str]:
 class _Graph:
     """The top-level states as a graph: dominators and where it may be cut."""
 
-    def __init__(self, definition: dict[str, Any]) -> None:
+    def __init__(self, definition: dict[str, Any], early_ends: Collection[str] = ()) -> None:
         self.states: dict[str, dict[str, Any]] = definition["States"]
+        #: States that end the workflow early (``succeed`` steps), not its way to the end.
+        self.early_ends = frozenset(early_ends)
         self.start: str = definition["StartAt"]
         self.succ = {n: list(dict.fromkeys(_targets(s))) for n, s in self.states.items()}
         self.order = self._reverse_postorder()
@@ -254,7 +256,7 @@ class _Graph:
         }
         # Only on the way to the end (``End``): a cut on a side way (before a Fail, say)
         # would make a part of what runs only when things go wrong.
-        ends = [n for n in self.order if self.states[n].get("End")]
+        ends = [n for n in self.order if self.states[n].get("End") and n not in self.early_ends]
         if ends:
             last = ends[0]
             for n in ends[1:]:
@@ -686,14 +688,16 @@ def split(
     *,
     limit: int = DEFINITION_LIMIT,
     size: Callable[[dict[str, Any]], int] = size_of,
+    early_ends: Collection[str] = (),
 ) -> tuple[dict[str, Any], list[Part]]:
     """``definition`` as a parent and its children, each at most ``limit`` bytes
-    (``size``). A definition within the limit is returned as it is, with no children.
+    (``size``). ``early_ends`` names the states of ``succeed`` steps: a state with
+    ``End`` that ends the workflow before its way to the end does. A definition within the limit is returned as it is, with no children.
     Raise ``SplitError`` when no cut makes the parts small enough."""
     whole = size(definition)
     if whole <= limit:
         return definition, []
-    graph = _Graph(definition)
+    graph = _Graph(definition, early_ends)
     # The states as a child runs them (the larger: sizes are measured on them).
     in_child = {n: _parent_execution(n, s) for n, s in graph.states.items()}
     sizes = _state_sizes(in_child)
