@@ -171,7 +171,7 @@ def test_a_workflow_over_the_limit_registers_a_parent_and_its_children_that_run(
     # Given a Step Functions limit the workflow passes
     from loopline.compiler import compile as compile_module
 
-    monkeypatch.setattr(compile_module, "DEFINITION_LIMIT", 10_000)
+    monkeypatch.setattr(compile_module, "DEFINITION_LIMIT", 6_000)
 
     # When the tenant registers it
     reply = caller.register(SPLIT)

@@ -49,7 +49,10 @@ def _task_functions(definition: Any) -> set[str]:
     found: set[str] = set()
     if isinstance(definition, dict):
         if definition.get("Type") == "Task":
-            name = definition["Parameters"]["FunctionName"]
+            # A function's ARN as the Resource, or lambda:invoke's FunctionName (a token)
+            resource = definition["Resource"]
+            is_invoke = resource.startswith("arn:aws:states:::lambda:invoke")
+            name = definition["Parameters"]["FunctionName"] if is_invoke else resource
             match = re.fullmatch(r"\$\{(\w+)\}", name)
             assert match, f"a Task invokes {name!r}, not a placeholder"
             found.add(match.group(1))
