@@ -1725,10 +1725,13 @@ def compile_workflow(wf: m.Workflow, *, limit: int | None = None) -> CompileResu
     if len(deployed.encode()) > limit // 2:  # placeholders grow once deployed: measure them
         from loopline.compiler import split
 
-        if split.deployed_size(deployed) > limit:
+        whole = split.deployed_size(deployed)
+        if whole > limit:
             try:
                 early = [s.id for s in wf.all_steps() if s.kind == "succeed"]
-                definition, children = split.split(definition, limit=limit, early_ends=early)
+                definition, children = split.split(
+                    definition, limit=limit, early_ends=early, whole=whole
+                )
             except split.SplitError as exc:
                 over = (
                     f"Step Functions' limit of {limit // 1024:,} KB (1 MiB)"
@@ -1736,7 +1739,7 @@ def compile_workflow(wf: m.Workflow, *, limit: int | None = None) -> CompileResu
                     else f"the limit of {limit / 1024:,.1f} KB"
                 )
                 raise CompileError(
-                    f"the definition is {split.deployed_size(deployed) / 1024:,.0f} KB once "
+                    f"the definition is {whole / 1024:,.0f} KB once "
                     f"deployed, over {over}, and it cannot be split into state machines "
                     f"that small: {exc.message}",
                     _step_of(exc.state) if exc.state else None,

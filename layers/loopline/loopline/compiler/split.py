@@ -147,6 +147,7 @@ class _Graph:
         self.states: dict[str, dict[str, Any]] = definition["States"]
         #: States that end the workflow early (``succeed`` steps), not its way to the end.
         self.early_ends = frozenset(early_ends)
+        self._refs: dict[str, tuple[set[str], set[str]]] = {}
         self.start: str = definition["StartAt"]
         self.succ = {n: list(dict.fromkeys(_targets(s))) for n, s in self.states.items()}
         self.order = self._reverse_postorder()
@@ -265,6 +266,18 @@ class _Graph:
             cuttable = {n for n in cuttable if self.dominates(n, last)}
         return cuttable
 
+    def step_refs(self, name: str) -> tuple[set[str], set[str]]:
+        """The steps state ``name`` (and the states inside it) belongs to, and the steps
+        whose records it reads; worked out once per state (each split tries cuts more
+        than once)."""
+        refs = self._refs.get(name)
+        if refs is None:
+            state = self.states[name]
+            steps = {_step(n) for n in (name, *_nested_names(state)) if not n.startswith("_")}
+            reads = set(_STEP_PATH.findall(orjson.dumps(state).decode()))
+            refs = self._refs[name] = (steps, reads)
+        return refs
+
     def subtree(self, root: str) -> list[str]:
         """``root`` and the states it dominates, in reverse postorder."""
         lo, hi = self.tin[root], self.tout[root]
@@ -274,10 +287,15 @@ class _Graph:
 # --------------------------------------------------------------------------- cutting
 
 
-def _state_sizes(states: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """What each top-level state adds to a definition's deployed size."""
-    empty = size_of({"States": {}})
-    return {n: size_of({"States": {n: s}}) - empty for n, s in states.items()}
+def _in_child(name: str, state: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """``state`` as a child runs it (``_parent_execution``) and what it adds to a
+    definition's deployed size (``"name":STATE``), from one serialisation when the
+    state reads no execution id (most do not)."""
+    text = orjson.dumps(state).decode()
+    if "$$.Execution." in text:
+        state = _parent_execution(name, state)
+        text = orjson.dumps(state).decode()
+    return state, deployed_size(orjson.dumps(name).decode()) + 1 + deployed_size(text)
 
 
 def _cuts(graph: _Graph, sizes: dict[str, int], first: int, rest: int) -> list[str]:
@@ -591,16 +609,16 @@ def _inputs(graph: _Graph, segments: list[list[str]]) -> list[dict[str, Any] | N
     reads: list[set[str]] = []
     taken: set[str] = set()
     for names in segments:
-        mine = {
-            _step(n)
-            for name in names
-            for n in (name, *_nested_names(graph.states[name]))
-            if not n.startswith("_")
-        } & known
+        mine: set[str] = set()
+        read: set[str] = set()
+        for name in names:
+            steps_of, reads_of = graph.step_refs(name)
+            mine |= steps_of
+            read |= reads_of
+        mine &= known
         owned.append(mine - taken)
         taken |= mine
-        text = orjson.dumps([graph.states[n] for n in names]).decode()
-        reads.append(set(_STEP_PATH.findall(text)) & known)
+        reads.append(read & known)
     out: list[dict[str, Any] | None] = []
     for m in range(1, len(segments)):
         before = set().union(*owned[:m])
@@ -689,18 +707,24 @@ def split(
     limit: int = DEFINITION_LIMIT,
     size: Callable[[dict[str, Any]], int] = size_of,
     early_ends: Collection[str] = (),
+    whole: int | None = None,
 ) -> tuple[dict[str, Any], list[Part]]:
     """``definition`` as a parent and its children, each at most ``limit`` bytes
     (``size``). ``early_ends`` names the states of ``succeed`` steps: a state with
-    ``End`` that ends the workflow before its way to the end does. A definition within the limit is returned as it is, with no children.
-    Raise ``SplitError`` when no cut makes the parts small enough."""
-    whole = size(definition)
+    ``End`` that ends the workflow before its way to the end does; ``whole`` is the
+    definition's size when the caller measured it. A definition within the limit is
+    returned as it is, with no children. Raise ``SplitError`` when no cut makes the parts
+    small enough."""
+    if whole is None:
+        whole = size(definition)
     if whole <= limit:
         return definition, []
     graph = _Graph(definition, early_ends)
     # The states as a child runs them (the larger: sizes are measured on them).
-    in_child = {n: _parent_execution(n, s) for n, s in graph.states.items()}
-    sizes = _state_sizes(in_child)
+    in_child: dict[str, dict[str, Any]] = {}
+    sizes: dict[str, int] = {}
+    for name, state in graph.states.items():
+        in_child[name], sizes[name] = _in_child(name, state)
     # Room for the states of a part: the limit less what the split adds to it (a child's
     # way in and out; the parent's calls of every child and its failure states).
     comment = str(definition.get("Comment", ""))
