@@ -6,6 +6,13 @@ from pathlib import Path
 
 import pytest
 
+# A real browser (Debian's chromium through playwright), one per test process: its
+# session fixture is declared here once (two conftests declaring it made two playwright
+# sessions in a process that ran tests of both, and the second refused to start).
+from tests.support.browser import artifacts, browser_log, browser_page, chromium
+
+__all__ = ["artifacts", "browser_log", "browser_page", "chromium"]
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
 STATEMACHINES = ROOT / "statemachines"

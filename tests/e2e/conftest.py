@@ -252,9 +252,3 @@ def brief(service: Service) -> str:
             )
             assert r.status_code in (200, 201), r.text
     return "brief"
-
-
-# A real browser for the approval pages (Debian's chromium through playwright).
-from tests.support.browser import artifacts, browser_log, browser_page, chromium  # noqa: E402
-
-__all__ = ["artifacts", "browser_log", "browser_page", "chromium"]

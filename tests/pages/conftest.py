@@ -21,7 +21,6 @@ import pytest
 from loopline.service import forms, humans
 from loopline.service.errors import Conflict, FieldError, Gone, Invalid, ServiceError
 
-from tests.support.browser import artifacts, browser_log, browser_page, chromium  # noqa: F401
 from tests.support.proxy_server import proxy_event
 
 RECIPIENT = "ada@example.com"

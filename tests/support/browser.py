@@ -2,8 +2,8 @@
 ``make browser``, which ``make test`` runs) driven by playwright's Python package, which
 does not download browsers of its own here.
 
-Use the fixtures from a conftest (``from tests.support.browser import browser_page,
-chromium, browser_log, artifacts  # noqa: F401``):
+The fixtures are declared once, in ``tests/conftest.py`` (one playwright session per test
+process):
 
 - ``chromium`` (session): playwright's launcher of the system browser;
 - ``browser_page``: a page of a headless chromium launched for the test with a fresh
