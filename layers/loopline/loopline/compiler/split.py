@@ -652,7 +652,7 @@ def _inputs(
         before = set().union(*owned[:m])
         later = set().union(*reads[m:])
         passed = {f"{sid}.$": f"$.steps.{sid}" for sid in ids if sid in before and sid in later}
-        fresh = {
+        fresh: dict[str, Any] = {
             sid: {} for sid in ids if sid in owned[m] or (sid in reads[m] and sid not in before)
         }
         given = {f"{k}.$": f"$.{k}" for k in keys if k != "steps"}
