@@ -3,27 +3,30 @@
 Step Functions accepts a definition of at most 1 MiB (``DEFINITION_LIMIT``), measured on
 what is deployed: the compact text (``compact``) with every ``${Placeholder}`` replaced by
 an ARN. ``split`` carves the top-level states of a larger definition into consecutive
-*parts*. The parent keeps the first part and then runs each other part as a child state
-machine, one after the other, with ``arn:aws:states:::states:startExecution.sync:2``:
+*parts*. The parent makes the state document (``_init``) and then runs each part as a
+child state machine, one after the other, with
+``arn:aws:states:::states:startExecution.sync:2``:
 
-- **Where it cuts.** Only before a state ``e`` on the way to the definition's end that
-  every path to the rest goes through and that nothing after it leaves: every state
-  reachable from ``e`` is dominated by ``e`` (a ``goto`` or rollback back over the cut,
-  or a jump over it, forbids it). Each part then has one way in (its first state) and one
-  way out (the next part's first state). Parts are filled in order up to the limit; a
-  stretch that no cut divides and that is over the limit alone cannot be split
-  (``SplitError``).
+- **Where it cuts.** Only between steps (before a step's first state, all of whose ways
+  in come from other steps or from ``_init``), before a state ``e`` on the way to the
+  definition's end that every path to the rest goes through and that nothing after it
+  leaves: every state reachable from ``e`` is dominated by ``e`` (a ``goto`` or rollback
+  back over the cut, or a jump over it, forbids it). Each part then has one way in (its
+  first state) and one way out (the next part's first state), and the state document is
+  whole there. Children are filled in order up to the limit; a stretch that no cut
+  divides and that is over the limit alone cannot be split (``SplitError``).
 - **Names.** A workflow's state machine ``N`` has children ``N--part-2``, ``N--part-3``…
   (``suffix``). The parent names each child from its own ARN
   (``States.Format('{}--part-2', $$.StateMachine.Id)``), so it holds no ARN to fill in
   and deploys wherever its children are deployed beside it under those names.
-- **State.** A child gets the state document so far (``{"state": …}``; its first state
-  ``_part.enter`` takes it out) with the records of the steps it and the parts after it
-  read (found in their paths, ``$.steps.<id>``) and ``{}`` for its own steps; it returns
-  the state document it ends with and the parent carries on with that (``OutputPath:
-  $.Output``), so references to earlier steps work across the cut while the state stays
-  small (a call's result holds the child's input and output: both must fit in 256 KB).
-  The last child's output is the workflow's output.
+- **State.** A child gets the state document with only the records of the steps it and
+  the parts after it read that earlier parts wrote (found in their paths,
+  ``$.steps.<id>``): ``{"state": …}``; its first states (``_part.enter``,
+  ``_part.state``) add ``{}`` for its own steps and the steps it reads that have not run,
+  as ``_init`` made them. It returns the state document it ends with and the parent
+  carries on with that (``OutputPath: $.Output``), so references to earlier steps work
+  across the cut while the state stays small (a call's result holds the child's input
+  and output: both must fit in 256 KB). The last child's output is the workflow's output.
 - **The execution.** Lambda payloads name the execution (``$$.Execution.Id``): the task
   a step belongs to, its human tasks, its large values. In a child that is the parent's
   id, passed as ``AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`` (which also links the two
