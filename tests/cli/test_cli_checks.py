@@ -162,7 +162,8 @@ def test_given_a_definition_over_one_megabyte_that_cannot_be_split_then_every_co
 
     assert proc.returncode == 2
     lines = proc.stderr.splitlines()
-    assert lines[0].startswith("big.yaml:3:3: steps: the definition is 1,")
+    # Located at the step from which no place to split it is left
+    assert lines[0].startswith("big.yaml:3:5: steps[0]: the definition is 1,")
     assert "over Step Functions' limit of 1,024 KB (1 MiB)" in lines[0]
-    assert "cannot be split into state machines that small" in lines[0]
+    assert "cannot be split into state machines that small: from step s0 on" in lines[0]
     assert lines[1:] == ["1 problem found"]

@@ -89,15 +89,21 @@ def test_the_parent_runs_each_child_in_turn_with_the_records_it_needs() -> None:
             "vars.$": "$.vars",
             "ctl.$": "$.ctl",
         }
-        # Each step reads the one before it: a child gets that record from before it,
-        # and its own steps' records as they are before they run
-        passed = [k for k in state["steps"] if k.endswith(".$")]
-        assert 1 <= len(passed) <= 3, passed
-        assert all(v == {} for k, v in state["steps"].items() if not k.endswith(".$"))
+        # Each step reads the one before it: a child gets that record from before it
+        assert len(state["steps"]) <= 3, state["steps"]
+        assert all(v == f"$.steps.{k[:-2]}" for k, v in state["steps"].items())
         assert call["OutputPath"] == "$.Output"
     for child in result.children:
+        # and makes its own steps' records as they are before they run
+        states = child.definition["States"]
         assert child.definition["StartAt"] == "_part.enter"
-        assert child.definition["States"]["_part.enter"]["InputPath"] == "$.state"
+        assert all(v == {} for v in states["_part.enter"]["Result"].values())
+        assert states["_part.enter"]["ResultPath"] == "$.fresh"
+        assert states["_part.state"]["Parameters"]["steps.$"] == (
+            "States.JsonMerge($.fresh, $.state.steps, false)"
+        )
+    # The parent keeps only what makes the state document (no step's state)
+    assert all(name.startswith("_") for name in result.definition["States"])
 
 
 def test_a_child_names_the_parents_execution_in_every_payload() -> None:

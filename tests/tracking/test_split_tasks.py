@@ -26,7 +26,7 @@ def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[httpx.Cl
     from loopline.compiler import compile as compile_module
 
     # Step Functions' limit as small as the golden split case's: three state machines.
-    monkeypatch.setattr(compile_module, "DEFINITION_LIMIT", 9000)
+    monkeypatch.setattr(compile_module, "DEFINITION_LIMIT", 5500)
     model = ScriptedModel.from_data(
         {
             "responses": [

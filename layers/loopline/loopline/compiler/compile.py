@@ -1743,7 +1743,7 @@ def compile_workflow(wf: m.Workflow, *, limit: int | None = None) -> CompileResu
                     f"deployed, over {over}, and it cannot be split into state machines "
                     f"that small: {exc.message}",
                     _step_of(exc.state) if exc.state else None,
-                    ("steps",),
+                    () if exc.state and _step_of(exc.state) else ("steps",),
                     wf,
                 ) from None
             deployed = compact(definition)

@@ -3,27 +3,30 @@
 Step Functions accepts a definition of at most 1 MiB (``DEFINITION_LIMIT``), measured on
 what is deployed: the compact text (``compact``) with every ``${Placeholder}`` replaced by
 an ARN. ``split`` carves the top-level states of a larger definition into consecutive
-*parts*. The parent keeps the first part and then runs each other part as a child state
-machine, one after the other, with ``arn:aws:states:::states:startExecution.sync:2``:
+*parts*. The parent makes the state document (``_init``) and then runs each part as a
+child state machine, one after the other, with
+``arn:aws:states:::states:startExecution.sync:2``:
 
-- **Where it cuts.** Only before a state ``e`` on the way to the definition's end that
-  every path to the rest goes through and that nothing after it leaves: every state
-  reachable from ``e`` is dominated by ``e`` (a ``goto`` or rollback back over the cut,
-  or a jump over it, forbids it). Each part then has one way in (its first state) and one
-  way out (the next part's first state). Parts are filled in order up to the limit; a
-  stretch that no cut divides and that is over the limit alone cannot be split
-  (``SplitError``).
+- **Where it cuts.** Only between steps (before a step's first state, all of whose ways
+  in come from other steps or from ``_init``), before a state ``e`` on the way to the
+  definition's end that every path to the rest goes through and that nothing after it
+  leaves: every state reachable from ``e`` is dominated by ``e`` (a ``goto`` or rollback
+  back over the cut, or a jump over it, forbids it). Each part then has one way in (its
+  first state) and one way out (the next part's first state), and the state document is
+  whole there. Children are filled in order up to the limit; a stretch that no cut
+  divides and that is over the limit alone cannot be split (``SplitError``).
 - **Names.** A workflow's state machine ``N`` has children ``N--part-2``, ``N--part-3``…
   (``suffix``). The parent names each child from its own ARN
   (``States.Format('{}--part-2', $$.StateMachine.Id)``), so it holds no ARN to fill in
   and deploys wherever its children are deployed beside it under those names.
-- **State.** A child gets the state document so far (``{"state": …}``; its first state
-  ``_part.enter`` takes it out) with the records of the steps it and the parts after it
-  read (found in their paths, ``$.steps.<id>``) and ``{}`` for its own steps; it returns
-  the state document it ends with and the parent carries on with that (``OutputPath:
-  $.Output``), so references to earlier steps work across the cut while the state stays
-  small (a call's result holds the child's input and output: both must fit in 256 KB).
-  The last child's output is the workflow's output.
+- **State.** A child gets the state document with only the records of the steps it and
+  the parts after it read that earlier parts wrote (found in their paths,
+  ``$.steps.<id>``): ``{"state": …}``; its first states (``_part.enter``,
+  ``_part.state``) add ``{}`` for its own steps and the steps it reads that have not run,
+  as ``_init`` made them. It returns the state document it ends with and the parent
+  carries on with that (``OutputPath: $.Output``), so references to earlier steps work
+  across the cut while the state stays small (a call's result holds the child's input
+  and output: both must fit in 256 KB). The last child's output is the workflow's output.
 - **The execution.** Lambda payloads name the execution (``$$.Execution.Id``): the task
   a step belongs to, its human tasks, its large values. In a child that is the parent's
   id, passed as ``AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`` (which also links the two
@@ -111,6 +114,8 @@ def part_file(path: str, part_suffix: str) -> str:
 def deployed_size(text: str) -> int:
     """The bytes of ``text`` once deployed: UTF-8, each ``${Placeholder}`` an ARN."""
     size = len(text.encode())
+    if "${" not in text:
+        return size
     for m in _PLACEHOLDER.finditer(text):
         size += ARN_BYTES - len(m.group(0))
     return size
@@ -245,15 +250,22 @@ class _Graph:
             for t in self.succ[n]:
                 preds[t].append(n)
         # Between steps only: before the first state of a step (or a state of no step,
-        # the output), all of whose ways in come from states of other steps. There the
-        # state document is whole (no step's scratch is pending).
+        # the output), all of whose ways in come from states of other steps or from the
+        # state that makes the state document. There the document is whole (no step's
+        # scratch is pending).
+        document = _document(self.states)
+        maker = document[0] if document else None
+
+        def between(p: str, n: str) -> bool:
+            return p == maker or (not p.startswith("_") and _step(p) != _step(n))
+
         cuttable = {
             n
             for n in self.order
             if n not in bad
             and n != self.start
             and preds[n]
-            and all(not p.startswith("_") and _step(p) != _step(n) for p in preds[n])
+            and all(between(p, n) for p in preds[n])
         }
         # Only on the way to the end (``End``): a cut on a side way (before a Fail, say)
         # would make a part of what runs only when things go wrong.
@@ -298,32 +310,38 @@ def _in_child(name: str, state: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return state, deployed_size(orjson.dumps(name).decode()) + 1 + deployed_size(text)
 
 
-def _cuts(graph: _Graph, sizes: dict[str, int], first: int, rest: int) -> list[str]:
-    """The first states of parts 2, 3…: each part as large as it may be (``first``
-    bytes of states for the parent's, ``rest`` for a child's)."""
+def _cuts(graph: _Graph, sizes: dict[str, int], room: int) -> list[str]:
+    """The first states of parts 2, 3…: the parent keeps what comes before the first place
+    a part may start (making the state document, and the steps no cut can divide from
+    it); each child is as large as it may be (``room`` bytes of states)."""
     below: dict[str, int] = {}
     for n in reversed(graph.order):  # children before their dominator
         below[n] = sizes[n] + sum(below[c] for c in graph.children[n])
     rank = {n: i for i, n in enumerate(graph.order)}
     candidates = sorted(graph.cuttable, key=lambda n: (below[n], rank[n]))
-    cuts: list[str] = []
-    top, budget = graph.start, first
-    while below[top] > budget:
-        need = below[top] - budget
+    if not candidates:
+        raise SplitError(
+            "there is no place to split it: a goto, a rollback or a loop crosses every "
+            "place between its steps",
+            graph.start,
+        )
+    top = candidates[-1]  # the earliest: every other place is after it
+    cuts = [top]
+    while below[top] > room:
+        need = below[top] - room
         inside = [
             c for c in candidates if c != top and graph.dominates(top, c) and below[c] >= need
         ]
         if not inside:
-            where = "the start" if top == graph.start else repr(top)
+            where = f"step {_step(top)}" if not top.startswith("_") else f"state {top}"
             raise SplitError(
                 f"from {where} on there is no place to end a part of at most "
-                f"{budget / 1024:,.0f} KB: a goto, a rollback or a loop crosses every place, "
+                f"{room / 1024:,.0f} KB: a goto, a rollback or a loop crosses every place, "
                 "or a single step is larger than that",
                 top,
             )
-        nxt = inside[0]
-        cuts.append(nxt)
-        top, budget = nxt, rest
+        top = inside[0]
+        cuts.append(top)
     return cuts
 
 
@@ -392,13 +410,32 @@ def _child(
     exit_: str | None,
     comment: str,
     extra: dict[str, Any],
+    fresh: _Fresh | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The definition of one child: ``names`` (its states, ``entry`` first), leaving to
-    ``exit_`` (the next part's first state; None for the last part). Returns it and
-    whether it may end early (a ``succeed`` before the last part)."""
-    states: dict[str, dict[str, Any]] = {
-        "_part.enter": {"Type": "Pass", "InputPath": "$.state", "Next": entry}
-    }
+    ``exit_`` (the next part's first state; None for the last part); ``fresh`` adds the
+    records of its steps, as they are before they run, to the state it gets. Returns it
+    and whether it may end early (a ``succeed`` before the last part)."""
+    states: dict[str, dict[str, Any]] = {}
+    if fresh is None or not fresh.records:
+        states["_part.enter"] = {"Type": "Pass", "InputPath": "$.state", "Next": entry}
+    else:
+        states["_part.enter"] = {
+            "Type": "Pass",
+            "Result": fresh.records,
+            "ResultPath": "$.fresh",
+            "Next": "_part.state",
+        }
+        states["_part.state"] = {
+            "Type": "Pass",
+            "Parameters": {
+                f"{k}.$": "States.JsonMerge($.fresh, $.state.steps, false)"
+                if k == "steps"
+                else f"$.state.{k}"
+                for k in fresh.keys
+            },
+            "Next": entry,
+        }
     early = False
     needs_exit = False
     for name in names:
@@ -569,16 +606,16 @@ def _call(n: int, nxt: str | None, state_input: dict[str, Any] | None) -> dict[s
 _STEP_PATH = re.compile(r"\$\.steps\.([A-Za-z0-9_-]+)")
 
 
-def _document(graph: _Graph) -> tuple[list[str], list[str]] | None:
-    """The state document's keys and every step id, from the state that makes it (whose
-    ``Parameters`` hold a record for every step: ``_init``); None when there is none."""
-    for state in graph.states.values():
+def _document(states: dict[str, dict[str, Any]]) -> tuple[str, list[str], list[str]] | None:
+    """The state that makes the state document (whose ``Parameters`` hold a record for
+    every step: ``_init``), the document's keys and every step id; None when none does."""
+    for name, state in states.items():
         params = state.get("Parameters")
         if state.get("Type") == "Pass" and isinstance(params, dict):
             steps = params.get("steps")
             if isinstance(steps, dict):
                 keys = [k.removesuffix(".$") for k in params]
-                return keys, list(steps)
+                return name, keys, list(steps)
     return None
 
 
@@ -594,16 +631,28 @@ def _nested_names(state: dict[str, Any]) -> Iterator[str]:
             yield from _nested_names(inner)
 
 
-def _inputs(graph: _Graph, segments: list[list[str]]) -> list[dict[str, Any] | None]:
-    """What the parent gives each child (``segments[1:]``): the state document with only
-    the records that child and the ones after it use. A record another part wrote is
-    passed on while a later part reads it; a record of a step that has not run yet is
-    ``{}``, as at the start. So the state (and the result of a call, which holds the
-    child's input and output) stays small however many steps came before."""
-    document = _document(graph)
+@dataclass
+class _Fresh:
+    """The records a child adds to the state it gets: its own steps' and those it reads
+    that have not run, ``{}`` as at the start (``keys``: the state document's keys)."""
+
+    keys: list[str]
+    records: dict[str, Any]
+
+
+def _inputs(
+    graph: _Graph, segments: list[list[str]]
+) -> list[tuple[dict[str, Any] | None, _Fresh | None]]:
+    """What the parent gives each child (``segments[1:]``) and what the child adds: the
+    state document with only the records that child and the ones after it read. A record
+    an earlier part wrote is passed on while a later part reads it; the records of steps
+    that have not run are made by the child. So the state (and the result of a call,
+    which holds the child's input and output) stays small however many steps came
+    before."""
+    document = _document(graph.states)
     if document is None:
-        return [None] * (len(segments) - 1)
-    keys, ids = document
+        return [(None, None)] * (len(segments) - 1)
+    _, keys, ids = document
     known = set(ids)
     owned: list[set[str]] = []
     reads: list[set[str]] = []
@@ -619,17 +668,16 @@ def _inputs(graph: _Graph, segments: list[list[str]]) -> list[dict[str, Any] | N
         owned.append(mine - taken)
         taken |= mine
         reads.append(read & known)
-    out: list[dict[str, Any] | None] = []
+    out: list[tuple[dict[str, Any] | None, _Fresh | None]] = []
     for m in range(1, len(segments)):
         before = set().union(*owned[:m])
         later = set().union(*reads[m:])
-        steps: dict[str, Any] = {}
-        for sid in ids:
-            if sid in before and sid in later:
-                steps[f"{sid}.$"] = f"$.steps.{sid}"
-            elif sid in owned[m] or (sid in reads[m] and sid not in before):
-                steps[sid] = {}
-        out.append({**{f"{k}.$": f"$.{k}" for k in keys if k != "steps"}, "steps": steps})
+        passed = {f"{sid}.$": f"$.steps.{sid}" for sid in ids if sid in before and sid in later}
+        fresh: dict[str, Any] = {
+            sid: {} for sid in ids if sid in owned[m] or (sid in reads[m] and sid not in before)
+        }
+        given = {f"{k}.$": f"$.{k}" for k in keys if k != "steps"}
+        out.append(({**given, "steps": passed}, _Fresh(keys, fresh)))
     return out
 
 
@@ -654,6 +702,7 @@ def _build(
         segments.append([n for n in graph.states if n in inside])
     segments.reverse()
     total = len(segments)
+    inputs = _inputs(graph, segments)
     children: list[Part] = []
     early_ends: list[bool] = []
     for i, names in enumerate(segments[1:], start=1):
@@ -665,6 +714,7 @@ def _build(
             exit_,
             f"{comment} (part {i + 1} of {total})".strip(),
             extra,
+            inputs[i - 1][1],
         )
         text = dumps(child)
         if len(text.encode()) > DEFINITION_LIMIT:  # as the parent's file: compact then
@@ -672,7 +722,6 @@ def _build(
         children.append(Part(suffix(i + 1), child, text))
         early_ends.append(early)
     # The parent: the first part, then each child in turn.
-    inputs = _inputs(graph, segments)
     states: dict[str, dict[str, Any]] = {}
     first_call = "_part-2"
     for name in segments[0]:
@@ -681,7 +730,7 @@ def _build(
         n = i + 2
         nxt = f"_part-{n + 1}" if n < total else None
         if early:
-            states[f"_part-{n}"] = _call(n, f"_part-{n}.ended", inputs[i])
+            states[f"_part-{n}"] = _call(n, f"_part-{n}.ended", inputs[i][0])
             # Only a child before the last may end early: ``nxt`` is a call.
             states[f"_part-{n}.ended"] = {
                 "Type": "Choice",
@@ -691,7 +740,7 @@ def _build(
                 "Default": str(nxt),
             }
         else:
-            states[f"_part-{n}"] = _call(n, nxt, inputs[i])
+            states[f"_part-{n}"] = _call(n, nxt, inputs[i][0])
     if any(early_ends):
         states["_part.succeeded"] = {"Type": "Succeed", "OutputPath": f"$.{SUCCEEDED}"}
     states.update(_caught_states())
@@ -725,34 +774,30 @@ def split(
     sizes: dict[str, int] = {}
     for name, state in graph.states.items():
         in_child[name], sizes[name] = _in_child(name, state)
-    # Room for the states of a part: the limit less what the split adds to it (a child's
-    # way in and out; the parent's calls of every child and its failure states).
+    # Room for the states of a child: the limit less what the split adds to it (its way
+    # in and out), corrected by what the parts measure once built.
     comment = str(definition.get("Comment", ""))
-    skeleton, _ = _child({}, [], "x", "y", f"{comment} (part 99 of 99)", {})
+    skeleton, _ = _child(
+        {}, [], "x", "y", f"{comment} (part 99 of 99)", {}, _Fresh(["steps"], {"x": {}})
+    )
     skeleton["States"]["_part.exit"] = {"Type": "Pass", "End": True}
     skeleton["States"]["_part.ended"] = {"Type": "Pass", "End": True}
-    child_room = limit - size(skeleton)
-    calls = whole // max(child_room, 1) + 2
-    head = {**definition, "States": _caught_states()}
-    for n in range(2, calls + 2):
-        head["States"][f"_part-{n}"] = _call(n, f"_part-{n + 1}", None)
-    parent_room = limit - size(head)
+    room = limit - size(skeleton)
     for _ in range(8):
-        if min(child_room, parent_room) <= 0:
+        if room <= 0:
             break
-        cuts = _cuts(graph, sizes, parent_room, child_room)
-        if not cuts:  # the estimate let the whole fit: it does not
-            parent_room = min(parent_room, whole // 2)
-            continue
+        cuts = _cuts(graph, sizes, room)
         parent, children = _build(definition, graph, in_child, cuts)
         over_parent = size(parent) - limit
-        over_child = max((size(c.definition) for c in children), default=0) - limit
-        if over_parent <= 0 and over_child <= 0:
-            return parent, children
         if over_parent > 0:
-            parent_room -= over_parent + limit // 100
-        if over_child > 0:
-            child_room -= over_child + limit // 100
+            raise SplitError(
+                f"its parent state machine would be {size(parent) / 1024:,.0f} KB: what comes "
+                "before the first place to split it and the calls of its parts are too large"
+            )
+        over = max(size(c.definition) for c in children) - limit
+        if over <= 0:
+            return parent, children
+        room -= over + limit // 100
     raise SplitError(f"no split keeps every part under {limit:,} bytes")
 
 
