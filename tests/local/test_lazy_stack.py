@@ -190,9 +190,10 @@ def test_a_run_reads_each_history_event_about_once(monkeypatch: pytest.MonkeyPat
     assert result.status == "SUCCEEDED" and result.output == "abcde"
     assert {s: v["status"] for s, v in result.steps.items()} == dict.fromkeys("abcde", "succeeded")
     assert len(returned) >= 3  # polled while it ran
-    # Every event once, plus at most a small page per poll that found nothing new
-    # (reading the whole history on every poll returns it again and again).
-    assert sum(returned) <= newest + HISTORY_PAGE_MIN * len(returned)
+    # Every event once, plus at most a page or two per poll of events already seen (the
+    # page read newest first overlaps what the last poll saw; a busy machine makes the
+    # pages larger): reading the whole history on every poll returns it again and again.
+    assert sum(returned) <= newest + 2 * HISTORY_PAGE_MIN * len(returned)
 
 
 def test_a_run_imports_no_moto_backend_or_handler_it_does_not_use(tmp_path: Path) -> None:
