@@ -198,15 +198,21 @@ def test_conditional_increments_from_eight_threads_never_lose_an_update() -> Non
         sys.setswitchinterval(previous)
 
 
+def _hash_table(name: str) -> Any:
+    """A DynamoDB client and a new table ``name`` keyed by ``pk`` alone."""
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return ddb
+
+
 def _increments() -> None:
     with LocalExecutor(loopline_functions=False):
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="counters",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        ddb = _hash_table("counters")
         ddb.put_item(TableName="counters", Item={"pk": {"S": "c"}, "n": {"N": "0"}})
         won = []
 
@@ -250,13 +256,7 @@ def test_a_cancelled_transaction_puts_back_every_item_it_wrote_without_copying_t
     from moto.dynamodb.models import dynamodb_backends
 
     with LocalExecutor(loopline_functions=False):
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="items",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        ddb = _hash_table("items")
         for pk in ("kept", "gone", "counted"):
             ddb.put_item(TableName="items", Item={"pk": {"S": pk}, "n": {"N": "1"}})
         before = _items(ddb)
@@ -307,13 +307,7 @@ def test_a_transaction_naming_one_item_twice_or_two_operations_in_one_entry_writ
     None
 ):
     with LocalExecutor(loopline_functions=False):
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="items",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        ddb = _hash_table("items")
         with pytest.raises(ddb.exceptions.ClientError, match="ValidationException"):
             ddb.transact_write_items(
                 TransactItems=[
