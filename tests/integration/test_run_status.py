@@ -127,7 +127,7 @@ def approval(on_timeout: str) -> str:
     return f"""  - id: review
     approval:
       instruction: Check it
-      timeout: 1
+      timeout: 2
       on_timeout: {on_timeout}{extra}
 """
 
