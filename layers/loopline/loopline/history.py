@@ -674,7 +674,8 @@ class _Reading:
 class SplitHistory:
     """One history for an execution of a split workflow, as if one machine had run it.
 
-    ``read(arn)`` returns an execution's history so far (oldest first). Each call returns
+    ``read(arn, after)`` returns an execution's history events after event ``after`` (or
+    all of them: those already read are passed over), oldest first. Each call returns
     the events not returned before: the execution's own until its first split state, then
     the events of each child execution in turn (read from the ``TaskSubmitted`` that
     started it), then the execution's end. The split's own states (``_part…``) and the
@@ -683,7 +684,7 @@ class SplitHistory:
     ``previousEventId`` points to the event it followed in the joined history. A
     definition that was not split reads as it is."""
 
-    def __init__(self, read: Callable[[str], Iterable[dict[str, Any]]], arn: str) -> None:
+    def __init__(self, read: Callable[[str, int], Iterable[dict[str, Any]]], arn: str) -> None:
         self._read = read
         self._stack = [_Reading(arn)]
         self._next = 0
@@ -705,7 +706,7 @@ class SplitHistory:
                 return out
             if not r.ended:
                 parent = self._stack[-2]
-                if not any(int(e["id"]) > parent.seen for e in self._read(parent.arn)):
+                if not any(int(e["id"]) > parent.seen for e in self._read(parent.arn, parent.seen)):
                     return out  # the child still runs
                 self._take(r, out)  # the parent moved on (stopped): the child's last events
             self._stack.pop()
@@ -713,7 +714,7 @@ class SplitHistory:
     def _take(self, r: _Reading, out: list[dict[str, Any]]) -> str | None:
         """Append ``r``'s new events; the child execution to read next, if one started."""
         nested = r is not self._stack[0]
-        for ev in sorted(self._read(r.arn), key=lambda e: int(e["id"])):
+        for ev in sorted(self._read(r.arn, r.seen), key=lambda e: int(e["id"])):
             eid = int(ev["id"])
             if eid <= r.seen:
                 continue

@@ -461,7 +461,7 @@ def run_workflow(
         # The events of the execution not read yet, with its child executions' in place
         # when split.
         history: Callable[[], list[dict[str, Any]]] = (
-            SplitHistory(ex.history, arn)
+            SplitHistory(ex.history_after, arn)
             if children
             else (lambda: ex.history_after(arn, tracker.last_id))
         )

@@ -440,7 +440,7 @@ class Ending:
         from loopline.history import SplitHistory, Tracker, joined
 
         # A split workflow's children ran in executions of their own: read as one.
-        read = SplitHistory(_history, arn)
+        read = SplitHistory(lambda execution, _after: _history(execution), arn)
         history = read()
         definition = joined([_definition(a) for a in (arn, *read.children)])
         progress: list[Progress] = []
