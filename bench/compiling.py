@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -45,24 +44,15 @@ REFERENCE = ROOT / "bench" / "reference" / "compile_floor.py"
 REFUSED = "Step Functions accepts at most"
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    layer = str(ROOT / "layers" / "loopline")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (layer, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def _cli() -> str:
-    return str(Path(sys.executable).parent / "loopline")
-
-
 def _definition_text(src: Path, out: Path, env: dict[str, str]) -> tuple[str, bool]:
     """The ASL the compiler makes for ``src`` (running the command once, untimed), and
     whether the command refused it for its size."""
     import subprocess
 
+    from ratio import cli
+
     proc = subprocess.run(
-        [_cli(), "compile", "-q", str(src), "-o", str(out)],
+        [cli(), "compile", "-q", str(src), "-o", str(out)],
         env=env,
         capture_output=True,
         text=True,
@@ -92,9 +82,9 @@ def bench_compiling() -> list[Ratio]:
     import tempfile
 
     from generate import write
-    from ratio import Ratio, child_cpu, paired
+    from ratio import Ratio, child_cpu, child_env, cli, paired
 
-    env = _env()
+    env = child_env()
     rows: list[Ratio] = []
     phases: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +111,7 @@ def bench_compiling() -> list[Ratio]:
                     raise SystemExit(
                         f"{REFERENCE.name} does not write the compiler's ASL for {n} steps"
                     )
-            subject = [_cli(), "compile", "-q", str(src), "-o", str(out)]
+            subject = [cli(), "compile", "-q", str(src), "-o", str(out)]
             what = f"compile {n:,} steps" + (" (refused >1MiB)" if refused else "")
             rows.append(
                 paired(

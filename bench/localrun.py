@@ -18,7 +18,6 @@ counts the state machines moto created and the history the run read.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "bench") not in sys.path:
     sys.path.insert(0, str(ROOT / "bench"))
 
-from ratio import Ratio, child_cpu, paired  # noqa: E402
+from ratio import Ratio, child_cpu, child_env, cli, paired  # noqa: E402
 
 GOAL = 1.3
 ROUNDS = 7
@@ -48,23 +47,12 @@ steps:
 """
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    layer = str(ROOT / "layers" / "loopline")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (layer, env.get("PYTHONPATH")) if p)
-    return env
-
-
-def _cli() -> str:
-    return str(Path(sys.executable).parent / "loopline")
-
-
 def bench_localrun() -> list[Ratio]:
-    env = _env()
+    env = child_env()
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp, "one_step.yaml")
         src.write_text(WORKFLOW, encoding="utf-8")
-        run = [_cli(), "run", "-q", str(src), "--input", INPUT]
+        run = [cli(), "run", "-q", str(src), "--input", INPUT]
         ref = [sys.executable, str(REFERENCE)]
         for argv in (run, ref):  # bytecode caches written, untimed
             child_cpu(argv, cwd=ROOT, env=env)

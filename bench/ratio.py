@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,20 @@ def child_cpu(
     if check and proc.returncode:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}:\n{err.decode()[-2000:]}")
     return usage.ru_utime + usage.ru_stime
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a measured child: this one, with the layer's ``loopline`` first
+    on ``PYTHONPATH`` and bytecode caches written (as a user's runs have them)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    layer = str(Path(__file__).resolve().parents[1] / "layers" / "loopline")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (layer, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def cli() -> str:
+    """The ``loopline`` command of this interpreter's environment."""
+    return str(Path(sys.executable).parent / "loopline")
 
 
 def wall(call: Callable[[], object]) -> float:
