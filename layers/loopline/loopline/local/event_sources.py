@@ -16,6 +16,48 @@ from typing import Any
 Invoke = Callable[[str, Any], Any]
 
 
+class InFlight:
+    """How much work is under way (a count), and a wait until none is."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = threading.Condition()
+
+    def hold(self) -> None:
+        with self._idle:
+            self._count += 1
+
+    def release(self) -> None:
+        with self._idle:
+            self._count -= 1
+            if not self._count:
+                self._idle.notify_all()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.hold()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def wait_idle(self, deadline: float) -> bool:
+        """Wait until nothing is under way (False when ``deadline``, a
+        ``time.monotonic()``, passes first)."""
+        with self._idle:
+            while self._count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    @property
+    def idle(self) -> bool:
+        with self._idle:
+            return not self._count
+
+
 class EventSources:
     """The pollers of a kind of event source; ``stop()`` ends them and undoes the patch
     ``start()`` made (kept in ``_undo``)."""
@@ -26,8 +68,7 @@ class EventSources:
         self._wake: dict[str, list[threading.Event]] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
-        self._busy = 0
-        self._idle = threading.Condition()
+        self._in_flight = InFlight()
         self._undo: Callable[[], None] | None = None
 
     def _spawn(
@@ -44,18 +85,9 @@ class EventSources:
         for event in self._wake.get(key, ()):
             event.set()
 
-    @contextlib.contextmanager
-    def _working(self) -> Iterator[None]:
+    def _working(self) -> contextlib.AbstractContextManager[None]:
         """One batch being handled (``drain`` waits for it)."""
-        with self._idle:
-            self._busy += 1
-        try:
-            yield
-        finally:
-            with self._idle:
-                self._busy -= 1
-                if not self._busy:
-                    self._idle.notify_all()
+        return self._in_flight.held()
 
     def _pending(self) -> bool:
         """Whether something is left to hand over."""
@@ -79,16 +111,10 @@ class EventSources:
         on timeout."""
         deadline = time.monotonic() + timeout
         while True:
-            with self._idle:
-                while self._busy:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._idle.wait(left)
-            if not self._pending():
-                with self._idle:
-                    if not self._busy:
-                        return True
+            if not self._in_flight.wait_idle(deadline):
+                return False
+            if not self._pending() and self._in_flight.idle:
+                return True
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)

@@ -101,6 +101,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from loopline.local.event_sources import InFlight
 from loopline.local.sqs_events import SqsEventSources, SqsMapping
 from loopline.local.stream_events import StreamEventSources, StreamMapping
 
@@ -253,8 +254,8 @@ class Fidelity:
         self.region = region
         self._saved_env: dict[str, str | None] = {}
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue()
-        self._busy = 0
-        self._idle = threading.Condition()
+        #: Events being delivered (``drain`` waits for them).
+        self._in_flight = InFlight()
         self._ended: set[str] = set()
         self._ended_lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -336,20 +337,14 @@ class Fidelity:
         (one may lead to the others); False on timeout."""
         deadline = time.monotonic() + timeout
         while True:
-            with self._idle:
-                while self._busy:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._idle.wait(left)
+            if not self._in_flight.wait_idle(deadline):
+                return False
             for source in (self.sqs, self.streams):
                 if not source.drain(max(0.0, deadline - time.monotonic())):
                     return False
             # Idle all at once: nothing handled since led to more work anywhere.
-            if self.sqs.drain(0) and self.streams.drain(0):
-                with self._idle:
-                    if not self._busy:
-                        return True
+            if self.sqs.drain(0) and self.streams.drain(0) and self._in_flight.idle:
+                return True
 
     def _patch(self, owner: Any, name: str, make: Callable[[Any], Any]) -> None:
         original = owner.__dict__[name]
@@ -357,14 +352,10 @@ class Fidelity:
         self._undo.append(lambda: setattr(owner, name, original))
 
     def _hold(self) -> None:
-        with self._idle:
-            self._busy += 1
+        self._in_flight.hold()
 
     def _release(self) -> None:
-        with self._idle:
-            self._busy -= 1
-            if not self._busy:
-                self._idle.notify_all()
+        self._in_flight.release()
 
     # ------------------------------------------------------------------ Step Functions
 
