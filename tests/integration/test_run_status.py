@@ -122,12 +122,12 @@ VOTE = """  - id: v
 VOTER_ERROR = [{"step": "v", "answer": {"error": "Loopline.LLMError"}}]
 
 
-def approval(on_timeout: str) -> str:
+def approval(on_timeout: str, timeout: int = 2) -> str:
     extra = "\n      escalate_to: {role: lead}" if on_timeout == "escalate" else ""
     return f"""  - id: review
     approval:
       instruction: Check it
-      timeout: 2
+      timeout: {timeout}
       on_timeout: {on_timeout}{extra}
 """
 
@@ -596,7 +596,7 @@ def test_a_human_wait_inside_a_try_wrapper_is_told_like_any_other(
 
 def test_an_answer_at_the_prompt_may_carry_a_comment(tmp_path: Path) -> None:
     seen = run(
-        approval("fail").replace("timeout: 1", "timeout: 60"),
+        approval("fail", timeout=60),
         tmp_path,
         ask=lambda wait: "reject # the figures are wrong",
     )

@@ -714,10 +714,14 @@ class Fidelity:
 def serialise_dynamodb(lock: Any = None) -> Callable[[], None]:
     """Run moto's DynamoDB item operations one at a time (under ``lock``, a new RLock when
     none is given), as DynamoDB serialises conditional writes on an item; the reads too,
-    because moto's item dictionaries cannot be read while another thread writes them.
-    ``TransactWriteItems`` keeps only the items it writes to undo a cancelled transaction
+    because moto's item dictionaries cannot be read while another thread writes them; and
+    each request whole, because moto turns the items a read returned into its answer
+    after the operation, from the table's own objects, which an update changes in place
+    (a query answered while an update ran failed with "dictionary changed size during
+    iteration", a 500). ``TransactWriteItems`` keeps only the items it writes to undo a cancelled transaction
     (``_transact_write_items``). Returns the function that undoes it."""
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
 
     guard = lock if lock is not None else threading.RLock()
     moto_transact = DynamoDBBackend.__dict__["transact_write_items"]
@@ -738,11 +742,14 @@ def serialise_dynamodb(lock: Any = None) -> Callable[[], None]:
 
     for name, original in saved.items():
         setattr(DynamoDBBackend, name, serialised(original))
+    moto_call_action = DynamoHandler.__dict__["call_action"]
+    DynamoHandler.call_action = serialised(moto_call_action)  # type: ignore[method-assign]
 
     def undo() -> None:
         for name, original in saved.items():
             setattr(DynamoDBBackend, name, original)
         DynamoDBBackend.transact_write_items = moto_transact  # type: ignore[method-assign]
+        DynamoHandler.call_action = moto_call_action  # type: ignore[method-assign]
 
     return undo
 
