@@ -51,7 +51,9 @@ Each item, and why the local stack needs it:
 - **DynamoDB writes serialised.** DynamoDB applies writes to an item one at a time, so a
   condition expression is checked and the write made atomically. moto's backend does the
   check and the write as separate Python steps, and its item dictionaries are not safe to
-  read while another thread writes: every backend operation on items runs under one lock.
+  read while another thread writes: every backend operation on items, and each DynamoDB
+  request whole (moto builds a read's answer from the live items after the operation),
+  runs under one lock.
 - **A cancelled transaction undone item by item.** moto deep-copies every table a
   ``TransactWriteItems`` names, to put it back if the transaction is cancelled: time and
   memory grow with the table. The local stack keeps only the items the transaction writes
