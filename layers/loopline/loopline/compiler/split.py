@@ -66,9 +66,14 @@ PARENT_EXECUTION = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
 #: A Lambda function ARN with a name of the most characters (64) takes this many bytes;
 #: every ``${Placeholder}`` counts as one in ``deployed_size``.
 ARN_BYTES = 120
+#: Where a child reads its parent's execution id.
+_CHILD_EXECUTION = f"$$.Execution.Input.{PARENT_EXECUTION}"
 #: How a child marks an early end: its output is ``{SUCCEEDED: OUTPUT}``.
 SUCCEEDED = "_succeeded"
 _PLACEHOLDER = re.compile(r"\$\{[A-Za-z0-9_.:-]+\}")
+_PLACEHOLDER_BYTES = re.compile(_PLACEHOLDER.pattern.encode())
+#: A step's record read or written by a path (``$.steps.<id>``), in compact JSON.
+_STEP_PATH_BYTES = re.compile(rb"\$\.steps\.([A-Za-z0-9_-]+)")
 _EXECUTION = re.compile(r"\$\$\.Execution\.(\w+)")
 #: State types that may end a machine with ``End`` (the others need a state to go to).
 _MAY_END = {"Task", "Pass", "Map", "Parallel", "Wait"}
@@ -152,10 +157,13 @@ class _Graph:
         self.states: dict[str, dict[str, Any]] = definition["States"]
         #: States that end the workflow early (``succeed`` steps), not its way to the end.
         self.early_ends = frozenset(early_ends)
-        self._refs: dict[str, tuple[set[str], set[str]]] = {}
         self.start: str = definition["StartAt"]
         self.succ = {n: list(dict.fromkeys(_targets(s))) for n, s in self.states.items()}
         self.order = self._reverse_postorder()
+        self.preds: dict[str, list[str]] = {n: [] for n in self.order}
+        for n in self.order:
+            for t in self.succ[n]:
+                self.preds[t].append(n)
         self.idom = self._dominators()
         self.children: dict[str, list[str]] = {n: [] for n in self.order}
         for n in self.order:
@@ -186,10 +194,7 @@ class _Graph:
         """Immediate dominators (Cooper, Harvey and Kennedy's iteration over the
         reverse postorder)."""
         rank = {n: i for i, n in enumerate(self.order)}
-        preds: dict[str, list[str]] = {n: [] for n in self.order}
-        for n in self.order:
-            for t in self.succ[n]:
-                preds[t].append(n)
+        preds = self.preds
         idom: dict[str, str] = {self.start: self.start}
 
         def intersect(a: str, b: str) -> str:
@@ -204,10 +209,10 @@ class _Graph:
         while changed:
             changed = False
             for n in self.order[1:]:
-                done = [p for p in preds[n] if p in idom]
-                new = done[0]
-                for p in done[1:]:
-                    new = intersect(p, new)
+                new = ""
+                for p in preds[n]:
+                    if p in idom:
+                        new = intersect(p, new) if new else p
                 if idom.get(n) != new:
                     idom[n] = new
                     changed = True
@@ -245,10 +250,7 @@ class _Graph:
                 while not self.dominates(w, v):
                     bad.add(w)
                     w = self.idom[w]
-        preds: dict[str, list[str]] = {n: [] for n in self.order}
-        for n in self.order:
-            for t in self.succ[n]:
-                preds[t].append(n)
+        preds = self.preds
         # Between steps only: before the first state of a step (or a state of no step,
         # the output), all of whose ways in come from states of other steps or from the
         # state that makes the state document. There the document is whole (no step's
@@ -278,18 +280,6 @@ class _Graph:
             cuttable = {n for n in cuttable if self.dominates(n, last)}
         return cuttable
 
-    def step_refs(self, name: str) -> tuple[set[str], set[str]]:
-        """The steps state ``name`` (and the states inside it) belongs to, and the steps
-        whose records it reads; worked out once per state (each split tries cuts more
-        than once)."""
-        refs = self._refs.get(name)
-        if refs is None:
-            state = self.states[name]
-            steps = {_step(n) for n in (name, *_nested_names(state)) if not n.startswith("_")}
-            reads = set(_STEP_PATH.findall(orjson.dumps(state).decode()))
-            refs = self._refs[name] = (steps, reads)
-        return refs
-
     def subtree(self, root: str) -> list[str]:
         """``root`` and the states it dominates, in reverse postorder."""
         lo, hi = self.tin[root], self.tout[root]
@@ -299,15 +289,51 @@ class _Graph:
 # --------------------------------------------------------------------------- cutting
 
 
-def _in_child(name: str, state: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """``state`` as a child runs it (``_parent_execution``) and what it adds to a
-    definition's deployed size (``"name":STATE``), from one serialisation when the
-    state reads no execution id (most do not)."""
-    text = orjson.dumps(state).decode()
-    if "$$.Execution." in text:
-        state = _parent_execution(name, state)
-        text = orjson.dumps(state).decode()
-    return state, deployed_size(orjson.dumps(name).decode()) + 1 + deployed_size(text)
+@dataclass(slots=True)
+class _Measured:
+    """One top-level state as the split sees it, from one serialisation of it."""
+
+    #: The state as a child runs it (``_parent_execution``).
+    in_child: dict[str, Any]
+    #: What it adds to a child's deployed size: ``"name":STATE,``.
+    size: int
+    #: The steps it (and the states inside it) belongs to.
+    steps: set[str]
+    #: The steps whose records it reads (``$.steps.<id>``).
+    reads: set[str]
+
+
+#: How a Lambda task of the compiler names its execution (``compile.lambda_task``).
+_TASK_EXECUTION = b'"execution.$":"$$.Execution.Id"'
+_TASK_EXECUTION_GROWS = len(_CHILD_EXECUTION) - len("$$.Execution.Id")
+
+
+def _measure(name: str, state: dict[str, Any]) -> _Measured:
+    raw = orjson.dumps(state)
+    child, size = state, len(raw)
+    if b"$$.Execution." in raw:
+        params = state.get("Parameters")
+        if (
+            raw.count(b"$$.Execution.") == 1
+            and _TASK_EXECUTION in raw
+            and isinstance(params, dict)
+            and params.get("execution.$") == "$$.Execution.Id"
+        ):
+            # A Lambda task's one reference (most states that read it): no reparse.
+            child = {**state, "Parameters": {**params, "execution.$": _CHILD_EXECUTION}}
+            size += _TASK_EXECUTION_GROWS
+        else:
+            child, raw = _parent_execution(name, state, raw.decode())
+            size = len(raw)
+    if b"${" in raw:
+        size += sum(ARN_BYTES - len(p) for p in _PLACEHOLDER_BYTES.findall(raw))
+    reads = {m.decode() for m in _STEP_PATH_BYTES.findall(raw)} if b"$.steps." in raw else set()
+    if state.get("Type") in ("Map", "Parallel"):
+        steps = {_step(n) for n in (name, *_nested_names(state)) if not n.startswith("_")}
+    else:
+        steps = set() if name.startswith("_") else {_step(name)}
+    size += len(orjson.dumps(name)) + 2  # "name": before, "," after
+    return _Measured(child, size, steps, reads)
 
 
 def _cuts(graph: _Graph, sizes: dict[str, int], room: int) -> list[str]:
@@ -372,14 +398,13 @@ def _string_start(text: str, at: int) -> int:
     return q
 
 
-def _parent_execution(name: str, state: dict[str, Any]) -> dict[str, Any]:
-    """``state`` reading the parent's execution id (from the child's input) where it read
-    its own: in the values of ``.$`` keys (paths and intrinsic functions). The same object
-    when it reads none."""
-    text = orjson.dumps(state).decode()
+def _parent_execution(name: str, state: dict[str, Any], text: str) -> tuple[dict[str, Any], bytes]:
+    """``state`` (``text``: its compact JSON) reading the parent's execution id (from the
+    child's input) where it read its own: in the values of ``.$`` keys (paths and
+    intrinsic functions), and its compact JSON. The same object when it reads none."""
     at = text.find("$$.Execution.")
     if at < 0:
-        return state
+        return state, text.encode()
     parts: list[str] = []
     done = 0
     while at >= 0:
@@ -394,13 +419,14 @@ def _parent_execution(name: str, state: dict[str, Any]) -> dict[str, Any]:
                     "execution does not share with its parent",
                     name,
                 )
-            parts += [text[done:at], f"$$.Execution.Input.{PARENT_EXECUTION}"]
+            parts += [text[done:at], _CHILD_EXECUTION]
             done = at + len("$$.Execution.Id")
         at = text.find("$$.Execution.", at + 1)
     if not parts:
-        return state
-    out: dict[str, Any] = orjson.loads("".join(parts) + text[done:])
-    return out
+        return state, text.encode()
+    raw = ("".join(parts) + text[done:]).encode()
+    out: dict[str, Any] = orjson.loads(raw)
+    return out, raw
 
 
 def _child(
@@ -411,11 +437,13 @@ def _child(
     comment: str,
     extra: dict[str, Any],
     fresh: _Fresh | None = None,
+    succ: dict[str, list[str]] | None = None,
 ) -> tuple[dict[str, Any], bool]:
     """The definition of one child: ``names`` (its states, ``entry`` first), leaving to
     ``exit_`` (the next part's first state; None for the last part); ``fresh`` adds the
-    records of its steps, as they are before they run, to the state it gets. Returns it
-    and whether it may end early (a ``succeed`` before the last part)."""
+    records of its steps, as they are before they run, to the state it gets; ``succ``
+    (``_Graph.succ``) where each state goes. Returns it and whether it may end early (a
+    ``succeed`` before the last part)."""
     states: dict[str, dict[str, Any]] = {}
     if fresh is None or not fresh.records:
         states["_part.enter"] = {"Type": "Pass", "InputPath": "$.state", "Next": entry}
@@ -452,7 +480,7 @@ def _child(
                 early = True
                 state = {k: v for k, v in state.items() if k != "End"}
                 state["Next"] = "_part.ended"
-            if exit_ in set(_targets(state)):
+            if exit_ in (succ[name] if succ is not None else set(_targets(state))):
                 if state.get("Next") == exit_ and state["Type"] in _MAY_END:
                     state = {k: v for k, v in state.items() if k != "Next"}
                     state["End"] = True
@@ -602,10 +630,6 @@ def _call(n: int, nxt: str | None, state_input: dict[str, Any] | None) -> dict[s
     return state
 
 
-#: A step's record read or written by a path: ``$.steps.<id>``.
-_STEP_PATH = re.compile(r"\$\.steps\.([A-Za-z0-9_-]+)")
-
-
 def _document(states: dict[str, dict[str, Any]]) -> tuple[str, list[str], list[str]] | None:
     """The state that makes the state document (whose ``Parameters`` hold a record for
     every step: ``_init``), the document's keys and every step id; None when none does."""
@@ -641,7 +665,7 @@ class _Fresh:
 
 
 def _inputs(
-    graph: _Graph, segments: list[list[str]]
+    graph: _Graph, measured: dict[str, _Measured], segments: list[list[str]]
 ) -> list[tuple[dict[str, Any] | None, _Fresh | None]]:
     """What the parent gives each child (``segments[1:]``) and what the child adds: the
     state document with only the records that child and the ones after it read. A record
@@ -661,9 +685,8 @@ def _inputs(
         mine: set[str] = set()
         read: set[str] = set()
         for name in names:
-            steps_of, reads_of = graph.step_refs(name)
-            mine |= steps_of
-            read |= reads_of
+            mine |= measured[name].steps
+            read |= measured[name].reads
         mine &= known
         owned.append(mine - taken)
         taken |= mine
@@ -684,7 +707,7 @@ def _inputs(
 def _build(
     definition: dict[str, Any],
     graph: _Graph,
-    in_child: dict[str, dict[str, Any]],
+    measured: dict[str, _Measured],
     cuts: list[str],
 ) -> tuple[dict[str, Any], list[Part]]:
     comment = str(definition.get("Comment", ""))
@@ -702,7 +725,8 @@ def _build(
         segments.append([n for n in graph.states if n in inside])
     segments.reverse()
     total = len(segments)
-    inputs = _inputs(graph, segments)
+    inputs = _inputs(graph, measured, segments)
+    in_child = {name: m.in_child for name, m in measured.items()}
     children: list[Part] = []
     early_ends: list[bool] = []
     for i, names in enumerate(segments[1:], start=1):
@@ -715,6 +739,7 @@ def _build(
             f"{comment} (part {i + 1} of {total})".strip(),
             extra,
             inputs[i - 1][1],
+            graph.succ,
         )
         text = dumps(child)
         if len(text.encode()) > DEFINITION_LIMIT:  # as the parent's file: compact then
@@ -770,10 +795,17 @@ def split(
         return definition, []
     graph = _Graph(definition, early_ends)
     # The states as a child runs them (the larger: sizes are measured on them).
-    in_child: dict[str, dict[str, Any]] = {}
-    sizes: dict[str, int] = {}
-    for name, state in graph.states.items():
-        in_child[name], sizes[name] = _in_child(name, state)
+    measured = {name: _measure(name, state) for name, state in graph.states.items()}
+    sizes = {name: m.size for name, m in measured.items()}
+    # A child adds a record for each of its steps to the state it gets (``_Fresh``):
+    # counted with the first state of the step, so parts are cut to fit with them.
+    document = _document(graph.states)
+    if document is not None:
+        ids = set(document[2])
+        for name in graph.states:
+            for sid in measured[name].steps & ids:
+                sizes[name] += len(orjson.dumps(sid)) + 4  # "sid":{},
+                ids.discard(sid)
     # Room for the states of a child: the limit less what the split adds to it (its way
     # in and out), corrected by what the parts measure once built.
     comment = str(definition.get("Comment", ""))
@@ -787,7 +819,7 @@ def split(
         if room <= 0:
             break
         cuts = _cuts(graph, sizes, room)
-        parent, children = _build(definition, graph, in_child, cuts)
+        parent, children = _build(definition, graph, measured, cuts)
         over_parent = size(parent) - limit
         if over_parent > 0:
             raise SplitError(
