@@ -150,6 +150,15 @@ def _targets(state: dict[str, Any]) -> Iterator[str]:
         yield catch["Next"]
 
 
+#: The fields of a state that name other states besides ``Next``.
+_BRANCHING = frozenset({"Choices", "Default", "Catch"})
+
+
+def _successors(state: dict[str, Any]) -> list[str]:
+    """The states ``state`` goes to, each once, in ``_targets`` order."""
+    return list(dict.fromkeys(_targets(state)))
+
+
 class _Graph:
     """The top-level states as a graph: dominators and where it may be cut."""
 
@@ -158,7 +167,10 @@ class _Graph:
         #: States that end the workflow early (``succeed`` steps), not its way to the end.
         self.early_ends = frozenset(early_ends)
         self.start: str = definition["StartAt"]
-        self.succ = {n: list(dict.fromkeys(_targets(s))) for n, s in self.states.items()}
+        self.succ = {
+            n: [s["Next"]] if "Next" in s and not _BRANCHING.intersection(s) else _successors(s)
+            for n, s in self.states.items()
+        }
         self.order = self._reverse_postorder()
         self.preds: dict[str, list[str]] = {n: [] for n in self.order}
         for n in self.order:
@@ -244,12 +256,13 @@ class _Graph:
         not dominate ``v``: cut there, and the edge would leave the part for a state
         before it, or jump past the next cut."""
         bad: set[str] = set()
+        tin, tout, idom = self.tin, self.tout, self.idom
         for u in self.order:
             for v in self.succ[u]:
                 w = u
-                while not self.dominates(w, v):
+                while not (tin[w] <= tin[v] and tout[v] <= tout[w]):  # w dominates v
                     bad.add(w)
-                    w = self.idom[w]
+                    w = idom[w]
         preds = self.preds
         # Between steps only: before the first state of a step (or a state of no step,
         # the output), all of whose ways in come from states of other steps or from the

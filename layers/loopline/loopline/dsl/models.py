@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeGuard, Union
 
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError, core_schema
@@ -617,17 +617,18 @@ Step = Annotated[
 
 def children(step: Any) -> list[list[Any]]:
     """The nested step sequences of ``step`` (each arm, body or entry list)."""
-    if isinstance(step, GroupStep):
-        return [step.group]
-    if isinstance(step, ParallelStep):
-        return [[s] for s in step.parallel]
-    if isinstance(step, LoopStep):
-        return [step.loop.steps]
-    if isinstance(step, BranchStep):
-        return [arm for _, arm in step.branch.arms()]
-    if isinstance(step, InvalidStep):
-        return [[s for _, s in body] for body in step.bodies]
-    return []
+    of = _CHILDREN.get(type(step))
+    return of(step) if of is not None else []
+
+
+#: ``children`` by the type of step; the other kinds have none.
+_CHILDREN: dict[type, Callable[[Any], list[list[Any]]]] = {
+    GroupStep: lambda s: [s.group],
+    ParallelStep: lambda s: [[e] for e in s.parallel],
+    LoopStep: lambda s: [s.loop.steps],
+    BranchStep: lambda s: [arm for _, arm in s.branch.arms()],
+    InvalidStep: lambda s: [[x for _, x in body] for body in s.bodies],
+}
 
 
 def own_scope(step: Any) -> bool:
@@ -647,10 +648,16 @@ def own_scope(step: Any) -> bool:
 
 def iter_steps(steps: list[Any]) -> Iterator[Any]:
     """Every step in ``steps`` and below, depth first, in file order."""
-    for s in steps:
-        yield s
-        for seq in children(s):
-            yield from iter_steps(seq)
+    stack: list[Iterator[Any]] = [iter(steps)]
+    while stack:
+        for s in stack[-1]:
+            yield s
+            of = _CHILDREN.get(type(s))
+            if of is not None:
+                stack.append(iter([x for seq in of(s) for x in seq]))
+                break
+        else:
+            stack.pop()
 
 
 # --------------------------------------------------------------------------- top level
