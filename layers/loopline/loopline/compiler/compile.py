@@ -205,7 +205,7 @@ class Scope:
         while queue:
             name = queue.pop(0)
             order.append(name)
-            for t in _targets(self.states[name]):
+            for t in targets(self.states[name]):
                 if t not in self.states:
                     raise CompileError(
                         f"a transition names {t!r}, which is not in the same scope",
@@ -249,7 +249,7 @@ class Scope:
                     if isinstance(merged.get("Next"), str):
                         preds.setdefault(merged["Next"], []).append(pred)
             if name != start and not any(
-                name in _targets(st) for n, st in self.states.items() if n != name
+                name in targets(st) for n, st in self.states.items() if n != name
             ):
                 del self.states[name]
 
@@ -386,7 +386,9 @@ def _substitute(params: Any, written: str, template: Any, reads_document: bool) 
 _NO_FOLD = object()
 
 
-def _targets(state: dict[str, Any]) -> Iterator[str]:
+def targets(state: dict[str, Any]) -> Iterator[str]:
+    """The states a compiled state goes to: ``Next``, each Choice rule's, ``Default``,
+    each catcher's, in that order (repeats included)."""
     if "Next" in state:
         yield state["Next"]
     for c in state.get("Choices", []):
@@ -1795,4 +1797,5 @@ __all__ = [
     "compile_workflow",
     "count_states",
     "dumps",
+    "targets",
 ]

@@ -56,7 +56,7 @@ from typing import Any
 
 import orjson
 
-from loopline.compiler.compile import DEFINITION_LIMIT, compact, dumps
+from loopline.compiler.compile import DEFINITION_LIMIT, compact, dumps, targets
 
 #: The integration a parent runs its children with.
 START_CHILD = "arn:aws:states:::states:startExecution.sync:2"
@@ -139,24 +139,13 @@ def _step(name: str) -> str:
     return name.split(".")[0]
 
 
-def _targets(state: dict[str, Any]) -> Iterator[str]:
-    if "Next" in state:
-        yield state["Next"]
-    for rule in state.get("Choices", ()):
-        yield rule["Next"]
-    if "Default" in state:
-        yield state["Default"]
-    for catch in state.get("Catch", ()):
-        yield catch["Next"]
-
-
 #: The fields of a state that name other states besides ``Next``.
 _BRANCHING = frozenset({"Choices", "Default", "Catch"})
 
 
 def _successors(state: dict[str, Any]) -> list[str]:
-    """The states ``state`` goes to, each once, in ``_targets`` order."""
-    return list(dict.fromkeys(_targets(state)))
+    """The states ``state`` goes to, each once, in ``targets`` order."""
+    return list(dict.fromkeys(targets(state)))
 
 
 class _Graph:
@@ -493,11 +482,11 @@ def _child(
                 early = True
                 state = {k: v for k, v in state.items() if k != "End"}
                 state["Next"] = "_part.ended"
-            if exit_ in (succ[name] if succ is not None else set(_targets(state))):
+            if exit_ in (succ[name] if succ is not None else set(targets(state))):
                 if state.get("Next") == exit_ and state["Type"] in _MAY_END:
                     state = {k: v for k, v in state.items() if k != "Next"}
                     state["End"] = True
-                if exit_ in set(_targets(state)):
+                if exit_ in set(targets(state)):
                     needs_exit = True
                     state = _redirect(state, exit_, "_part.exit")
         states[name] = state
