@@ -418,7 +418,6 @@ class Compiler:
         self.lambda_conditions = 0
         self.lambda_tasks = 0
         self.declared_inputs = wf.inputs is not None
-        self._retry_blocks: dict[Any, list[dict[str, Any]]] = {}
         self.steps_by_id = {s.id: s for s in wf.all_steps()}
         self.entries: dict[str, str] = {
             sid: self._entry_name(s) for sid, s in self.steps_by_id.items()
@@ -663,26 +662,6 @@ class Compiler:
         return list(dict.fromkeys(out))
 
     def retry_block(self, spec: m.RetrySpec | None, *, action: bool) -> list[dict[str, Any]]:
-        """The ``Retry`` of a state, a fresh copy each time (most states share one)."""
-        key = (
-            action,
-            None
-            if spec is None
-            else (
-                spec.max_attempts,
-                spec.interval,
-                spec.backoff,
-                spec.max_delay,
-                spec.jitter,
-                None if spec.on is None else tuple(spec.on),
-            ),
-        )
-        block = self._retry_blocks.get(key)
-        if block is None:
-            block = self._retry_blocks[key] = self._retry_block(spec, action=action)
-        return [{**r, "ErrorEquals": list(r["ErrorEquals"])} for r in block]
-
-    def _retry_block(self, spec: m.RetrySpec | None, *, action: bool) -> list[dict[str, Any]]:
         if spec is None:
             if not action:
                 return []
