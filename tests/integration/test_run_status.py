@@ -113,6 +113,13 @@ ASSERT = """  - id: c
     assert: "len(inputs.items) == 3"
     message: two items
 """
+NOT_A_LIST = """  - id: l
+    loop:
+      for_each: inputs.items[0]
+      steps:
+        - id: each
+          tool: now
+"""
 VOTE = """  - id: v
     vote:
       input: inputs.items
@@ -313,6 +320,43 @@ CASES: dict[str, Case] = {
         "SUCCEEDED",
         {"c": ("succeeded", 1)},
         seq("c started", "c succeeded"),
+    ),
+    "for_each over a value that is not a list": Case(
+        NOT_A_LIST,
+        "FAILED",
+        {"l": ("failed", 1)},
+        seq("l started", "l failed"),
+        error="Loopline.Failed",
+        details={"l failed": "step l: for_each needs a list, got 1"},
+    ),
+    "for_each over a value that is not a list, on_error": Case(
+        on_error(NOT_A_LIST),
+        "SUCCEEDED",
+        {"l": ("failed", 1), "z": ("succeeded", 1)},
+        seq("l started", "l failed", *CAUGHT),
+        details={"l failed": "step l: for_each needs a list, got 1"},
+    ),
+    "vote over a value that is not a list, on_error": Case(
+        on_error(VOTE.replace("inputs.items", "inputs.items[1]")),
+        "SUCCEEDED",
+        {"v": ("failed", 1), "z": ("succeeded", 1)},
+        seq("v started", "v failed", *CAUGHT),
+        details={"v failed": "step v: vote input needs a list, got 2"},
+    ),
+    "assert with a templated message": Case(
+        ASSERT.replace("two items", '"{{ len(inputs.items) }} items, not 3"'),
+        "FAILED",
+        {"c": ("failed", 1)},
+        seq("c started", "c failed"),
+        error="Loopline.AssertionFailed",
+        details={"c failed": "Loopline.AssertionFailed: 2 items, not 3"},
+    ),
+    "fail with a templated message in a group, on_error": Case(
+        on_error(GROUP.replace("fail: boom", 'fail: "boom after {{ inputs.items }}"')),
+        "SUCCEEDED",
+        {"g": ("failed", 1), "a": ("succeeded", 1), "b": ("failed", 1), "z": ("succeeded", 1)},
+        seq("g started", "a started", "a succeeded", "b started", "b failed", "g failed", *CAUGHT),
+        details={"b failed": "Loopline.Failed: boom after [1, 2]", "g failed": "boom after [1, 2]"},
     ),
     "vote": Case(
         VOTE,

@@ -205,6 +205,43 @@ def test_loops_parallel_and_a_failing_task_equal_run_json() -> None:
     }
 
 
+RECORDED = """
+name: recorded
+inputs:
+  items: {type: json, default: 3}
+steps:
+  - id: each
+    loop:
+      for_each: inputs.items
+      steps:
+        - id: stamp
+          tool: now
+    on_error: continue
+  - id: check
+    assert: "inputs.items > 5"
+    message: "{{ inputs.items }} is not over 5"
+"""
+
+
+def test_control_step_failures_carry_their_readable_cause_as_in_run_json() -> None:
+    # A for_each over a number (its error recorded by on_error without being raised) and
+    # an assert whose message is a template (its Fail state's cause read from its input).
+    task, events, _ = _same_steps_as_run_json(RECORDED, {}, [], None)
+    assert task["steps"] == {
+        "each": {"status": "FAILED", "starts": 1},
+        "check": {"status": "FAILED", "starts": 1},
+    }
+    failed = {e["step"]: e["data"] for e in events if e["type"] == "step.failed"}
+    assert failed == {
+        "each": {
+            "attempt": 0,
+            "error": "Loopline.Failed",
+            "cause": "step each: for_each needs a list, got 3",
+        },
+        "check": {"attempt": 0, "error": "Loopline.AssertionFailed", "cause": "3 is not over 5"},
+    }
+
+
 def test_a_human_step_leaves_the_task_waiting() -> None:
     source, script = _example("incident_response")
     with local_stack(script) as stack:

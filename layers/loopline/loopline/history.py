@@ -25,6 +25,11 @@ helper roles:
   out). The one exception: a human wait that times out hands over to its own
   ``on_timeout`` states, which decide (a ``Fail`` there fails the step; an approval
   approved on timeout succeeds).
+- A ``Fail`` state's error and cause are its ``Error``/``Cause``, or what its
+  ``ErrorPath``/``CausePath`` reads from the state's input. A state of step X that
+  records ``{error, cause}`` as X's output (``ResultPath`` ``$.steps.X.output``) records
+  an error of X, raised or not (a ``for_each`` over a value that is not a list, caught
+  by ``on_error``): X's run ends failed with it.
 - A failed branch or iteration fails its Map or Parallel (and so the step that holds
   it); the branches still running are stopped (``aborted``). A thread ends at a state
   with ``End`` (a branch) or with its iteration; the execution's end ends every run
@@ -34,6 +39,7 @@ helper roles:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +141,160 @@ def _targets(state: dict[str, Any]) -> Iterator[str]:
             yield catch["Next"]
 
 
+def _records_error(state: dict[str, Any], step: str) -> bool:
+    """Does ``state`` record ``{error, cause}`` as the output of ``step``?"""
+    if state.get("Type") != "Pass" or state.get("ResultPath") != f"$.steps.{step}.output":
+        return False
+    written = state.get("Parameters", state.get("Result"))
+    if not isinstance(written, dict):
+        return False
+    return {k.removesuffix(".$") for k in written} == {"error", "cause"}
+
+
+def _loads(text: Any) -> Any:
+    """The JSON value of ``text`` (None when it is not JSON text)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _path_value(data: Any, parts: Iterable[str | int]) -> Any:
+    """``data`` at ``parts`` (None when it has no value there)."""
+    for part in parts:
+        in_list = isinstance(part, int) and isinstance(data, list) and 0 <= part < len(data)
+        if not (in_list or (isinstance(data, dict) and part in data)):
+            return None
+        data = data[part]
+    return data
+
+
+def _fail_error(state: dict[str, Any], state_input: Any) -> tuple[str, str | None]:
+    """The error and readable cause of a ``Fail`` state: its ``Error`` and ``Cause``, or
+    what its ``ErrorPath`` and ``CausePath`` read from ``state_input`` (JSON text)."""
+    error, cause = state.get("Error"), state.get("Cause")
+    error_path, cause_path = state.get("ErrorPath"), state.get("CausePath")
+    if isinstance(error_path, str) or isinstance(cause_path, str):
+        data = _loads(state_input)
+        if error is None and isinstance(error_path, str):
+            error = _intrinsic(error_path, data)
+        if cause is None and isinstance(cause_path, str):
+            cause = _intrinsic(cause_path, data)
+    return (
+        error if isinstance(error, str) and error else "States.Fail",
+        decode_cause(cause) if isinstance(cause, str) else None,
+    )
+
+
+#: A reference path's parts: ``.name``, ``[0]``, ``['name']``.
+_PATH_PART = re.compile(r"\.([^.\[\]'\s,()]+)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]")
+
+
+def _intrinsic(text: str, data: Any) -> Any:
+    """The value of a reference path (``$.a.b[0]``) or of the intrinsic functions a
+    ``Fail`` state's paths use (``States.Format``, ``States.JsonToString``) over ``data``;
+    None for anything else."""
+    try:
+        value, end = _Intrinsic(text, data).value(0)
+    except (ValueError, IndexError, StopIteration):
+        return None
+    return value if end == len(text.rstrip()) else None
+
+
+class _Intrinsic:
+    """A small reader of intrinsic function calls (see ``_intrinsic``)."""
+
+    def __init__(self, text: str, data: Any) -> None:
+        self.text, self.data = text, data
+
+    def _skip(self, i: int) -> int:
+        while i < len(self.text) and self.text[i].isspace():
+            i += 1
+        return i
+
+    def value(self, i: int) -> tuple[Any, int]:
+        i = self._skip(i)
+        if self.text.startswith("$", i):
+            return self._path(i)
+        if self.text.startswith("'", i):
+            raw, i = self._string(i)
+            return _unescape(raw), i
+        if self.text.startswith("States.", i):
+            return self._call(i)
+        raise ValueError(f"unsupported at column {i + 1}")
+
+    def _path(self, i: int) -> tuple[Any, int]:
+        if self.text.startswith("$$", i):
+            raise ValueError("the context object is not in the state's input")
+        i += 1
+        parts: list[str | int] = []
+        while (m := _PATH_PART.match(self.text, i)) is not None:
+            name, index, quoted = m.groups()
+            parts.append(int(index) if index is not None else _unescape(quoted or name or ""))
+            i = m.end()
+        return _path_value(self.data, parts), i
+
+    def _string(self, i: int) -> tuple[str, int]:
+        """A quoted literal as written (escapes kept) and where it ends."""
+        j = i + 1
+        while self.text[j] != "'":
+            j += 2 if self.text[j] == "\\" else 1
+        return self.text[i + 1 : j], j + 1
+
+    def _call(self, i: int) -> tuple[Any, int]:
+        open_at = self.text.index("(", i)
+        name = self.text[i:open_at].strip()
+        i = open_at + 1
+        args: list[Any] = []
+        raw: list[str | None] = []  # a literal argument as written (States.Format's template)
+        i = self._skip(i)
+        while not self.text.startswith(")", i):
+            at = self._skip(i)
+            if self.text.startswith("'", at):
+                literal, i = self._string(at)
+                args.append(_unescape(literal))
+                raw.append(literal)
+            else:
+                value, i = self.value(at)
+                args.append(value)
+                raw.append(None)
+            i = self._skip(i)
+            if self.text.startswith(",", i):
+                i += 1
+        i += 1
+        if name == "States.JsonToString" and len(args) == 1:
+            return json.dumps(args[0], ensure_ascii=False, separators=(",", ":")), i
+        if name == "States.Format" and args and raw[0] is not None:
+            return _format(raw[0], args[1:]), i
+        raise ValueError(f"unsupported function {name}")
+
+
+def _unescape(raw: str) -> str:
+    return re.sub(r"\\(.)", r"\1", raw)
+
+
+def _format(template: str, args: list[Any]) -> str:
+    """``States.Format``: each unescaped ``{}`` of ``template`` (as written) takes the next
+    argument (text as it is, any other value as JSON)."""
+    out: list[str] = []
+    rest = iter(args)
+    i = 0
+    while i < len(template):
+        if template[i] == "\\" and i + 1 < len(template):
+            out.append(template[i + 1])
+            i += 2
+        elif template.startswith("{}", i):
+            value = next(rest)
+            out.append(value if isinstance(value, str) else json.dumps(value))
+            i += 2
+        else:
+            out.append(template[i])
+            i += 1
+    return "".join(out)
+
+
 class Shape:
     """What the tracker knows before the execution: states, steps and how they nest."""
 
@@ -158,6 +318,12 @@ class Shape:
                     if step is not None and step != outer:
                         self.parent.setdefault(step, outer)
         self._chains: dict[str, tuple[str, ...]] = {}
+        #: States that record an error as their step's output → that step.
+        self.records: dict[str, str] = {}
+        for name, state in self.states.items():
+            step = self.step_of(name)
+            if step is not None and _records_error(state, step):
+                self.records[name] = step
         self.entries: set[str] = set()
         for scope, _ in iter_scopes(definition):
             states = scope.get("States") or {}
@@ -299,14 +465,16 @@ class Tracker:
             self._entered(thread, str(det.get("name", "")), eid)
             if etype == "FailStateEntered":
                 state = self.shape.states.get(thread.state or "") or {}
-                error = str(state.get("Error") or "States.Fail")
-                thread.failure = _Failure(error, state.get("Cause"), thread.state, eid)
+                error, cause = _fail_error(state, det.get("input"))
+                thread.failure = _Failure(error, cause, thread.state, eid)
             elif etype == "SucceedStateEntered" and thread is not self.root:
                 self._end_thread(thread, "succeeded")
         elif etype in _CONTAINER_EVENTS:
             self._container_event(thread, etype, eid)
         elif etype.endswith("StateExited"):
             name = str(det.get("name", ""))
+            if name in self.shape.records:
+                self._recorded(thread, self.shape.records[name], name, det.get("output"), eid)
             # Leaving a last state ends its branch, unless the state failed: its Catch
             # may lead on (to an on_timeout state, say), or the branch fails.
             ends = (self.shape.states.get(name) or {}).get("End")
@@ -416,6 +584,24 @@ class Tracker:
                 caught.failure = failure
         if role == "skip" and step is not None:
             self._skip(thread, step)
+
+    def _recorded(self, thread: _Thread, step: str, name: str, output: Any, eid: int) -> None:
+        """State ``name`` recorded an error as ``step``'s output: its run fails with it
+        (when no caught failure already says so)."""
+        run = self._find_run(thread, step)
+        if run is None or run.failure is not None:
+            return
+        record = _path_value(_loads(output), ("steps", step, "output"))
+        if not isinstance(record, dict):
+            state = self.shape.states.get(name) or {}
+            record = state.get("Result") or state.get("Parameters") or {}
+        error, cause = record.get("error"), record.get("cause")
+        run.failure = _Failure(
+            str(error) if isinstance(error, str) else "Loopline.Failed",
+            cause if isinstance(cause, str) else None,
+            name,
+            eid,
+        )
 
     def _close_from(self, thread: _Thread, index: int, failure: _Failure | None) -> None:
         """End the runs of ``thread`` from ``index`` on, innermost first."""
