@@ -114,6 +114,23 @@ def test_a_decision_step_functions_refuses_for_a_while_is_retried_until_sent(
     assert len(calls) == 5
 
 
+def test_a_rejection_through_the_service_fails_the_task_with_where_and_the_comment(
+    served: tuple[httpx.Client, Path],
+) -> None:
+    client, _ = served
+    task_id = _task(client, "rejected", "1h", "fail")
+    human = _waiting(client, task_id)
+    r = client.post(f"/v1/human-tasks/{human}/reject", json={"comment": "needs sources"})
+    assert r.status_code == 200, r.text
+    by = r.json()["decision"]["by"]  # the key's user (a tenant key has none)
+    cause = f"rejected{f' by {by}' if by else ''} at step review: needs sources"
+    view = _done(client, task_id)
+    assert (view["status"], view["error"], view["cause"]) == ("FAILED", "Loopline.Rejected", cause)
+    events = client.get(f"/v1/tasks/{task_id}/events").json()["items"]
+    failed = [e["data"] for e in events if e["type"] == "step.failed"]
+    assert [(d["error"], d["cause"]) for d in failed] == [("Loopline.Rejected", cause)]
+
+
 def test_a_human_task_past_its_deadline_is_expired_when_the_task_goes_on(
     served: tuple[httpx.Client, Path],
 ) -> None:

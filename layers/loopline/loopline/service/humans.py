@@ -607,26 +607,27 @@ def _decide(
     return view(store.get_human_task(str(record["id"])) or record)
 
 
+def _rejection(d: dict[str, Any], step: Any) -> str:
+    """The cause of a rejection: who (when known), where, the rollback, the comment."""
+    who = f" by {d['by']}" if d.get("by") else ""
+    target = d.get("rollback_to")
+    back = f", rolling back to {target}" if target else ""
+    said = f": {d['comment']}" if d.get("comment") else ""
+    return f"rejected{who} at step {step}{back}{said}"
+
+
 def _answer(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``("success", {output})`` or ``("failure", {error, cause})`` for the decision."""
     d = record["decision"]
-    said = f": {d['comment']}" if d.get("comment") else ""
     kind, step = record.get("kind"), record.get("step")
     if d["action"] == "approve":
         output = {"approved": True, "by": d.get("by"), "comment": d.get("comment"), "at": d["at"]}
         return "success", {"output": output}
     if d["action"] == "complete":
         return "success", {"output": d.get("data") if kind == "human_task" else {}}
-    if d.get("rollback_to"):
-        target = d["rollback_to"]
-        return "failure", {
-            "error": f"Loopline.Rollback.{target}",
-            "cause": f"rejected by {d.get('by')} at step {step}, rolling back to {target}{said}",
-        }
-    return "failure", {
-        "error": "Loopline.Rejected",
-        "cause": f"rejected by {d.get('by')} at step {step}{said}",
-    }
+    target = d.get("rollback_to")
+    error = f"Loopline.Rollback.{target}" if target else "Loopline.Rejected"
+    return "failure", {"error": error, "cause": _rejection(d, step)}
 
 
 def _send(record: dict[str, Any]) -> str:
@@ -706,7 +707,7 @@ def _close_run(task_id: str, step: str, decision: dict[str, Any]) -> None:
         fields: dict[str, Any] = {
             "status": "FAILED",
             "error": error,
-            "cause": f"rejected by {decision.get('by')}",
+            "cause": _rejection(decision, step),
         }
     else:
         fields = {"status": "SUCCEEDED"}
