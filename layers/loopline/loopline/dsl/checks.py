@@ -570,8 +570,8 @@ def _check_path(
             kind = target.step.kind
             return f'{src}: only llm steps record usage; "{target_id}" is {_a(kind)} {kind} step'
         return _visibility(site, use, target, src, guards, in_exists)
-    if p.root in site.loop_vars:
-        return None
+    if p.root in site.loop_vars or models.ANY_NAME in site.loop_vars:
+        return None  # a loop variable (any name when an invalid loop's is not one)
     in_scope = sorted(site.loop_vars, key=lambda name: (name == "index", name))
     if in_scope:
         names = ", ".join(["inputs", "steps", *in_scope])
