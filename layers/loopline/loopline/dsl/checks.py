@@ -743,7 +743,7 @@ def _check_functions(ctx: _Ctx) -> None:
         if function not in known:
             # Logical ids share their "Function" ending: only a near miss is a hint.
             hint = did_you_mean(function, sorted(known), cutoff=0.8) or (
-                f"; the functions of {template} are {', '.join(sorted(known))}"
+                f"; its functions are {', '.join(sorted(known))}"
                 if known
                 else f"; {template} has no functions"
             )
