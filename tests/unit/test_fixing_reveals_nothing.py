@@ -21,6 +21,16 @@ CASES = {
         ("voters: 20", "voters: 5"),
         ("      colour: blue\n", ""),
     ],
+    "kind_rules_checked_around": [
+        (
+            "      steps:\n        - id: judge",
+            "      max_iterations: 3\n      steps:\n        - id: judge",
+        ),
+        ("on_timeout: escalate", "on_timeout: escalate\n      escalate_to: {role: lead}"),
+        ("      if: steps.review.output.approvd\n      then: [{id: ship, tool: now}]\n", ""),
+        ("http: {headers:", "http: {url: https://example.com, headers:"),
+        ("voters: 1", "voters: 3"),
+    ],
     "all_at_once": [
         ("    temprature: 0.2\n", ""),
         ("interval: 1w", "interval: 1m"),

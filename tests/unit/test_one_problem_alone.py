@@ -57,6 +57,21 @@ def spoil(step: dict[str, Any], how: str) -> None:
         else:
             field, value = KIND_FIELDS[kind]
         step[kind][field] = value
+    elif how == "bad kind rule":  # the kind's mapping breaks a rule: the step is invalid
+        spec = step[kind]
+        if kind == "loop" and "for_each" in spec:
+            spec["while"] = "true"
+        elif kind == "loop":
+            del spec["max_iterations"]
+        elif kind == "branch":
+            spec.update({"if": "true"} if "cases" in spec else {"cases": []})
+        elif kind in ("approval", "human_task"):
+            spec.pop("escalate_to", None)
+            spec["on_timeout"] = "escalate"
+        elif kind == "http":
+            del spec["url"]
+        else:
+            spec["voters"] = 1
     elif isinstance(step[kind], dict):  # "bad kind": an unknown key in the kind's mapping
         step[kind]["colour"] = "blue"
     elif isinstance(step[kind], list):
@@ -73,9 +88,19 @@ KIND_FIELDS: dict[str, tuple[str, Any]] = {
     "approval": ("on_timeout", "never"),
     "human_task": ("on_timeout", "never"),
 }
+#: The kinds whose mapping "bad kind rule" spoils.
+RULE_KINDS = frozenset({*KIND_FIELDS, "branch"})
 
 
-HOWS = ("unknown key", "bad if", "bad timeout", "bad on_error", "bad kind", "bad kind field")
+HOWS = (
+    "unknown key",
+    "bad if",
+    "bad timeout",
+    "bad on_error",
+    "bad kind",
+    "bad kind field",
+    "bad kind rule",
+)
 
 
 def cases() -> Iterator[Any]:
@@ -86,6 +111,8 @@ def cases() -> Iterator[Any]:
                 if how == "bad kind" and step.get("succeed") is not None:
                     continue  # any value is a valid succeed
                 if how == "bad kind field" and not KIND_FIELDS.keys() & step.keys():
+                    continue
+                if how == "bad kind rule" and not RULE_KINDS & step.keys():
                     continue
                 yield pytest.param(data, i, how, id=f"{path.stem}-{step['id']}-{how}")
 

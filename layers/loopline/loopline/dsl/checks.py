@@ -141,7 +141,11 @@ def check_workflow(
     _check_ids(ctx)
     for site in ctx.sites:
         if isinstance(site.step, models.InvalidStep):
-            continue  # its own problems are reported; its fields are unknown
+            # Its own problems are reported; what of it validates may still name a step
+            # or an input that does not exist.
+            if site.step.partial is not None:
+                _check_references(ctx, site, site.step.partial)
+            continue
         _check_step(ctx, site)
         _check_references(ctx, site)
     _check_output(ctx)
@@ -496,9 +500,11 @@ def _uses(step: Any, loc: Loc) -> Iterator[_Use]:
         if step.loop.while_ is not None:
             yield _Use((*loc, "loop", "while"), step.loop.while_, own_body=True)
     elif isinstance(step, models.VoteStep):
-        yield _Use((*loc, "vote", "input"), step.vote.input)
+        if step.vote.input is not None:  # None: invalid (``InvalidStep.partial``)
+            yield _Use((*loc, "vote", "input"), step.vote.input)
     elif isinstance(step, models.AssertStep):
-        yield _Use((*loc, "assert"), step.assert_)
+        if step.assert_ is not None:
+            yield _Use((*loc, "assert"), step.assert_)
         yield from tmpl(step.message, (*loc, "message"))
     elif isinstance(step, models.FailStep):
         yield from tmpl(step.fail, (*loc, "fail"))
@@ -522,9 +528,11 @@ def _paths_with_exists(e: Expr) -> Iterator[tuple[Path, bool]]:
             yield node, id(node) in exists_args
 
 
-def _check_references(ctx: _Ctx, site: Site) -> None:
-    step_guards = site.guards | _step_guards(ctx, site.step, site.loc)
-    for use in _uses(site.step, site.loc):
+def _check_references(ctx: _Ctx, site: Site, step: Any = None) -> None:
+    """The references of ``site``'s step (or ``step``, what validated of an invalid one)."""
+    step = site.step if step is None else step
+    step_guards = site.guards | _step_guards(ctx, step, site.loc)
+    for use in _uses(step, site.loc):
         guards = step_guards | _guards(use.expr)
         for p, in_exists in _paths_with_exists(use.expr):
             msg = _check_path(ctx, site, use, p, guards, in_exists)
@@ -709,7 +717,9 @@ def _check_tools(ctx: _Ctx) -> None:
     uses: list[tuple[Loc, str]] = []
     for site in ctx.sites:
         step = site.step
-        if isinstance(step, models.ToolStep):
+        if isinstance(step, models.InvalidStep):
+            step = step.partial  # what validated of it
+        if isinstance(step, models.ToolStep) and step.tool is not None:
             uses.append(((*site.loc, "tool"), step.tool))
         elif isinstance(step, models.LlmStep):
             uses.extend(((*site.loc, "tools", i), name) for i, name in enumerate(step.tools or []))

@@ -1027,7 +1027,23 @@ class _Parts:
             id=sid if isinstance(sid, str) and _ID.match(sid) else None,
             bodies=bodies,
             loop_names=names,
+            partial=self._partial(data, loc),
         )
+
+    def _partial(self, data: Any, loc: Loc) -> Any:
+        """The invalid step ``data`` (at ``loc``) as a model of its kind built, unchecked,
+        from the fields that validate on their own (the others ``None`` or at their
+        defaults; a mapping of the kind's that does not validate, from its own fields that
+        do): what the checks read of its expressions and names. ``None`` for a step
+        without one kind."""
+        if not isinstance(data, dict):
+            return None
+        model = models.STEP_MODELS.get(str(models.step_kind(data)))
+        if model is None:
+            return None
+        if not _valid_field(model, "if_", data):
+            self.gaps.removed.add((*loc, "if"))  # which steps it guards is unknown
+        return _fields_that_validate(model, data)
 
     @staticmethod
     def _body_places(raw: dict[str, Any]) -> list[tuple[Loc, bool]]:
@@ -1130,6 +1146,50 @@ def _invalid_fields(exc: ValidationError) -> set[Loc] | None:
             return None
         out.add(loc[:2])
     return out
+
+
+def _field_value(model: Any, name: str, data: dict[str, Any]) -> tuple[bool, Any]:
+    """Whether ``data`` gives field ``name`` of ``model`` (by alias or name), and its value."""
+    info = model.model_fields[name]
+    for key in (info.alias, name):
+        if key is not None and key in data:
+            return True, data[key]
+    return False, None
+
+
+def _valid_field(model: Any, name: str, data: dict[str, Any]) -> bool:
+    """Whether field ``name`` of ``model`` is absent from ``data`` or valid on its own."""
+    given, value = _field_value(model, name, data)
+    if not given:
+        return True
+    try:
+        modeling.validator(model.model_fields[name].annotation).validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _fields_that_validate(model: Any, data: dict[str, Any]) -> Any:
+    """``model`` built unchecked from the fields of ``data`` that validate on their own;
+    a model-typed field that does not (or a required one missing) is built so from its
+    own fields, another required field is ``None``, an optional one at its default."""
+    values: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if info.exclude:
+            continue
+        given, value = _field_value(model, name, data)
+        if given:
+            try:
+                values[name] = modeling.validator(info.annotation).validate_python(value)
+                continue
+            except ValidationError:
+                pass
+        inner = _model_at(model, (name,))
+        if inner is not None and (given or info.is_required()):
+            values[name] = _fields_that_validate(inner, value if isinstance(value, dict) else {})
+        elif info.is_required():
+            values[name] = None
+    return model.model_construct(**values)
 
 
 #: Fields of a kind's mapping never left out: the names its body uses depend on them.

@@ -588,13 +588,16 @@ class InvalidStep(StepCommon):
     It keeps the step's ``id`` (``None`` when the id itself is invalid) and the step
     sequences found inside it, each as a list of (location, step); ``loop_names`` are the
     loop variables its body may use when it is a ``for_each`` loop (``ANY_NAME`` for one
-    that is not a name).
+    that is not a name). ``partial`` is the step as a model of its kind built, unchecked,
+    from the fields that validate on their own (``None`` without one kind): the checks
+    read its expressions and names, so that an invalid field hides none of them.
     """
 
     id: str | None = None  # type: ignore[assignment]  # None: the id is invalid too
     kind: Literal["invalid"] = Field("invalid", exclude=True)
     bodies: list[list[tuple[tuple[str | int, ...], Any]]] = Field(default_factory=list)
     loop_names: tuple[str, ...] = ()
+    partial: Any = None
 
 
 Step = Annotated[
