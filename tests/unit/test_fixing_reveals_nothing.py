@@ -30,6 +30,7 @@ CASES = {
         ("      if: steps.review.output.approvd\n      then: [{id: ship, tool: now}]\n", ""),
         ("http: {headers:", "http: {url: https://example.com, headers:"),
         ("voters: 1", "voters: 3"),
+        ("id: count-words", "id: count_words"),
     ],
     "all_at_once": [
         ("    temprature: 0.2\n", ""),

@@ -33,7 +33,7 @@ encloses it, or of the branch arm it is in. ``group`` and ``parallel`` are trans
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loopline.dsl import models
@@ -141,11 +141,11 @@ def check_workflow(
     _check_ids(ctx)
     for site in ctx.sites:
         if isinstance(site.step, models.InvalidStep):
-            # Its own problems are reported; what of it validates may still name a step
-            # or an input that does not exist.
-            if site.step.partial is not None:
-                _check_references(ctx, site, site.step.partial)
-            continue
+            # Its own problems are reported; what of it validates is checked like a
+            # valid step (a field that did not validate is a gap).
+            if site.step.partial is None:
+                continue
+            site = replace(site, step=site.step.partial)
         _check_step(ctx, site)
         _check_references(ctx, site)
     _check_output(ctx)
@@ -320,7 +320,8 @@ def _check_step(ctx: _Ctx, site: Site) -> None:
         if step.timeout is None:
             ctx.add((*loc, "timeout"), "a pause needs a timeout: how long to wait (e.g. 48h)")
     elif kind in ("approval", "human_task"):
-        if "timeout" in set_fields:
+        # Without one of its own (an invalid step's), "move it inside" was said already.
+        if "timeout" in set_fields and getattr(step, kind).timeout is not None:
             ctx.add(
                 (*loc, "timeout"),
                 f"put the timeout of {_a(kind)} {kind} step inside it ({kind}.timeout), "
@@ -360,7 +361,7 @@ def _check_step(ctx: _Ctx, site: Site) -> None:
                 )
                 break
 
-    if kind == "task":
+    if kind == "task" and step.task is not None:  # None: invalid (``InvalidStep.partial``)
         types = ctx.wf.step_types
         broken = ctx.gaps.step_types if ctx.gaps is not None else set()
         if step.task not in types and broken is not None and step.task not in broken:
@@ -395,7 +396,7 @@ def _check_goto(ctx: _Ctx, site: Site, target: str) -> None:
         if message:
             ctx.add(loc, message)
         return
-    if dest is site or dest.step is site.step:
+    if dest.loc == site.loc:
         ctx.add(loc, "a step cannot go to itself on error; use retry to run it again")
         return
     if _invalid_in(site.chain) or _invalid_in(dest.chain):
@@ -422,7 +423,7 @@ def _check_rollback(ctx: _Ctx, site: Site, targets: list[str]) -> None:
             continue
         my_seq, my_index = site.chain[-1]
         its_seq, its_index = dest.chain[-1]
-        if dest.step is site.step:
+        if dest.loc == site.loc:
             ctx.add(loc, "an approval cannot roll back to itself; name an earlier step")
         elif its_seq != my_seq:
             ctx.add(
@@ -528,11 +529,9 @@ def _paths_with_exists(e: Expr) -> Iterator[tuple[Path, bool]]:
             yield node, id(node) in exists_args
 
 
-def _check_references(ctx: _Ctx, site: Site, step: Any = None) -> None:
-    """The references of ``site``'s step (or ``step``, what validated of an invalid one)."""
-    step = site.step if step is None else step
-    step_guards = site.guards | _step_guards(ctx, step, site.loc)
-    for use in _uses(step, site.loc):
+def _check_references(ctx: _Ctx, site: Site) -> None:
+    step_guards = site.guards | _step_guards(ctx, site.step, site.loc)
+    for use in _uses(site.step, site.loc):
         guards = step_guards | _guards(use.expr)
         for p, in_exists in _paths_with_exists(use.expr):
             msg = _check_path(ctx, site, use, p, guards, in_exists)

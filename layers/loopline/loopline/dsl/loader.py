@@ -1041,9 +1041,7 @@ class _Parts:
         model = models.STEP_MODELS.get(str(models.step_kind(data)))
         if model is None:
             return None
-        if not _valid_field(model, "if_", data):
-            self.gaps.removed.add((*loc, "if"))  # which steps it guards is unknown
-        return _fields_that_validate(model, data)
+        return _fields_that_validate(model, data, loc, self.gaps.removed)
 
     @staticmethod
     def _body_places(raw: dict[str, Any]) -> list[tuple[Loc, bool]]:
@@ -1148,48 +1146,54 @@ def _invalid_fields(exc: ValidationError) -> set[Loc] | None:
     return out
 
 
-def _field_value(model: Any, name: str, data: dict[str, Any]) -> tuple[bool, Any]:
-    """Whether ``data`` gives field ``name`` of ``model`` (by alias or name), and its value."""
-    info = model.model_fields[name]
-    for key in (info.alias, name):
-        if key is not None and key in data:
-            return True, data[key]
-    return False, None
-
-
-def _valid_field(model: Any, name: str, data: dict[str, Any]) -> bool:
-    """Whether field ``name`` of ``model`` is absent from ``data`` or valid on its own."""
-    given, value = _field_value(model, name, data)
-    if not given:
-        return True
-    try:
-        modeling.validator(model.model_fields[name].annotation).validate_python(value)
-    except ValidationError:
-        return False
-    return True
-
-
-def _fields_that_validate(model: Any, data: dict[str, Any]) -> Any:
-    """``model`` built unchecked from the fields of ``data`` that validate on their own;
-    a model-typed field that does not (or a required one missing) is built so from its
-    own fields, another required field is ``None``, an optional one at its default."""
+def _fields_that_validate(model: Any, data: dict[str, Any], loc: Loc, removed: set[Loc]) -> Any:
+    """``model`` built unchecked from the fields of ``data`` (at ``loc``) that validate on
+    their own; a model-typed field that does not (or a required one missing) is built so
+    from its own fields, another required field is ``None``, an optional one at its
+    default. Each other field that does not validate goes to ``removed`` (its problems are
+    reported), but for one that holds steps (they are checked on their own)."""
     values: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         if info.exclude:
             continue
-        given, value = _field_value(model, name, data)
-        if given:
+        key, value = _field_value(model, name, data)
+        if key is not None:
             try:
                 values[name] = modeling.validator(info.annotation).validate_python(value)
                 continue
             except ValidationError:
                 pass
         inner = _model_at(model, (name,))
-        if inner is not None and (given or info.is_required()):
-            values[name] = _fields_that_validate(inner, value if isinstance(value, dict) else {})
-        elif info.is_required():
+        if inner is not None and (key is not None or info.is_required()):
+            inner_data = value if isinstance(value, dict) else {}
+            values[name] = _fields_that_validate(inner, inner_data, (*loc, key or name), removed)
+            continue
+        if key is not None and not _holds_steps(value):
+            removed.add((*loc, key))
+        if info.is_required():
             values[name] = None
     return model.model_construct(**values)
+
+
+def _field_value(model: Any, name: str, data: dict[str, Any]) -> tuple[str | None, Any]:
+    """The key ``data`` gives field ``name`` of ``model`` under (its alias or name) and
+    its value; ``(None, None)`` when it gives none."""
+    info = model.model_fields[name]
+    for key in (info.alias, name):
+        if key is not None and key in data:
+            return key, data[key]
+    return None, None
+
+
+def _holds_steps(value: Any) -> bool:
+    """Whether ``value`` holds steps already built (a body of the step)."""
+    if isinstance(value, models.StepCommon):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_steps(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_steps(v) for v in value)
+    return False
 
 
 #: Fields of a kind's mapping never left out: the names its body uses depend on them.
