@@ -114,6 +114,23 @@ def test_given_no_template_then_functions_are_not_judged(tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
 
 
+def test_given_no_template_then_run_refuses_a_function_the_built_in_stack_lacks_located(
+    tmp_path: Path,
+) -> None:
+    # run knows its stack: without a template, the built-in one (Loopline's own functions)
+    (tmp_path / "wf.yaml").write_text(WORKFLOW % ("WordCountFunctoin", "http_get"))
+
+    proc = loopline(tmp_path, "run", "wf.yaml")
+
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        'wf.yaml:3:21: step_types.count.function: "WordCountFunctoin" is neither an ARN nor '
+        "a function of the local stack (no template.yaml found); its functions are "
+        "HelperFunction, HttpFunction, HumanFunction, LlmFunction, TaskFunction, ToolFunction",
+        "1 problem found",
+    ]
+
+
 def test_given_a_tool_module_in_the_shell_then_its_tools_are_known(tmp_path: Path) -> None:
     project(tmp_path, "WordCountFunction", "word_count")
 
@@ -144,6 +161,23 @@ def test_given_a_tool_module_that_cannot_be_imported_then_it_is_a_warning_and_to
     assert proc.stderr.splitlines() == [
         'warning: wf.yaml: the tool module "no_such_mod" (LOOPLINE_TOOL_MODULES) cannot be '
         "imported (No module named 'no_such_mod'); tool names are not checked"
+    ]
+
+
+def test_given_a_tool_module_that_cannot_be_imported_and_a_problem_then_validate_prints_the_warning_and_counts_the_problem(
+    tmp_path: Path,
+) -> None:
+    project(tmp_path, "WordCountFunctoin", "anything_at_all")
+
+    proc = loopline(tmp_path, "validate", "wf.yaml", env={"LOOPLINE_TOOL_MODULES": "no_such_mod"})
+
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        'warning: wf.yaml: the tool module "no_such_mod" (LOOPLINE_TOOL_MODULES) cannot be '
+        "imported (No module named 'no_such_mod'); tool names are not checked",
+        'wf.yaml:3:21: step_types.count.function: "WordCountFunctoin" is neither an ARN nor '
+        'a function of template.yaml (did you mean "WordCountFunction"?)',
+        "1 problem found",
     ]
 
 

@@ -49,7 +49,30 @@ def spoil(step: dict[str, Any], how: str) -> None:
         step["timeout"] = "1 week"
     elif how == "bad on_error":
         step["on_error"] = "stop"
-    elif isinstance(step[kind], dict):  # "bad kind": the step itself becomes invalid
+    elif how == "bad kind field":  # an optional field of the kind's mapping, left out
+        if kind == "loop":
+            field, value = (
+                ("max_concurrency", -1) if "for_each" in step[kind] else ("max_iterations", 0)
+            )
+        else:
+            field, value = KIND_FIELDS[kind]
+        step[kind][field] = value
+    elif how == "bad kind rule":  # the kind's mapping breaks a rule: the step is invalid
+        spec = step[kind]
+        if kind == "loop" and "for_each" in spec:
+            spec["while"] = "true"
+        elif kind == "loop":
+            del spec["max_iterations"]
+        elif kind == "branch":
+            spec.update({"if": "true"} if "cases" in spec else {"cases": []})
+        elif kind in ("approval", "human_task"):
+            spec.pop("escalate_to", None)
+            spec["on_timeout"] = "escalate"
+        elif kind == "http":
+            del spec["url"]
+        else:
+            spec["voters"] = 1
+    elif isinstance(step[kind], dict):  # "bad kind": an unknown key in the kind's mapping
         step[kind]["colour"] = "blue"
     elif isinstance(step[kind], list):
         step[kind].append(1)
@@ -57,13 +80,40 @@ def spoil(step: dict[str, Any], how: str) -> None:
         step[kind] = [1]
 
 
+#: For each kind whose mapping has optional fields, one of them and a value it refuses.
+KIND_FIELDS: dict[str, tuple[str, Any]] = {
+    "http": ("method", "PUSH"),
+    "loop": ("max_concurrency", -1),  # a while loop's: max_iterations 0
+    "vote": ("threshold", 0),
+    "approval": ("on_timeout", "never"),
+    "human_task": ("on_timeout", "never"),
+}
+#: The kinds whose mapping "bad kind rule" spoils.
+RULE_KINDS = frozenset({*KIND_FIELDS, "branch"})
+
+
+HOWS = (
+    "unknown key",
+    "bad if",
+    "bad timeout",
+    "bad on_error",
+    "bad kind",
+    "bad kind field",
+    "bad kind rule",
+)
+
+
 def cases() -> Iterator[Any]:
     for path in SOURCES:
         data = parse_text(path.read_text(encoding="utf-8"), path.name).data
         for i, step in enumerate(raw_steps(data)):
-            for how in ("unknown key", "bad if", "bad timeout", "bad on_error", "bad kind"):
+            for how in HOWS:
                 if how == "bad kind" and step.get("succeed") is not None:
                     continue  # any value is a valid succeed
+                if how == "bad kind field" and not KIND_FIELDS.keys() & step.keys():
+                    continue
+                if how == "bad kind rule" and not RULE_KINDS & step.keys():
+                    continue
                 yield pytest.param(data, i, how, id=f"{path.stem}-{step['id']}-{how}")
 
 

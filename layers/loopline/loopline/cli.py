@@ -96,10 +96,15 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _load(
-    path: str, warn: Callable[[str], None] | None = None, limit: int | None = None
+    path: str,
+    warn: Callable[[str], None] | None = None,
+    limit: int | None = None,
+    *,
+    running: bool = False,
 ) -> tuple[Workflow, CompileResult]:
-    """Load, check (knowing the tools and the template's functions) and compile (into
-    state machines of at most ``limit`` bytes, by default Step Functions' limit).
+    """Load, check (knowing the tools and the template's functions; ``running``: the
+    functions of the stack ``run`` uses, the built-in one without a template) and compile
+    (into state machines of at most ``limit`` bytes, by default Step Functions' limit).
 
     What the checks cannot judge (a tool module that does not import) goes to ``warn``,
     by default a ``warning:`` line on stderr."""
@@ -107,8 +112,9 @@ def _load(
     from loopline.dsl.api import load_workflow
     from loopline.environment import check_context
 
+    context = check_context(path, warn or (lambda w: _err(f"warning: {w}")), running=running)
     with _collector_paused():
-        wf = load_workflow(path, check_context(path, warn or (lambda w: _err(f"warning: {w}"))))
+        wf = load_workflow(path, context)
         return wf, compile_workflow(wf, limit=limit)
 
 
@@ -281,8 +287,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 for w in c.findings:
                     _err(f"warning: {c.file}: {w.message}")
             else:
+                # What kept a check from judging (a tool module that does not import)
+                # comes first; only the problems are counted.
+                for w in c.findings:
+                    if w.level == "warning":
+                        _err(f"warning: {c.file}: {w.message}")
                 _err(c.problems_text or "")
-                n = len(c.findings)
+                n = sum(1 for f in c.findings if f.level == "error")
                 _err(f"{n} problem{'s' if n != 1 else ''} found")
     return EXIT_INVALID if invalid else EXIT_OK
 
@@ -310,7 +321,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from loopline.dsl.inputs import resolve_inputs
     from loopline.local import run as local_run
 
-    wf, result = _load(args.file)
+    wf, result = _load(args.file, running=True)
     try:
         given = jsontext.read_argument(args.input, "--input")
     except jsontext.JsonTextError as exc:

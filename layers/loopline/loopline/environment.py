@@ -8,6 +8,8 @@
   cannot be imported is a warning, and then tool names are not judged;
 - the Lambda functions of the nearest ``template.yaml`` (from the current directory, else
   the workflow's, as ``loopline run`` finds it), which ``step_types`` name by logical id.
+  Without a template they are not judged, except for ``loopline run``: it runs on the
+  built-in local stack then, whose functions are Loopline's own.
 
 Each part is worked out only when a workflow needs it: the registry and the template
 cost a noticeable part of a short command's time.
@@ -34,10 +36,14 @@ BUILTIN_TOOLS = frozenset({"now", "render", "json_query", "http_get", "s3_get", 
 class LocalContext(CheckContext):
     """The ``CheckContext`` of a workflow file run from the current directory."""
 
-    def __init__(self, workflow: str | Path, warn: Callable[[str], None]) -> None:
+    def __init__(
+        self, workflow: str | Path, warn: Callable[[str], None], *, running: bool = False
+    ) -> None:
         super().__init__()
         self.workflow = Path(workflow)
         self.warn = warn
+        #: For ``loopline run``: without a template, the built-in local stack's functions.
+        self.running = running
 
     @cached_property
     def template_path(self) -> Path | None:
@@ -59,6 +65,11 @@ class LocalContext(CheckContext):
             return None
 
     def function_names(self) -> Collection[str] | None:
+        if self.template_path is None and self.running:
+            from loopline.local.executor import LOOPLINE_FUNCTIONS
+
+            self.template = "the local stack (no template.yaml found)"
+            return {placeholder.removesuffix("Arn") for placeholder in LOOPLINE_FUNCTIONS}
         data = self._template_data
         if data is None or self.template_path is None:
             return None
@@ -120,6 +131,10 @@ class LocalContext(CheckContext):
         return True
 
 
-def check_context(workflow: str | Path, warn: Callable[[str], None]) -> CheckContext:
-    """The checks' context for the workflow file ``workflow``; ``warn`` prints warnings."""
-    return LocalContext(workflow, warn)
+def check_context(
+    workflow: str | Path, warn: Callable[[str], None], *, running: bool = False
+) -> CheckContext:
+    """The checks' context for the workflow file ``workflow``; ``warn`` prints warnings.
+    ``running``: for ``loopline run``, which knows the stack it runs on even without a
+    template (the built-in one)."""
+    return LocalContext(workflow, warn, running=running)

@@ -33,7 +33,7 @@ encloses it, or of the branch arm it is in. ``group`` and ``parallel`` are trans
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from loopline.dsl import models
@@ -141,7 +141,11 @@ def check_workflow(
     _check_ids(ctx)
     for site in ctx.sites:
         if isinstance(site.step, models.InvalidStep):
-            continue  # its own problems are reported; its fields are unknown
+            # Its own problems are reported; what of it validates is checked like a
+            # valid step (a field that did not validate is a gap).
+            if site.step.partial is None:
+                continue
+            site = replace(site, step=site.step.partial)
         _check_step(ctx, site)
         _check_references(ctx, site)
     _check_output(ctx)
@@ -316,7 +320,8 @@ def _check_step(ctx: _Ctx, site: Site) -> None:
         if step.timeout is None:
             ctx.add((*loc, "timeout"), "a pause needs a timeout: how long to wait (e.g. 48h)")
     elif kind in ("approval", "human_task"):
-        if "timeout" in set_fields:
+        # Without one of its own (an invalid step's), "move it inside" was said already.
+        if "timeout" in set_fields and getattr(step, kind).timeout is not None:
             ctx.add(
                 (*loc, "timeout"),
                 f"put the timeout of {_a(kind)} {kind} step inside it ({kind}.timeout), "
@@ -356,7 +361,7 @@ def _check_step(ctx: _Ctx, site: Site) -> None:
                 )
                 break
 
-    if kind == "task":
+    if kind == "task" and step.task is not None:  # None: invalid (``InvalidStep.partial``)
         types = ctx.wf.step_types
         broken = ctx.gaps.step_types if ctx.gaps is not None else set()
         if step.task not in types and broken is not None and step.task not in broken:
@@ -391,7 +396,7 @@ def _check_goto(ctx: _Ctx, site: Site, target: str) -> None:
         if message:
             ctx.add(loc, message)
         return
-    if dest is site or dest.step is site.step:
+    if dest.loc == site.loc:
         ctx.add(loc, "a step cannot go to itself on error; use retry to run it again")
         return
     if _invalid_in(site.chain) or _invalid_in(dest.chain):
@@ -418,7 +423,7 @@ def _check_rollback(ctx: _Ctx, site: Site, targets: list[str]) -> None:
             continue
         my_seq, my_index = site.chain[-1]
         its_seq, its_index = dest.chain[-1]
-        if dest.step is site.step:
+        if dest.loc == site.loc:
             ctx.add(loc, "an approval cannot roll back to itself; name an earlier step")
         elif its_seq != my_seq:
             ctx.add(
@@ -496,9 +501,11 @@ def _uses(step: Any, loc: Loc) -> Iterator[_Use]:
         if step.loop.while_ is not None:
             yield _Use((*loc, "loop", "while"), step.loop.while_, own_body=True)
     elif isinstance(step, models.VoteStep):
-        yield _Use((*loc, "vote", "input"), step.vote.input)
+        if step.vote.input is not None:  # None: invalid (``InvalidStep.partial``)
+            yield _Use((*loc, "vote", "input"), step.vote.input)
     elif isinstance(step, models.AssertStep):
-        yield _Use((*loc, "assert"), step.assert_)
+        if step.assert_ is not None:
+            yield _Use((*loc, "assert"), step.assert_)
         yield from tmpl(step.message, (*loc, "message"))
     elif isinstance(step, models.FailStep):
         yield from tmpl(step.fail, (*loc, "fail"))
@@ -570,8 +577,8 @@ def _check_path(
             kind = target.step.kind
             return f'{src}: only llm steps record usage; "{target_id}" is {_a(kind)} {kind} step'
         return _visibility(site, use, target, src, guards, in_exists)
-    if p.root in site.loop_vars:
-        return None
+    if p.root in site.loop_vars or models.ANY_NAME in site.loop_vars:
+        return None  # a loop variable (any name when an invalid loop's is not one)
     in_scope = sorted(site.loop_vars, key=lambda name: (name == "index", name))
     if in_scope:
         names = ", ".join(["inputs", "steps", *in_scope])
@@ -709,7 +716,9 @@ def _check_tools(ctx: _Ctx) -> None:
     uses: list[tuple[Loc, str]] = []
     for site in ctx.sites:
         step = site.step
-        if isinstance(step, models.ToolStep):
+        if isinstance(step, models.InvalidStep):
+            step = step.partial  # what validated of it
+        if isinstance(step, models.ToolStep) and step.tool is not None:
             uses.append(((*site.loc, "tool"), step.tool))
         elif isinstance(step, models.LlmStep):
             uses.extend(((*site.loc, "tools", i), name) for i, name in enumerate(step.tools or []))
@@ -743,7 +752,7 @@ def _check_functions(ctx: _Ctx) -> None:
         if function not in known:
             # Logical ids share their "Function" ending: only a near miss is a hint.
             hint = did_you_mean(function, sorted(known), cutoff=0.8) or (
-                f"; the functions of {template} are {', '.join(sorted(known))}"
+                f"; its functions are {', '.join(sorted(known))}"
                 if known
                 else f"; {template} has no functions"
             )

@@ -1010,25 +1010,38 @@ class _Parts:
             # Without its invalid optional fields the step may validate: its other fields
             # are then checked like any step's.
             try:
-                step = _step_adapter().validate_python(
-                    {k: v for k, v in data.items() if k not in fields}
-                )
+                step = _step_adapter().validate_python(_without_fields(data, fields))
             except ValidationError:
                 pass
             else:
-                self.gaps.removed.update((*loc, f) for f in fields)
+                self.gaps.removed.update((*loc, *f) for f in fields)
                 return step
         sid = raw.get("id") if isinstance(raw, dict) else None
         names: tuple[str, ...] = ()
         loop = raw.get("loop") if isinstance(raw, dict) else None
         if isinstance(loop, dict) and loop.get("for_each") is not None:
             name = loop.get("as", "item")
-            names = (name, "index") if isinstance(name, str) else ("index",)
+            # A variable that is not a name: what the body calls it is unknown.
+            names = (name if isinstance(name, str) else models.ANY_NAME, "index")
         return models.InvalidStep.model_construct(
             id=sid if isinstance(sid, str) and _ID.match(sid) else None,
             bodies=bodies,
             loop_names=names,
+            partial=self._partial(data, loc),
         )
+
+    def _partial(self, data: Any, loc: Loc) -> Any:
+        """The invalid step ``data`` (at ``loc``) as a model of its kind built, unchecked,
+        from the fields that validate on their own (the others ``None`` or at their
+        defaults; a mapping of the kind's that does not validate, from its own fields that
+        do): what the checks read of its expressions and names. ``None`` for a step
+        without one kind."""
+        if not isinstance(data, dict):
+            return None
+        model = models.STEP_MODELS.get(str(models.step_kind(data)))
+        if model is None:
+            return None
+        return _fields_that_validate(model, data, loc, self.gaps.removed)
 
     @staticmethod
     def _body_places(raw: dict[str, Any]) -> list[tuple[Loc, bool]]:
@@ -1104,17 +1117,97 @@ class _Parts:
 _ID = re.compile(models.STEP_ID)
 
 
-def _invalid_fields(exc: ValidationError) -> set[str] | None:
-    """The keys of a step that hold its errors, when each may be left out (not its id,
-    not its kind); ``None`` when one may not."""
-    out: set[str] = set()
+def _invalid_fields(exc: ValidationError) -> set[Loc] | None:
+    """The fields of a step that hold its errors, when each may be left out: a field of
+    the step itself (not its id, not its kind), or an optional field or an unknown key of
+    its kind's mapping (``http.method``, ``loop.max_concurrency``, ``approval.timout``),
+    each as its location in the step; ``None`` when one may not (a required field, a rule
+    that ties fields together, the loop variable its body names)."""
+    out: set[Loc] = set()
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         if loc and loc[0] in _TAGS:
             loc = loc[1:]
-        if not loc or not isinstance(loc[0], str) or loc[0] in ("id", *models.STEP_KINDS):
+        if not loc or not isinstance(loc[0], str) or loc[0] == "id":
             return None
-        out.add(loc[0])
+        if loc[0] not in models.STEP_KINDS:
+            out.add(loc[:1])
+            continue
+        if len(loc) < 2 or not isinstance(loc[1], str) or loc[:2] in _KEPT_FIELDS:
+            return None
+        spec = _model_at(models.STEP_MODELS[loc[0]], loc[:1])
+        if spec is None:
+            return None
+        known = next((f for n, f in spec.model_fields.items() if loc[1] in (n, f.alias)), None)
+        unknown_key = known is None and err["type"] == "extra_forbidden" and len(loc) == 2
+        if not unknown_key and (known is None or known.is_required()):
+            return None
+        out.add(loc[:2])
+    return out
+
+
+def _fields_that_validate(model: Any, data: dict[str, Any], loc: Loc, removed: set[Loc]) -> Any:
+    """``model`` built unchecked from the fields of ``data`` (at ``loc``) that validate on
+    their own; a model-typed field that does not (or a required one missing) is built so
+    from its own fields, another required field is ``None``, an optional one at its
+    default. Each other field that does not validate goes to ``removed`` (its problems are
+    reported), but for one that holds steps (they are checked on their own)."""
+    values: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if info.exclude:
+            continue
+        key, value = _field_value(model, name, data)
+        if key is not None:
+            try:
+                values[name] = modeling.validator(info.annotation).validate_python(value)
+                continue
+            except ValidationError:
+                pass
+        inner = _model_at(model, (name,))
+        if inner is not None and (key is not None or info.is_required()):
+            inner_data = value if isinstance(value, dict) else {}
+            values[name] = _fields_that_validate(inner, inner_data, (*loc, key or name), removed)
+            continue
+        if key is not None and not _holds_steps(value):
+            removed.add((*loc, key))
+        if info.is_required():
+            values[name] = None
+    return model.model_construct(**values)
+
+
+def _field_value(model: Any, name: str, data: dict[str, Any]) -> tuple[str | None, Any]:
+    """The key ``data`` gives field ``name`` of ``model`` under (its alias or name) and
+    its value; ``(None, None)`` when it gives none."""
+    info = model.model_fields[name]
+    for key in (info.alias, name):
+        if key is not None and key in data:
+            return key, data[key]
+    return None, None
+
+
+def _holds_steps(value: Any) -> bool:
+    """Whether ``value`` holds steps already built (a body of the step)."""
+    if isinstance(value, models.StepCommon):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_steps(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_steps(v) for v in value)
+    return False
+
+
+#: Fields of a kind's mapping never left out: the names its body uses depend on them.
+_KEPT_FIELDS = frozenset({("loop", "as")})
+
+
+def _without_fields(data: dict[str, Any], fields: set[Loc]) -> dict[str, Any]:
+    """A copy of the step ``data`` without ``fields`` (each a key of the step or of its
+    kind's mapping)."""
+    out = {k: v for k, v in data.items() if (k,) not in fields}
+    for f in fields:
+        kind = str(f[0])
+        if len(f) == 2 and isinstance(out.get(kind), dict):
+            out[kind] = {k: v for k, v in out[kind].items() if k != f[1]}
     return out
 
 

@@ -389,9 +389,13 @@ class ParallelStep(StepCommon):
     parallel: list[Step] = Field(min_length=1)
 
 
+#: The most voters a ``vote`` has.
+MAX_VOTERS = 10
+
+
 class VoteSpec(Model):
     input: Expression
-    voters: int = Field(ge=2, le=10)
+    voters: int = Field(ge=2, le=MAX_VOTERS)
     rules: str = Field(min_length=1)
     threshold: int | None = Field(None, ge=1)
     model: str | None = None
@@ -403,6 +407,10 @@ class VoteSpec(Model):
         if threshold is not None and isinstance(voters, int) and threshold > voters:
             raise ValueError(
                 f"threshold {threshold} is more than the {voters} voters (allowed 1..{voters})"
+            )
+        if threshold is not None and threshold > MAX_VOTERS:  # voters invalid: no count
+            raise ValueError(
+                f"threshold {threshold} is more than {MAX_VOTERS}, the most voters a vote has"
             )
         return threshold
 
@@ -540,6 +548,8 @@ HUMAN_KINDS = ("approval", "human_task", "pause")
 NO_KIND = "__none__"
 MANY_KINDS = "__many__"
 INVALID = "invalid"
+#: A loop variable of an ``InvalidStep`` whose ``as`` is not a name: any name may be it.
+ANY_NAME = "*"
 
 
 def step_kind(value: Any) -> str | None:
@@ -577,13 +587,17 @@ class InvalidStep(StepCommon):
 
     It keeps the step's ``id`` (``None`` when the id itself is invalid) and the step
     sequences found inside it, each as a list of (location, step); ``loop_names`` are the
-    loop variables its body may use when it is a ``for_each`` loop.
+    loop variables its body may use when it is a ``for_each`` loop (``ANY_NAME`` for one
+    that is not a name). ``partial`` is the step as a model of its kind built, unchecked,
+    from the fields that validate on their own (``None`` without one kind): the checks
+    read its expressions and names, so that an invalid field hides none of them.
     """
 
     id: str | None = None  # type: ignore[assignment]  # None: the id is invalid too
     kind: Literal["invalid"] = Field("invalid", exclude=True)
     bodies: list[list[tuple[tuple[str | int, ...], Any]]] = Field(default_factory=list)
     loop_names: tuple[str, ...] = ()
+    partial: Any = None
 
 
 Step = Annotated[
