@@ -113,6 +113,8 @@ def test_given_an_unknown_tag_when_loaded_then_it_is_refused_with_its_location(
         ("!!seq {a: 1}", "the tag !!seq is for a list, not a mapping"),
         ("!!int [1]", "the tag !!int is for a single value, not a list"),
         ("!!str {a: 1}", "the tag !!str is for a single value, not a mapping"),
+        ("!!map x", "the tag !!map is for a mapping, not a single value"),
+        ("!!seq x", "the tag !!seq is for a list, not a single value"),
     ],
 )
 def test_given_a_tag_on_the_wrong_kind_of_node_when_loaded_then_it_is_a_located_problem(
