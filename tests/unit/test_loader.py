@@ -325,6 +325,27 @@ def test_given_a_50_mb_file_when_read_then_refused_without_reading_it(tmp_path: 
     )
 
 
+def test_given_a_one_megabyte_workflow_when_validated_then_it_takes_well_under_a_second(
+    tmp_path: Path,
+) -> None:
+    from loopline.compiler import compile_workflow
+    from loopline.dsl import load_workflow
+
+    prompt = "Read {{ inputs.text }} again and say what {{ inputs.topic }} changes there. " * 45
+    lines = ["name: big", "inputs:", "  topic: {type: string}", "  text: {type: string}", "steps:"]
+    for i in range(300):
+        lines += [f"  - id: s{i}", f"    if: len(inputs.topic) > {i % 9}", f'    llm: "{prompt}"']
+    path = tmp_path / "big.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert 1_000_000 < path.stat().st_size < MAX_FILE_BYTES
+    start = time.perf_counter()
+
+    result = compile_workflow(load_workflow(path))
+
+    assert time.perf_counter() - start < 1
+    assert result.text
+
+
 def test_given_an_endless_device_when_read_then_reading_stops_at_the_limit() -> None:
     with pytest.raises(WorkflowInvalid) as caught:
         read_file("/dev/zero")
