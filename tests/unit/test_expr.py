@@ -162,6 +162,20 @@ def test_given_nesting_beyond_the_bound_when_parsed_then_a_located_error_not_a_r
     assert caught.value.column == column
 
 
+def test_given_nesting_beyond_the_bound_in_a_template_then_an_error_that_quotes_the_hole_cut() -> (
+    None
+):
+    hole = " " + "not " * 250 + "inputs.a "
+
+    with pytest.raises(ExpressionError) as caught:
+        parse_template("Hello {{" + hole + "}}")
+
+    assert caught.value.message == (
+        "in {{" + hole[:57] + "...}}: nested more than "
+        f"{MAX_NESTING} levels deep (parentheses, 'not' and function calls)"
+    )
+
+
 def _deepest() -> str:
     """An expression at the nesting bound whose tree is as deep as the bound allows:
     alternating and/or in parentheses, with some ``not`` in between."""

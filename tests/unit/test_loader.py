@@ -113,6 +113,8 @@ def test_given_an_unknown_tag_when_loaded_then_it_is_refused_with_its_location(
         ("!!seq {a: 1}", "the tag !!seq is for a list, not a mapping"),
         ("!!int [1]", "the tag !!int is for a single value, not a list"),
         ("!!str {a: 1}", "the tag !!str is for a single value, not a mapping"),
+        ("!!map x", "the tag !!map is for a mapping, not a single value"),
+        ("!!seq x", "the tag !!seq is for a list, not a single value"),
     ],
 )
 def test_given_a_tag_on_the_wrong_kind_of_node_when_loaded_then_it_is_a_located_problem(
@@ -321,6 +323,27 @@ def test_given_a_50_mb_file_when_read_then_refused_without_reading_it(tmp_path: 
         f"{big}: (file): the file is too large: 52,428,800 bytes; a workflow file may be at "
         f"most {MAX_FILE_BYTES:,} bytes (2 MiB)"
     )
+
+
+def test_given_a_one_megabyte_workflow_when_validated_then_it_takes_well_under_a_second(
+    tmp_path: Path,
+) -> None:
+    from loopline.compiler import compile_workflow
+    from loopline.dsl import load_workflow
+
+    prompt = "Read {{ inputs.text }} again and say what {{ inputs.topic }} changes there. " * 45
+    lines = ["name: big", "inputs:", "  topic: {type: string}", "  text: {type: string}", "steps:"]
+    for i in range(300):
+        lines += [f"  - id: s{i}", f"    if: len(inputs.topic) > {i % 9}", f'    llm: "{prompt}"']
+    path = tmp_path / "big.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert 1_000_000 < path.stat().st_size < MAX_FILE_BYTES
+    start = time.perf_counter()
+
+    result = compile_workflow(load_workflow(path))
+
+    assert time.perf_counter() - start < 1
+    assert result.text
 
 
 def test_given_an_endless_device_when_read_then_reading_stops_at_the_limit() -> None:

@@ -46,6 +46,29 @@ def test_given_nested_quantifiers_in_a_form_schema_then_form_data_is_checked_at_
     assert problem is not None and problem.startswith("the form data does not match form_schema")
 
 
+def test_given_nested_quantifiers_in_a_form_schema_then_a_submitted_form_is_checked_at_once() -> (
+    None
+):
+    from loopline.service import forms
+
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "pattern": EVIL}},
+        "patternProperties": {EVIL: {"type": "integer"}},
+    }
+    start = time.perf_counter()
+
+    data, problems = forms.convert(schema, {"field.code": SLOW_FOR_BACKTRACKING})
+    late = forms.violations(schema, {SLOW_FOR_BACKTRACKING: "x", "aaa": "x"})
+
+    assert time.perf_counter() - start < 1
+    assert data == {"code": SLOW_FOR_BACKTRACKING}
+    assert [(p.field, p.message) for p in problems] == [
+        ("data.code", "must match the pattern ^(a+)+$")
+    ]
+    assert [(p.field, p.message) for p in late] == [("data.aaa", "must be an integer")]
+
+
 def test_given_pattern_properties_then_matching_keys_are_checked_and_are_not_additional() -> None:
     schema = {
         "type": "object",

@@ -237,6 +237,8 @@ def _scalar_value(tag: str, text: str) -> Any:
         if not math.isfinite(f):
             raise _BadScalar(f"{_short(text)} is not a finite number (JSON has no infinity or NaN)")
         return f
+    if tag in _KIND_WORDS:
+        raise _BadScalar(f"the tag {_show_tag(tag)} is for {_KIND_WORDS[tag]}, not a single value")
     if tag.startswith(_STD):
         raise _BadScalar(
             f"the tag {_show_tag(tag)} is not supported (a workflow file may use {_TAGS_ALLOWED})"

@@ -16,6 +16,8 @@ from typing import Any
 from loopline.dsl.expr import Expr, ExpressionError, Path, parse_expression, paths
 
 _HOLE = re.compile(r"\{\{(.*?)\}\}", re.S)
+#: Longest hole an error message quotes whole (a longer one is cut, ending in ``...``).
+_SHOWN = 60
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,8 @@ def parse_template(text: str) -> Template:
         try:
             parts.append(parse_expression(inner.strip()))
         except ExpressionError as exc:
-            raise ExpressionError(f"in {{{{{inner}}}}}: {exc.message}") from None
+            shown = inner if len(inner) <= _SHOWN else inner[: _SHOWN - 3] + "..."
+            raise ExpressionError(f"in {{{{{shown}}}}}: {exc.message}") from None
         pos = m.end()
     rest = text[pos:]
     if "{{" in rest:
