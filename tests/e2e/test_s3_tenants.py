@@ -46,3 +46,19 @@ def test_tenants_running_workflows_of_the_same_name_never_reach_each_others_obje
     assert _run(service, "acme", {"op": "get", "key": "plan.txt"})["output"] == {
         "out": "acme's plan"
     }
+
+
+def test_a_tasks_2mb_input_travels_under_its_tenants_prefix_and_reaches_its_steps(
+    service: Service,
+) -> None:
+    register(service, "notes", tenants=("acme",))
+    body = "tide " * (2 * 1024 * 1024 // 5)
+    view = _run(service, "acme", {"op": "put", "key": "big.txt", "body": body})
+    assert view["status"] == "SUCCEEDED", view
+    assert view["output"] == {
+        "out": {"uri": f"{BUCKET_PREFIX}_tenants/acme/notes/big.txt", "size": len(body)}
+    }
+    # The input was stored under the task's own prefix, so the view shows it (by link).
+    shown = view["inputs"]["body"]
+    assert isinstance(shown, dict) and shown["size"] == len(body) + 2, shown
+    assert "/_tenants/acme/notes/" + view["id"] + "/_inputs/body/" in shown["link"]
