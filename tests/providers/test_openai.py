@@ -3,6 +3,7 @@ what it sends, and how every kind of answer and failure ends."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import time
@@ -395,6 +396,24 @@ def test_an_api_key_the_provider_echoes_is_in_no_cause_and_no_log_line(
     for text in (cause, log_lines.text):
         assert key not in text
         assert key[3:] not in text  # not even the key without its prefix
+
+
+def test_a_key_in_the_base_urls_userinfo_the_provider_echoes_is_in_no_cause_and_no_log_line(
+    chat: ChatServer, set_env: SetEnv, lambda_env: None, log_lines: LogCapture
+) -> None:
+    secret = "uk-2b8f4c61d09e"
+    set_env(llm_base_url=chat.base_url.replace("http://", f"http://apikey:{secret}@"))
+    set_env(llm_model="m")
+    chat.echo_headers(401)
+    with pytest.raises(Exception) as info:
+        handle(payload({"prompt": "p"}))
+    basic = base64.b64encode(f"apikey:{secret}".encode()).decode()
+    assert chat.requests[0].headers["authorization"] == f"Basic {basic}"  # what was sent
+    cause = str(info.value)
+    assert "Incorrect API key provided: Basic *** (Authorization: Basic ***)" in cause
+    assert "step failed" in log_lines.text and "Incorrect API key" in log_lines.text
+    for text in (cause, log_lines.text):
+        assert secret not in text and basic.rstrip("=") not in text
 
 
 def test_a_key_in_the_base_urls_userinfo_is_in_no_cause_and_no_log_line(

@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 import json
 import re
+import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +190,18 @@ def test_every_function_runs_python_3_13_on_arm64() -> None:
         props = fn["Properties"]
         assert props.get("Runtime", "python3.13") == "python3.13", logical_id
         assert props.get("Architectures", ["arm64"]) == ["arm64"], logical_id
+
+
+def test_the_tests_run_on_the_python_the_functions_run_on() -> None:
+    # .venv (make test) is made with the functions' Python: what passes here is what runs.
+    runtime = TEMPLATE["Globals"]["Function"]["Runtime"]
+    assert runtime == f"python{sys.version_info.major}.{sys.version_info.minor}"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["requires-python"] == f">={runtime.removeprefix('python')}"
+    assert project["tool"]["mypy"]["python_version"] == runtime.removeprefix("python")
+    assert project["tool"]["ruff"]["target-version"] == "py" + runtime.removeprefix(
+        "python"
+    ).replace(".", "")
 
 
 def test_every_loopline_variable_the_template_sets_is_a_setting() -> None:

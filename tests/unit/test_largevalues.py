@@ -199,6 +199,74 @@ def test_references_that_climb_out_of_the_workflows_prefix_are_left_alone(s3: An
     assert dispatch(p, env())["output"] == refs
 
 
+@pytest.fixture
+def tenant_runs(s3: Any) -> Iterator[dict[str, str]]:
+    """The tasks table with a running task of workflow ``wf`` for each of two tenants:
+    tenant → the execution ARN of its task."""
+    from loopline import ids, store
+
+    from tests.tasktable import task_table
+
+    with task_table():
+        arns = {}
+        for tenant in ("acme", "globex"):
+            task_id = ids.new_id("task")
+            store.create_task(
+                tenant,
+                {"id": task_id, "workflow": "wf", "status": "RUNNING", "created_at": ids.now()},
+            )
+            arns[tenant] = f"arn:aws:states:us-east-1:123456789012:execution:wf:{task_id}"
+        yield arns
+
+
+def test_a_tasks_large_values_live_under_its_tenants_prefix_and_no_other_tenant_reads_them(
+    s3: Any, tenant_runs: dict[str, str]
+) -> None:
+    e = env()
+    acme = {**payload("render", {"template": "secret " * 500}), "execution": tenant_runs["acme"]}
+    ref = dispatch(acme, e)["output"]
+    task_id = tenant_runs["acme"].rsplit(":", 1)[1]
+    assert ref[REF_KEY].startswith(f"s3://{BUCKET}/_tenants/acme/wf/{task_id}/s/")
+    read = payload("eval", {"expr": "len(inputs.v)"}, inputs={"v": ref})
+    assert dispatch({**read, "execution": tenant_runs["acme"]}, e)["output"] == 3500
+    # The same reference in another tenant's task of a workflow of the same name, or in an
+    # execution that is no task, is left as it is (an object of 3 keys): never read.
+    assert dispatch({**read, "execution": tenant_runs["globex"]}, e)["output"] == 3
+    assert dispatch(read, e)["output"] == 3
+
+
+def test_a_task_view_shows_only_its_own_tenants_large_values(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopline.service import views
+
+    monkeypatch.setenv("LOOPLINE_BUCKET", BUCKET)
+    settings.cache_clear()
+    own = largevalues.store_value("acme's", BUCKET, ["_tenants", "acme", "wf", "task_1", "s"])
+    other = largevalues.store_value("globex's", BUCKET, ["_tenants", "globex", "wf", "t", "s"])
+    untenanted = largevalues.store_value("by hand", BUCKET, ["wf", "run-1", "s"])
+    task = {
+        "id": "task_1",
+        "tenant": "acme",
+        "workflow": "wf",
+        "status": "SUCCEEDED",
+        "created_at": "2026-01-01T00:00:00Z",
+        "steps": {},
+        "output": {"own": own, "other": other, "untenanted": untenanted},
+    }
+    shown = views.task_view(task)["output"]
+    assert shown == {"own": "acme's", "other": other, "untenanted": untenanted}
+    run = {"step": "s", "attempt": 0, "status": "SUCCEEDED", "output": [own, other]}
+    assert views.step_view(task, "s", [run], None)["runs"][0]["output"] == ["acme's", other]
+
+
+def test_a_tasks_large_inputs_are_stored_under_its_tenants_prefix(s3: Any) -> None:
+    sent = largevalues.offload_inputs(
+        {"doc": "x" * 5000}, workflow="wf", execution="task_1", bucket=BUCKET, tenant="acme"
+    )
+    assert sent["doc"][REF_KEY].startswith(f"s3://{BUCKET}/_tenants/acme/wf/task_1/_inputs/doc/")
+
+
 def test_a_bucket_s3_refuses_fails_the_step_without_a_retry(
     s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

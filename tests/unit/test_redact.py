@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 
 import pytest
@@ -80,6 +81,19 @@ def test_the_credentials_of_a_request_are_remembered() -> None:
     )
     text = "echo: tok-abcdef pw-987654 qt-5555555 trace-123456 visible"
     assert redact(text) == "echo: *** *** *** trace-123456 visible"
+
+
+def test_a_urls_userinfo_is_remembered_with_the_basic_credentials_made_of_it() -> None:
+    # httpx sends https://u:p@h as "Authorization: Basic base64(u:p)"; a server may echo
+    # it in prose, where no header name marks it.
+    remember_secrets(url="https://svc:pw%2F7d3e0b5a@h/v1")
+    basic = base64.b64encode(b"svc:pw/7d3e0b5a").decode()
+    text = f"bad credentials Basic {basic} ({basic.rstrip('=')}) for pw/7d3e0b5a, pw%2F7d3e0b5a"
+    assert redact(text) == "bad credentials Basic *** (***) for ***, ***"
+    # A token written as the user, with no password.
+    remember_secrets(url="https://tok-51d0e3aa9c@h/v1")
+    basic = base64.b64encode(b"tok-51d0e3aa9c:").decode()
+    assert redact(f"Basic {basic} tok-51d0e3aa9c") == "Basic *** ***"
 
 
 def test_urls_headers_and_values() -> None:

@@ -313,3 +313,62 @@ def test_the_api_key_is_masked_once_the_settings_are_read(
     assert redact("the provider said: sk-settings-4e5f6a7b is wrong") == (
         "the provider said: *** is wrong"
     )
+
+
+#: One wrong value of every setting (``loopline.settings.FIELDS``): a setting added without
+#: a check where it is parsed, or without a line here, fails
+#: ``test_every_setting_refuses_a_wrong_value_naming_its_variable``.
+WRONG = {
+    "llm_provider": "gpt",
+    "llm_base_url": "api.example.com",
+    "llm_model": "two words",
+    "llm_api_key": "sk key",
+    "llm_api_key_secret": "my secret",
+    "llm_api_key_parameter": "/my param",
+    "llm_timeout": "0",
+    "llm_max_retry_after": "-1",
+    "llm_script": "a script.yaml",
+    "bedrock_region": "mars",
+    "tool_modules": "1tools",
+    "http_allow_hosts": "http://ci.internal",
+    "http_max_bytes": "lots",
+    "s3_allow": "../reports",
+    "bucket": "Artifacts_Bucket",
+    "large_value_bytes": "300000",
+    "stage": "dev.1",
+    "table": "t",
+    "approval_topic_arn": "approvals",
+    "webhook_queue_url": "sqs/webhooks",
+    "webhook_dlq_url": "ftp://queue",
+    "state_machine_role_arn": "role",
+    "state_machine_prefix": "stack prefix",
+    "function_arns": "[]",
+    "stack_workflows": '{"triage": 1}',
+    "webhook_allow_hosts": "https://hooks.internal",
+    "webhook_retry_delays": "5,soon",
+    "public_url": "example.com",
+    "cors_origin": "https://app.example.com/path",
+    "sender_email": "loopline",
+    "slack_api_url": "slack.com/api",
+    "slack_secret_arn": "arn:aws:sns:us-east-1:1:topic",
+    "slack_bot_token": "xoxb token",
+    "slack_signing_secret": "a secret",
+    "outbox_queue": "queue",
+    "outbox_retry_delays": "86400",
+}
+
+
+def test_the_wrong_values_cover_every_setting() -> None:
+    from loopline.settings import FIELDS
+
+    assert sorted(WRONG) == sorted(FIELDS)
+
+
+@pytest.mark.parametrize(("field", "value"), sorted(WRONG.items()))
+def test_every_setting_refuses_a_wrong_value_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, field: str, value: str
+) -> None:
+    variable = f"LOOPLINE_{field.upper()}"
+    message = problem_of(variable, value, monkeypatch)
+    assert message.startswith(f"{variable} must "), message
+    assert "Error" not in message and "Traceback" not in message

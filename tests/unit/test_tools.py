@@ -331,6 +331,113 @@ def test_a_bucket_name_s3_refuses_is_a_failure_not_worth_a_retry(s3: Any) -> Non
     )
 
 
+# --------------------------------------------------------------------------- s3: tenants
+
+
+@pytest.fixture
+def tenant_tasks(s3: Any) -> Iterator[dict[str, str]]:
+    """The tasks table, with a running task of workflow ``wf`` for each of two tenants:
+    tenant → the execution ARN its steps' payloads carry (named after the task)."""
+    from loopline import ids, store
+
+    from tests.tasktable import task_table
+
+    with task_table():
+        arns = {}
+        for tenant in ("acme", "globex"):
+            task_id = ids.new_id("task")
+            store.create_task(
+                tenant,
+                {
+                    "id": task_id,
+                    "workflow": "wf",
+                    "version": "1",
+                    "status": "RUNNING",
+                    "run": 1,
+                    "inputs": {},
+                    "labels": {},
+                    "created_at": ids.now(),
+                },
+            )
+            arns[tenant] = f"arn:aws:states:us-east-1:123456789012:execution:wf:{task_id}"
+        yield arns
+
+
+def run_task_tool(execution: str, name: str, args: dict[str, Any]) -> Any:
+    payload = {
+        "action": "tool",
+        "workflow": "wf",
+        "step": "s",
+        "execution": execution,
+        "attempt": 0,
+        "config": {"tool": name, "args": args},
+        "values": {},
+    }
+    return dispatch(payload, Env())["output"]
+
+
+def task_tool_failure(execution: str, name: str, args: dict[str, Any]) -> StepError:
+    with pytest.raises(StepError) as err:
+        run_task_tool(execution, name, args)
+    return err.value
+
+
+def test_a_tasks_s3_tools_reach_only_its_tenants_prefix(
+    s3: Any, tenant_tasks: dict[str, str]
+) -> None:
+    # Two tenants run workflows of the same name: neither reads nor overwrites the other's.
+    acme, globex = tenant_tasks["acme"], tenant_tasks["globex"]
+    out = run_task_tool(acme, "s3_put", {"uri": "notes.txt", "body": "acme only"})
+    assert out["uri"] == f"s3://{BUCKET}/_tenants/acme/wf/notes.txt"
+    assert stored(s3, "_tenants/acme/wf/notes.txt") == "acme only"
+    assert run_task_tool(acme, "s3_get", {"uri": "notes.txt"}) == "acme only"
+
+    err = task_tool_failure(globex, "s3_get", {"uri": "notes.txt"})
+    assert f"could not read s3://{BUCKET}/_tenants/globex/wf/notes.txt: no such key" in (
+        err.message
+    )
+    for uri in (f"s3://{BUCKET}/_tenants/acme/wf/notes.txt", f"s3://{BUCKET}/wf/notes.txt"):
+        for name, args in [("s3_get", {"uri": uri}), ("s3_put", {"uri": uri, "body": "x"})]:
+            err = task_tool_failure(globex, name, args)
+            assert err.name == "Loopline.Failed"
+            assert f"{uri} is outside what this workflow may reach: its own prefix " in err.message
+            assert f"(s3://{BUCKET}/_tenants/globex/wf/)" in err.message
+    run_task_tool(globex, "s3_put", {"uri": "notes.txt", "body": "globex's"})
+    assert stored(s3, "_tenants/acme/wf/notes.txt") == "acme only"
+    assert run_task_tool(globex, "s3_get", {"uri": "notes.txt"}) == "globex's"
+
+
+def test_an_execution_that_is_no_task_cannot_reach_a_tenants_objects(
+    s3: Any, tenant_tasks: dict[str, str]
+) -> None:
+    run_task_tool(tenant_tasks["acme"], "s3_put", {"uri": "notes.txt", "body": "acme only"})
+    # The same workflow run by hand (loopline run, a console start): its own prefix holds
+    # no tenant's objects, and a tenant's are outside it.
+    assert "no such key" in failure("s3_get", {"uri": "notes.txt"}).message
+    assert run_tool("s3_put", {"uri": "x.json", "body": 1})["uri"] == f"s3://{BUCKET}/wf/x.json"
+    err = failure("s3_get", {"uri": f"s3://{BUCKET}/_tenants/acme/wf/notes.txt"})
+    assert "is outside what this workflow may reach" in err.message
+    assert stored(s3, "_tenants/acme/wf/notes.txt") == "acme only"
+
+
+def test_a_tenant_that_cannot_be_looked_up_fails_the_step_rather_than_guess(
+    s3: Any, tenant_tasks: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopline import store
+
+    def unavailable(task_id: str) -> Any:
+        raise ConnectionError("the table cannot be reached")
+
+    monkeypatch.setattr(store, "get_task_record", unavailable)
+    # A new task (no lookup remembered yet) whose table cannot be read.
+    execution = tenant_tasks["acme"].rsplit(":", 1)[0] + ":task_0000000000000000000000000X"
+    err = task_tool_failure(execution, "s3_put", {"uri": "notes.txt", "body": "x"})
+    assert err.name == "Loopline.Transient"  # tried again later, never under another prefix
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+    # A step that touches no S3 object looks nothing up.
+    assert isinstance(run_task_tool(execution, "now", {"format": "unix"}), int)
+
+
 # A tool called by a model is confined too: tests/providers/test_tool_loop.py.
 
 

@@ -11,20 +11,22 @@ logger (``loopline.observability``) redacts every record it writes. What is remo
 - the userinfo of a URL (``https://user:pass@host`` → ``https://***@host``);
 - query parameters named like a credential (``?api_key=…``, ``&X-Amz-Signature=…``);
 - every value registered with ``remember_secret`` (the model API key, the values of an
-  http step's credential headers and query parameters), wherever and however it appears,
-  e.g. echoed by a provider in an error body.
+  http step's credential headers and query parameters, a URL's userinfo and the Basic
+  credentials an HTTP client makes of it), wherever and however it appears, e.g. echoed
+  by a provider in an error body.
 
 ``MASK`` replaces what is removed; the name stays so a message still says what was sent.
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 MASK = "***"
 #: Values shorter than this are not remembered (they would mask ordinary words).
@@ -115,11 +117,24 @@ def remember_secrets(headers: Mapping[str, Any] | None = None, url: str | None =
     if url:
         parts = _split(url)
         if parts is not None:
-            if parts.password:
-                remember_secret(parts.password)
+            _remember_userinfo(parts)
             for m in _QUERY_PARAM.finditer("?" + parts.query):
                 if is_sensitive(m.group("name")):
                     remember_secret(m.group("value"))
+
+
+def _remember_userinfo(parts: SplitResult) -> None:
+    """The password of a URL's userinfo (the user too when there is no password: a token
+    written as the user), as written and decoded, and the ``Authorization: Basic`` value
+    an HTTP client sends for it (httpx does), which a server may echo."""
+    if "@" not in parts.netloc:
+        return
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    for value in (parts.password, password) if password else (parts.username, user):
+        remember_secret(value)
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    remember_secret(basic)
+    remember_secret(basic.rstrip("="))  # an echo that drops the padding
 
 
 def forget_secrets() -> None:

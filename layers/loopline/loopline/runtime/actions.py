@@ -384,9 +384,9 @@ def dispatch(payload: Payload, env: Env | None = None) -> Result:
         # Large values (loopline.runtime.largevalues): references in the payload are
         # resolved before the action runs, a large output is stored after it. Tools see
         # the step they run for through the call context (loopline.runtime.s3scope).
-        with calling(CallContext.of(payload, bucket)):
-            result = fn(largevalues.resolve_payload(payload, bucket), env)
-            return largevalues.offload(result, payload, bucket)
+        with calling(CallContext.of(payload, bucket)) as scope:
+            result = fn(largevalues.resolve_payload(payload, bucket, scope), env)
+            return largevalues.offload(result, payload, bucket, scope)
     except StepError:
         raise
     except ConfigError as exc:

@@ -4,17 +4,19 @@ Step Functions caps a state's input and output at 256 KB, and a model answer or 
 body can be far larger. So ``dispatch`` (``loopline.runtime.actions``) passes every
 action's result through ``offload``: an ``output`` whose JSON is larger than
 ``LOOPLINE_LARGE_VALUE_BYTES`` (64 KB) is written to ``LOOPLINE_BUCKET`` under
-``<workflow>/<execution name>/<step>/<uuid>.json`` and replaced by a reference::
+``<prefix><execution name>/<step>/<uuid>.json`` (``<prefix>``: the workflow's own,
+``loopline.runtime.s3scope.object_prefix``, the tenant's for a task) and replaced by a
+reference::
 
     {"$loopline_ref": "s3://bucket/key", "size": 5242880, "preview": "first 200 chars"}
 
 and, before any action runs, ``resolve_payload`` replaces every reference found in the
 payload's ``values`` (and a vote's ``results``) by the stored value, so templates,
 expressions, tools and custom functions never see one. With no bucket configured a large
-output stays inline. Only references into the configured bucket, under the payload's
-workflow's prefix (``loopline.runtime.s3scope.object_prefix``) and with a key in normal
-form, are resolved: anything else that looks like one (say, in an input, or
-``wf/../other/x.json``) is left as it is.
+output stays inline. Only references into the configured bucket, under the execution's
+own prefix (the call context's, ``loopline.runtime.s3scope.CallContext.prefix``: another
+tenant's objects are never read) and with a key in normal form, are resolved: anything
+else that looks like one (say, in an input, or ``wf/../other/x.json``) is left as it is.
 
 ``get_object`` and ``put_object`` are the bare S3 calls: they check nothing. What a tool
 may reach is decided before, by ``loopline.runtime.s3scope.locate``.
@@ -32,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from loopline.runtime.errors import StepError, unexpected
-from loopline.runtime.s3scope import object_prefix, within
+from loopline.runtime.s3scope import CallContext, object_prefix, within
 from loopline.settings import settings
 
 #: The key that marks a reference object.
@@ -105,8 +107,11 @@ def _execution_name(execution: Any) -> str:
     return text.rsplit(":", 1)[-1] or "local"
 
 
-def offload(result: Any, payload: dict[str, Any], bucket: str | None) -> Any:
-    """``result`` with a large ``output`` stored in ``bucket`` and replaced by references.
+def offload(
+    result: Any, payload: dict[str, Any], bucket: str | None, scope: CallContext | None = None
+) -> Any:
+    """``result`` with a large ``output`` stored in ``bucket`` and replaced by references,
+    under ``scope``'s prefix (without one, the payload's workflow's with no tenant).
 
     An object keeps its keys, so that a path to one of them still names a value in the
     state document (the compiler passes ``steps.<id>.output.<key>`` to later steps, and
@@ -123,8 +128,13 @@ def offload(result: Any, payload: dict[str, Any], bucket: str | None) -> Any:
     data = _json_bytes(output)
     if len(data) <= limit:
         return result
+    prefix = (
+        scope.prefix
+        if scope is not None
+        else object_prefix("", str(payload.get("workflow") or "workflow"))
+    )
     parts = [
-        object_prefix("", str(payload.get("workflow") or "workflow")).rstrip("/"),
+        prefix.rstrip("/"),
         _execution_name(payload.get("execution")),
         str(payload.get("step") or "step"),
     ]
@@ -163,12 +173,22 @@ def _contains_ref(value: Any) -> bool:
     return False
 
 
-def resolve(value: Any, bucket: str | None, workflow: str | None = None) -> Any:
-    """``value`` with every reference into ``bucket`` (under ``workflow/`` when given)
-    replaced by the stored value. Returns ``value`` itself when it holds no reference."""
+def resolve(
+    value: Any,
+    bucket: str | None,
+    workflow: str | None = None,
+    *,
+    scope: CallContext | None = None,
+) -> Any:
+    """``value`` with every reference into ``bucket`` replaced by the stored value: those
+    under ``scope``'s prefix when given, else under ``workflow``'s with no tenant when
+    given, else all. Returns ``value`` itself when it holds no reference."""
     if not bucket or not _contains_ref(value):
         return value
-    prefix = object_prefix("", workflow) if workflow is not None else ""
+    if scope is not None:
+        prefix = scope.prefix
+    else:
+        prefix = object_prefix("", workflow) if workflow is not None else ""
     cache: dict[str, Any] = {}
 
     def load(uri: str) -> Any:
@@ -200,18 +220,24 @@ def resolve(value: Any, bucket: str | None, workflow: str | None = None) -> Any:
     return walk(value)
 
 
-def resolve_payload(payload: dict[str, Any], bucket: str | None) -> dict[str, Any]:
-    """The payload with the references in ``values`` and ``results`` resolved."""
+def resolve_payload(
+    payload: dict[str, Any], bucket: str | None, scope: CallContext | None = None
+) -> dict[str, Any]:
+    """The payload with the references in ``values`` and ``results`` resolved (those under
+    ``scope``'s prefix; without one, under the payload's workflow's with no tenant)."""
     if not bucket:
         return payload
     workflow = str(payload["workflow"]) if payload.get("workflow") else None
     out = dict(payload)
     for key in ("values", "results"):
         if key in out:
-            out[key] = resolve(out[key], bucket, workflow)
+            out[key] = resolve(out[key], bucket, workflow, scope=scope)
     cfg = out.get("config")
     if isinstance(cfg, dict) and "results" in cfg:
-        out["config"] = {**cfg, "results": resolve(cfg["results"], bucket, workflow)}
+        out["config"] = {
+            **cfg,
+            "results": resolve(cfg["results"], bucket, workflow, scope=scope),
+        }
     return out
 
 
@@ -257,12 +283,18 @@ def store_value(value: Any, bucket: str, key_parts: list[str]) -> dict[str, Any]
 
 
 def offload_inputs(
-    inputs: dict[str, Any], *, workflow: str, execution: str, bucket: str | None
+    inputs: dict[str, Any],
+    *,
+    workflow: str,
+    execution: str,
+    bucket: str | None,
+    tenant: str = "",
 ) -> dict[str, Any]:
     """The execution input for ``inputs``, with large values stored in ``bucket``.
 
     Each input value whose JSON is larger than ``LOOPLINE_LARGE_VALUE_BYTES`` is written
-    under ``<workflow>/<execution>/_inputs/<name>/`` and replaced by a reference, as a
+    under ``<prefix><execution>/_inputs/<name>/`` (``<prefix>``: ``object_prefix(tenant,
+    workflow)``, the task's tenant's when it has one) and replaced by a reference, as a
     large step output is; if the inputs together are still larger than that, the largest
     remaining values follow (values under 1 KB stay). The runtime resolves the
     references wherever a step reads the value. ``execution`` is the name the execution
@@ -273,10 +305,11 @@ def offload_inputs(
     limit = settings().large_value_bytes
     sizes = {name: _json_size(v) for name, v in inputs.items() if not is_ref(v)}
     out = dict(inputs)
+    prefix = object_prefix(tenant, workflow).rstrip("/")
 
     def store(name: str) -> None:
         out[name] = store_value(
-            inputs[name], bucket, [workflow, _execution_name(execution), INPUTS_PART, name]
+            inputs[name], bucket, [prefix, _execution_name(execution), INPUTS_PART, name]
         )
         del sizes[name]
 

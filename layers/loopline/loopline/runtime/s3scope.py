@@ -6,8 +6,11 @@ allows. So a tool call addresses:
 - a **key** such as ``reports/today.json``: the object ``s3://<bucket>/<prefix>reports/
   today.json``, where ``<bucket>`` is the artifacts bucket (``LOOPLINE_BUCKET``, locally the
   local stack's) and ``<prefix>`` the workflow's own, ``object_prefix(tenant, workflow)``:
-  ``<workflow>/`` today, ``<tenant>/<workflow>/`` once tasks have tenants (the tenant is
-  part of the call context, empty until then);
+  ``_tenants/<tenant>/<workflow>/`` for a task of the task service (``tenant_of``: the
+  tenant of the task the execution runs, read once from the tasks table), else
+  ``<workflow>/`` (``loopline run``, an execution started by hand). A workflow name
+  starts with a letter, so no workflow's prefix holds a tenant's, and two tenants that
+  run workflows of the same name (the stack's, or their own) never share objects;
 - or a full **URI** ``s3://bucket/key``: allowed when it lies under that same prefix of the
   artifacts bucket, or in a location ``LOOPLINE_S3_ALLOW`` lists (comma-separated
   ``bucket`` for a whole bucket, ``bucket/prefix`` for the keys under ``prefix/``).
@@ -22,16 +25,22 @@ read its own workflow's stored values.
 
 The call context (``CallContext``: workflow, step, execution, artifacts bucket, tenant) is
 set by ``dispatch`` for the duration of an action (``calling``); tools read it with
-``current()``, so a tool's function keeps its ``fn(args)`` signature.
+``current()``, so a tool's function keeps its ``fn(args)`` signature. Its tenant is looked
+up the first time its prefix is needed, so a step that touches no S3 object reads nothing;
+a lookup that fails fails the step (``Loopline.Transient`` when the table is busy or
+down): no step ever falls back to a prefix it may not own.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,8 +62,9 @@ class CallContext:
     execution: str = ""
     #: The artifacts bucket (None when none is configured).
     bucket: str | None = None
-    #: The task's tenant; empty until tasks have tenants.
-    tenant: str = ""
+    #: The tenant of the task the execution runs ("" for none); None: looked up from the
+    #: execution (``tenant_of``) when first needed.
+    tenant: str | None = None
 
     @classmethod
     def of(cls, payload: dict[str, Any], bucket: str | None) -> CallContext:
@@ -65,9 +75,11 @@ class CallContext:
             bucket=bucket,
         )
 
-    @property
+    @cached_property
     def prefix(self) -> str:
-        return object_prefix(self.tenant, self.workflow)
+        """The workflow's own key prefix for this execution (``object_prefix``)."""
+        tenant = self.tenant if self.tenant is not None else tenant_of(self.execution)
+        return object_prefix(tenant, self.workflow)
 
 
 _current: ContextVar[CallContext | None] = ContextVar("loopline_call_context", default=None)
@@ -111,8 +123,13 @@ def key_problem(key: str) -> str | None:
     return None
 
 
+#: The first segment of every tenant's objects (no workflow name starts with "_").
+TENANTS_PART = "_tenants"
+
+
 def object_prefix(tenant: str, workflow: str) -> str:
-    """The key prefix of a workflow's objects: ``<workflow>/``, or ``<tenant>/<workflow>/``."""
+    """The key prefix of a workflow's objects: ``_tenants/<tenant>/<workflow>/`` for a
+    tenant's task, ``<workflow>/`` for an execution that is no task (``tenant`` empty)."""
     if not _WORKFLOW.match(workflow):
         raise StepError(
             FAILED,
@@ -121,7 +138,43 @@ def object_prefix(tenant: str, workflow: str) -> str:
         )
     if tenant and not _TENANT.match(tenant):
         raise StepError(FAILED, f"the tenant {tenant!r} cannot name an S3 prefix")
-    return f"{tenant}/{workflow}/" if tenant else f"{workflow}/"
+    return f"{TENANTS_PART}/{tenant}/{workflow}/" if tenant else f"{workflow}/"
+
+
+# --------------------------------------------------------------------------- tenants
+
+#: How many executions' tenants a process remembers (a task's tenant never changes).
+_TENANT_CACHE_SIZE = 4096
+_tenants: OrderedDict[tuple[str, str], str] = OrderedDict()
+_tenants_lock = threading.Lock()
+
+
+def tenant_of(execution: str) -> str:
+    """The tenant of the task an execution runs (its name is the task's id, in a split
+    child too: payloads carry the parent's execution); "" when no tasks table is
+    configured or the execution is no task. A read that fails raises (the caller's step
+    fails with a cause named by ``errors.classify``): there is no default to fall back
+    to."""
+    from loopline.settings import settings
+
+    table = settings().table
+    task_id = str(execution or "").rsplit(":", 1)[-1]
+    if not table or not task_id:
+        return ""
+    key = (table, task_id)
+    with _tenants_lock:
+        if key in _tenants:
+            _tenants.move_to_end(key)
+            return _tenants[key]
+    from loopline import store
+
+    task = store.get_task_record(task_id)
+    tenant = str(task.get("tenant") or "") if task is not None else ""
+    with _tenants_lock:
+        _tenants[key] = tenant
+        while len(_tenants) > _TENANT_CACHE_SIZE:
+            _tenants.popitem(last=False)
+    return tenant
 
 
 def parse_allow_entry(entry: str) -> tuple[str, str]:

@@ -230,7 +230,11 @@ def _start(
         )
     task_id = ids.new_id("task")
     sent = largevalues.offload_inputs(
-        resolved, workflow=wf.name, execution=task_id, bucket=settings().bucket
+        resolved,
+        workflow=wf.name,
+        execution=task_id,
+        bucket=settings().bucket,
+        tenant=caller.tenant,
     )
     sm_arn = wf.state_machine_arn
     now = ids.now()

@@ -63,9 +63,10 @@ def has_ref(value: Any) -> bool:
     return False
 
 
-def resolve_large(value: Any, workflow: str) -> Any:
-    """``value`` with each reference into the stack's bucket under ``workflow/`` replaced
-    by the stored value (at most 1 MB) or a link. Anything else is left as it is."""
+def resolve_large(value: Any, workflow: str, tenant: str) -> Any:
+    """``value`` with each reference into the stack's bucket under the task's own prefix
+    (``object_prefix(tenant, workflow)``) replaced by the stored value (at most 1 MB) or a
+    link. Anything else (another tenant's objects included) is left as it is."""
     from loopline.runtime import largevalues
     from loopline.runtime.errors import StepError
     from loopline.runtime.s3scope import object_prefix, within
@@ -74,7 +75,7 @@ def resolve_large(value: Any, workflow: str) -> Any:
     if not bucket or not has_ref(value):
         return value
     try:
-        prefix = object_prefix("", workflow)
+        prefix = object_prefix(tenant, workflow)
     except StepError:
         return value
 
@@ -142,7 +143,7 @@ def task_view(
         steps = derived_steps(runs or [], task.get("parents"))
 
     def shown(value: Any) -> Any:
-        return resolve_large(value, str(task["workflow"])) if resolve else value
+        return resolve_large(value, str(task["workflow"]), _tenant(task)) if resolve else value
 
     return {
         "id": tid,
@@ -168,15 +169,19 @@ def task_view(
     }
 
 
-def run_view(run: dict[str, Any], workflow: str) -> dict[str, Any]:
-    """One start of a step: ``{attempt, started_at, finished_at, status, output, error,
-    cause}``."""
+def _tenant(task: dict[str, Any]) -> str:
+    return str(task.get("tenant") or "")
+
+
+def run_view(run: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """One start of one of ``task``'s steps: ``{attempt, started_at, finished_at, status,
+    output, error, cause}``."""
     return {
         "attempt": int(run.get("attempt") or 0),
         "started_at": run.get("started_at"),
         "finished_at": run.get("finished_at"),
         "status": str(run.get("status") or "RUNNING").upper(),
-        "output": resolve_large(run.get("output"), workflow),
+        "output": resolve_large(run.get("output"), str(task["workflow"]), _tenant(task)),
         "error": run.get("error"),
         "cause": run.get("cause"),
     }
@@ -196,7 +201,7 @@ def step_view(
         "step": step,
         "status": status,
         "starts": starts or 0,
-        "runs": [run_view(r, str(task["workflow"])) for r in runs],
+        "runs": [run_view(r, task) for r in runs],
     }
 
 
