@@ -68,3 +68,32 @@ def tasks_table() -> Iterator[str]:
     """A fresh tasks table for one test (its name)."""
     with task_table() as name:
         yield name
+
+
+@contextmanager
+def tenant_task_executions(
+    tenants: tuple[str, ...] = ("acme", "globex"), workflow: str = "wf"
+) -> Iterator[dict[str, str]]:
+    """The tasks table with a running task of ``workflow`` for each tenant: tenant → the
+    execution ARN its steps' payloads carry (an execution is named after its task)."""
+    from loopline import ids, store
+
+    with task_table():
+        arns = {}
+        for tenant in tenants:
+            task_id = ids.new_id("task")
+            store.create_task(
+                tenant,
+                {
+                    "id": task_id,
+                    "workflow": workflow,
+                    "version": "1",
+                    "status": "RUNNING",
+                    "run": 1,
+                    "inputs": {},
+                    "labels": {},
+                    "created_at": ids.now(),
+                },
+            )
+            arns[tenant] = f"arn:aws:states:us-east-1:123456789012:execution:{workflow}:{task_id}"
+        yield arns

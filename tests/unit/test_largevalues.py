@@ -201,21 +201,10 @@ def test_references_that_climb_out_of_the_workflows_prefix_are_left_alone(s3: An
 
 @pytest.fixture
 def tenant_runs(s3: Any) -> Iterator[dict[str, str]]:
-    """The tasks table with a running task of workflow ``wf`` for each of two tenants:
-    tenant → the execution ARN of its task."""
-    from loopline import ids, store
+    """A running task of workflow ``wf`` for each of two tenants: tenant → its execution ARN."""
+    from tests.tasktable import tenant_task_executions
 
-    from tests.tasktable import task_table
-
-    with task_table():
-        arns = {}
-        for tenant in ("acme", "globex"):
-            task_id = ids.new_id("task")
-            store.create_task(
-                tenant,
-                {"id": task_id, "workflow": "wf", "status": "RUNNING", "created_at": ids.now()},
-            )
-            arns[tenant] = f"arn:aws:states:us-east-1:123456789012:execution:wf:{task_id}"
+    with tenant_task_executions() as arns:
         yield arns
 
 

@@ -336,30 +336,10 @@ def test_a_bucket_name_s3_refuses_is_a_failure_not_worth_a_retry(s3: Any) -> Non
 
 @pytest.fixture
 def tenant_tasks(s3: Any) -> Iterator[dict[str, str]]:
-    """The tasks table, with a running task of workflow ``wf`` for each of two tenants:
-    tenant → the execution ARN its steps' payloads carry (named after the task)."""
-    from loopline import ids, store
+    """A running task of workflow ``wf`` for each of two tenants: tenant → its execution ARN."""
+    from tests.tasktable import tenant_task_executions
 
-    from tests.tasktable import task_table
-
-    with task_table():
-        arns = {}
-        for tenant in ("acme", "globex"):
-            task_id = ids.new_id("task")
-            store.create_task(
-                tenant,
-                {
-                    "id": task_id,
-                    "workflow": "wf",
-                    "version": "1",
-                    "status": "RUNNING",
-                    "run": 1,
-                    "inputs": {},
-                    "labels": {},
-                    "created_at": ids.now(),
-                },
-            )
-            arns[tenant] = f"arn:aws:states:us-east-1:123456789012:execution:wf:{task_id}"
+    with tenant_task_executions() as arns:
         yield arns
 
 
