@@ -34,6 +34,9 @@ def payload(action: str, config: dict[str, Any], **values: Any) -> dict[str, Any
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("LOOPLINE_LARGE_VALUE_BYTES", "1000")
+    # No tasks table unless a test makes one (tests.tasktable): with one, a step's S3
+    # prefix depends on the tenant of its task, read from the table.
+    monkeypatch.delenv("LOOPLINE_TABLE", raising=False)
     settings.cache_clear()
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")

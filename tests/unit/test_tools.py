@@ -187,6 +187,9 @@ BUCKET = "tool-bucket"
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The artifacts bucket (LOOPLINE_BUCKET) and a second bucket, in moto."""
     monkeypatch.setenv("LOOPLINE_BUCKET", BUCKET)
+    # No tasks table unless a test makes one (tests.tasktable): with one, a step's S3
+    # prefix depends on the tenant of its task, read from the table.
+    monkeypatch.delenv("LOOPLINE_TABLE", raising=False)
     settings.cache_clear()
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
