@@ -311,8 +311,11 @@ def test_s3_tools_need_a_running_step_and_the_artifacts_bucket(
     with pytest.raises(StepError, match="only be reached from a running step"):
         call_tool("s3_get", {"uri": "x.json"})
     monkeypatch.delenv("LOOPLINE_BUCKET", raising=False)
+    # A tasks table named but missing: with no bucket there is nothing to look up in it.
+    monkeypatch.setenv("LOOPLINE_TABLE", "no-such-table")
     settings.cache_clear()
-    err = failure("s3_put", {"uri": "x.json", "body": 1})
+    with mock_aws():
+        err = failure("s3_put", {"uri": "x.json", "body": 1})
     assert "no artifacts bucket is configured (LOOPLINE_BUCKET)" in err.message
 
 

@@ -218,7 +218,8 @@ def locate(
         raise StepError(
             FAILED, f"{what}: S3 objects can only be reached from a running step (no workflow)"
         )
-    own_prefix = context.prefix
+    # ``context.prefix`` may read the task's tenant from the table: only once the
+    # reference has passed the checks that need no prefix.
     if ref[:5].lower() == "s3://":
         if "?" in ref or "#" in ref:
             raise StepError(FAILED, f"{what}: {ref} has a ? or # part; an S3 URI has none")
@@ -242,17 +243,17 @@ def locate(
         problem = key_problem(key)
         if problem:
             raise StepError(FAILED, f"{what}: {ref!r} is not a usable key: {problem}")
-        return bucket, own_prefix + key
+        return bucket, context.prefix + key
     problem = key_problem(key)
     if problem:
         raise StepError(FAILED, f"{what}: {ref} is not a usable S3 URI: {problem}")
-    if context.bucket and within(bucket, key, context.bucket, own_prefix):
+    if context.bucket and within(bucket, key, context.bucket, context.prefix):
         return bucket, key
     for entry in allow:
         allowed_bucket, prefix = parse_allow_entry(entry)
         if within(bucket, key, allowed_bucket, prefix):
             return bucket, key
-    own = f"s3://{context.bucket}/{own_prefix}" if context.bucket else "no artifacts bucket"
+    own = f"s3://{context.bucket}/{context.prefix}" if context.bucket else "no artifacts bucket"
     listed = ", ".join(allow) or "nothing"
     raise StepError(
         FAILED,
